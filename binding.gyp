@@ -1,0 +1,19 @@
+{
+  "targets": [
+    {
+      "target_name": "imgmount",
+      "sources": [
+        "native/addon.cc",
+        "native/lock.cc",
+        "native/loop.cc",
+        "native/mount.cc",
+        "native/namespace.cc"
+      ],
+      "dependencies": [
+        "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"
+      ],
+      "defines": ["NAPI_VERSION=8", "_GNU_SOURCE", "_FILE_OFFSET_BITS=64"],
+      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-missing-field-initializers"]
+    }
+  ]
+}

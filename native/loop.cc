@@ -1,0 +1,7 @@
+#include "addon.h"
+
+namespace imgmount {
+
+void InitLoop(Napi::Env, Napi::Object) {}
+
+}  // namespace imgmount

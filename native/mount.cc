@@ -1,0 +1,7 @@
+#include "addon.h"
+
+namespace imgmount {
+
+void InitMount(Napi::Env, Napi::Object) {}
+
+}  // namespace imgmount

@@ -1,0 +1,31 @@
+import { expect } from 'chai';
+import { getSystemErrorName } from 'node:util';
+import { ImgmountError, SystemError, hasErrorCode, AbortError } from '../../lib/errors';
+
+describe('errors', () => {
+  it('SystemError has Node shape: code, negative errno, syscall, path, message', () => {
+    const e = new SystemError({ errno: 16, syscall: 'ioctl(LOOP_CONFIGURE)', path: '/dev/loop3' });
+    expect(e.code).to.equal('EBUSY');
+    expect(e.errno).to.equal(-16);
+    expect(getSystemErrorName(e.errno)).to.equal('EBUSY');
+    expect(e.syscall).to.equal('ioctl(LOOP_CONFIGURE)');
+    expect(e.message).to.match(/^EBUSY: .*, ioctl\(LOOP_CONFIGURE\) '\/dev\/loop3'$/);
+    expect(e).to.be.instanceOf(Error);
+    expect(e.name).to.equal('SystemError');
+  });
+
+  it('hasErrorCode finds a code through any depth of cause', () => {
+    const inner = new ImgmountError('ERR_READ_ONLY_FS', 'ro');
+    const outer = new Error('outer', { cause: new Error('mid', { cause: inner }) });
+    expect(hasErrorCode(outer, 'ERR_READ_ONLY_FS')).to.equal(true);
+    expect(hasErrorCode(outer, 'ERR_NO_PARTITION')).to.equal(false);
+    expect(hasErrorCode(undefined, 'ERR_READ_ONLY_FS')).to.equal(false);
+  });
+
+  it('AbortError matches core fs', () => {
+    const e = new AbortError(undefined, { cause: 'why' });
+    expect(e.name).to.equal('AbortError');
+    expect(e.code).to.equal('ABORT_ERR');
+    expect(e.cause).to.equal('why');
+  });
+});
