@@ -47,8 +47,12 @@ export type DriverFeature = number;
 /** Apptainer's "no fd" sentinel for Image.fd (all-ones uintptr). JSON carries it as this number. */
 export const NO_FD = 2 ** 64 - 1;
 
-/** Every Apptainer probe read exactly this much; we read up to it (smaller files are probed on what they hold). */
-export const PROBE_SIZE = 2048;
+/**
+ * How much detection reads from the start of a file, in one read. Apptainer demanded exactly
+ * 2048 bytes (so smaller files were "unknown"); we probe whatever a file holds up to this,
+ * enough for a 2 KiB launch header followed by an ext superblock.
+ */
+export const PROBE_SIZE = 4096;
 
 const typeNames: Record<number, string> = {
   [SQUASHFS]: 'squashfs',

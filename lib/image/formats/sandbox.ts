@@ -1,0 +1,22 @@
+// A directory is a sandbox image: one root partition spanning nothing (it is bind-mounted).
+
+import { DataUsage, OverlayUsage, RootFs, RootFsUsage, SANDBOX } from '../constants';
+import { NotThisFormat } from '../probe';
+import type { DetectedImage, ImageFormat, ProbeContext } from './format';
+
+export const sandboxFormat: ImageFormat = {
+  name: 'sandbox',
+  async probe(ctx: ProbeContext): Promise<DetectedImage> {
+    if (ctx.kind !== 'directory') throw new NotThisFormat('sandbox', 'not a directory');
+    return {
+      type: SANDBOX,
+      partitions: [
+        { name: RootFs, size: 0, offset: 0, id: 1, type: SANDBOX, allowedUsage: RootFsUsage | OverlayUsage | DataUsage },
+      ],
+      sections: [],
+      extraUsage: 0,
+      warnings: [],
+      writable: true,
+    };
+  },
+};

@@ -1,0 +1,149 @@
+// init(): open a path, recognise the image format, and describe its partitions.
+//
+// Order and semantics follow Apptainer's pkg/image Init (sandbox, SIF, squashfs, ext3;
+// soft "not this format" versus hard "this format, but broken"), with the fixes listed in
+// docs/DEVELOPERS.md: one open and one read shared by all probes, small files probed on
+// what they hold, FIFOs/sockets/devices refused before open, and an unknown file's error
+// saying per format why it was rejected.
+
+import * as fs from 'node:fs';
+import { debuglog } from 'node:util';
+import { ImgmountError, fromNodeError, invalidArgType, throwIfAborted } from '../errors';
+import { preadFully } from '../io/byte-source';
+import { PROBE_SIZE, RootFsUsage } from './constants';
+import { ext3Format } from './formats/ext3';
+import type { DetectedImage, ImageFormat, ProbeContext } from './formats/format';
+import { sandboxFormat } from './formats/sandbox';
+import { sifFormat } from './formats/sif';
+import { squashfsFormat } from './formats/squashfs';
+import { Image } from './image';
+import { lockExt3Partitions } from './lock';
+import { closeFd, openImageFile, reopenReadWrite, type OpenedFile } from './open-file';
+import { resolvePath } from './path';
+import { NotThisFormat, type FormatRejection } from './probe';
+
+const debug = debuglog('imgmount');
+
+/** Formats in the order Apptainer tries them. */
+export const imageFormats: readonly ImageFormat[] = [sandboxFormat, sifFormat, squashfsFormat, ext3Format];
+
+export interface InitOptions {
+  signal?: AbortSignal;
+  /**
+   * When writing was asked for but the format is read-only (squashfs), resolve with a
+   * read-only image (its `warnings` say so) instead of rejecting with ERR_READ_ONLY_FS.
+   * Apptainer does this for overlay and data images.
+   */
+  readOnlyFallback?: boolean;
+}
+
+function access(p: string, mode: number): Promise<boolean> {
+  return new Promise((resolve) => fs.access(p, mode, (err) => resolve(!err)));
+}
+
+/** A short hint about what an unrecognised file is, from its first bytes. */
+function contentHint(head: Buffer, size: number): string {
+  if (size === 0) return 'the file is empty';
+  const sample = head.subarray(0, 512);
+  const text = sample.toString('latin1');
+  if (/^\s*<(!doctype html|html)/i.test(text)) return 'the file looks like an HTML page (a failed download?)';
+  let printable = 0;
+  for (const c of sample) if (c === 9 || c === 10 || c === 13 || (c >= 32 && c < 127)) printable++;
+  if (sample.length > 0 && printable / sample.length > 0.95) return 'the file looks like text, not an image';
+  return '';
+}
+
+async function detect(ctx: ProbeContext): Promise<DetectedImage> {
+  const rejections: FormatRejection[] = [];
+  for (const format of imageFormats) {
+    try {
+      return await format.probe(ctx);
+    } catch (err) {
+      if (err instanceof NotThisFormat) {
+        rejections.push({ format: format.name, reason: err.reason });
+        continue;
+      }
+      throw err;
+    }
+  }
+  const hint = contentHint(ctx.head, ctx.size);
+  throw new ImgmountError(
+    'ERR_IMAGE_UNKNOWN_FORMAT',
+    `image format not recognized: ${ctx.path}` +
+      (hint ? ` (${hint})` : '') +
+      rejections.map((r) => `\n  ${r.format}: ${r.reason}`).join(''),
+    { path: ctx.path, details: { rejections } },
+  );
+}
+
+/**
+ * Opens and recognises the image at `path`. With `writable`, the image is opened read-write
+ * if the user may write it and the format allows it (else see `readOnlyFallback`).
+ */
+export async function init(path: string, writable = false, options: InitOptions = {}): Promise<Image> {
+  if (typeof path !== 'string') throw invalidArgType('path', 'of type string', path);
+  const { signal } = options;
+  throwIfAborted(signal);
+  const resolved = await resolvePath(path);
+  if (!(await access(resolved, fs.constants.R_OK))) {
+    throw new ImgmountError('ERR_IMAGE_NOT_READABLE', `${resolved} is not readable by the current user, check permissions`, {
+      path: resolved,
+    });
+  }
+  let wantWrite = writable;
+  if (wantWrite && !(await access(resolved, fs.constants.W_OK))) {
+    debug('opening %s in read-only mode: no write permissions', resolved);
+    wantWrite = false;
+  }
+  throwIfAborted(signal);
+
+  const file = await openImageFile(resolved);
+  let fd = file.fd;
+  try {
+    const head = file.kind === 'directory' ? Buffer.alloc(0) : await readHead(file, resolved);
+    throwIfAborted(signal);
+    const found = await detect({ fd, kind: file.kind, size: file.size, head, path: resolved });
+    const warnings = [...found.warnings];
+    if (writable && !found.writable) {
+      const err = new ImgmountError(
+        'ERR_READ_ONLY_FS',
+        `could not set ${resolved} image writable: squashfs is a read-only filesystem`,
+        { path: resolved },
+      );
+      if (!options.readOnlyFallback) throw err;
+      warnings.push(err.message);
+      wantWrite = false;
+    } else if (writable && !wantWrite) {
+      warnings.push(`${resolved} opened read-only: no write permission`);
+    }
+    if (wantWrite && file.kind !== 'directory') {
+      const rw = await reopenReadWrite(file, resolved);
+      await closeFd(fd);
+      fd = rw;
+    }
+    throwIfAborted(signal);
+    await lockExt3Partitions(fd, found.partitions, wantWrite, resolved, warnings);
+    throwIfAborted(signal);
+    return new Image({
+      partitions: found.partitions,
+      sections: found.sections,
+      path: resolved,
+      type: found.type,
+      fd,
+      writable: wantWrite,
+      usage: RootFsUsage | found.extraUsage,
+      warnings,
+    });
+  } catch (err) {
+    await closeFd(fd).catch(() => undefined);
+    throw err;
+  }
+}
+
+async function readHead(file: OpenedFile, displayPath: string): Promise<Buffer> {
+  try {
+    return await preadFully(file.fd, 0, Math.min(PROBE_SIZE, file.size));
+  } catch (err) {
+    throw fromNodeError(err, `can't read the start of ${displayPath}`);
+  }
+}
