@@ -2,3 +2,6 @@
 export * from './errors';
 export * from './image';
 export { isReadOnlyFilesystem } from './image/read-only';
+export * as sif from './sif';
+export { loadSif, createSif, openSifWriter, SifWriter } from './sif';
+export type { SifImage, SifHeader, SifDescriptor, SifObjectInput } from './sif';

@@ -1,0 +1,68 @@
+// imgmount inspect [--json] [--writable] IMAGE
+
+import { typeName, usageNames } from '../image/constants';
+import type { Section } from '../image/section';
+import { init } from '../image/init';
+import type { Image } from '../image/image';
+import { readPartitionInfo } from '../image/partition-info';
+import { dataTypeName } from '../sif/constants';
+import { parse, table, UsageError, write, type CliIO, type Command } from './usage';
+
+async function fsDetail(image: Image, p: Section): Promise<string> {
+  try {
+    const info = await readPartitionInfo(image, p);
+    if (info.squashfs) return `squashfs ${info.squashfs.major}.${info.squashfs.minor}, ${info.squashfs.compression}`;
+    if (info.ext3) return `ext3, ${info.ext3.blocksCount} blocks of ${info.ext3.blockSize}${info.ext3.label ? `, label "${info.ext3.label}"` : ''}`;
+  } catch (err) {
+    return `unreadable: ${(err as Error).message}`;
+  }
+  return '';
+}
+
+export async function describeImage(image: Image): Promise<string> {
+  const lines = [
+    image.path,
+    `  type:     ${typeName(image.type).toUpperCase()} (0x${image.type.toString(16)})`,
+    `  writable: ${image.writable ? 'yes' : 'no'}`,
+    `  usage:    ${usageNames(image.usage)}`,
+  ];
+  if (image.partitions.length) {
+    const rows = [['ID', 'NAME', 'TYPE', 'OFFSET', 'SIZE', 'USAGE', 'FILESYSTEM']];
+    for (const p of image.partitions) {
+      rows.push([String(p.id), p.name, typeName(p.type), String(p.offset), String(p.size), usageNames(p.allowedUsage), await fsDetail(image, p)]);
+    }
+    lines.push('  partitions:', indent(table(rows), 4));
+  } else {
+    lines.push('  partitions: none');
+  }
+  if (image.sections.length) {
+    const rows = [['ID', 'NAME', 'TYPE', 'OFFSET', 'SIZE']];
+    for (const s of image.sections) rows.push([String(s.id), s.name || '-', dataTypeName(s.type), String(s.offset), String(s.size)]);
+    lines.push('  sections:', indent(table(rows), 4));
+  }
+  if (image.warnings.length) lines.push('  warnings:', ...image.warnings.map((w) => `    ${w}`));
+  return lines.join('\n') + '\n';
+}
+
+function indent(text: string, n: number): string {
+  return text
+    .split('\n')
+    .map((l) => ' '.repeat(n) + l)
+    .join('\n');
+}
+
+export const inspectCommand: Command = {
+  name: 'inspect',
+  usage: 'imgmount inspect [--json] [--writable] IMAGE',
+  summary: 'recognise an image and list its partitions and sections',
+  async run(args: string[], io: CliIO): Promise<number> {
+    const { values, positionals } = parse(args, {
+      json: { type: 'boolean' },
+      writable: { type: 'boolean' },
+    });
+    if (positionals.length !== 1) throw new UsageError('inspect takes exactly one IMAGE');
+    await using image = await init(positionals[0]!, values.writable ?? false);
+    await write(io.stdout, values.json ? image.toJSONString() + '\n' : await describeImage(image));
+    return 0;
+  },
+};

@@ -1,0 +1,45 @@
+// The imgmount command line: `imgmount <command> [options]`. Errors go to stderr as
+// "imgmount: <message>" with a nonzero status (2 for usage mistakes).
+
+import { inspectCommand } from './inspect';
+import { readCommand } from './read';
+import { UsageError, write, type CliIO, type Command } from './usage';
+
+export const commands: Command[] = [inspectCommand, readCommand];
+
+function help(): string {
+  const width = Math.max(...commands.map((c) => c.usage.length));
+  return (
+    'usage: imgmount <command> [options]\n\ncommands:\n' +
+    commands.map((c) => `  ${c.usage.padEnd(width)}  ${c.summary}`).join('\n') +
+    '\n\nSet NODE_DEBUG=imgmount for debug output.\n'
+  );
+}
+
+export async function main(argv: string[], io: CliIO = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
+    await write(name === undefined ? io.stderr : io.stdout, help());
+    return name === undefined ? 2 : 0;
+  }
+  const command = commands.find((c) => c.name === name);
+  if (!command) {
+    await write(io.stderr, `imgmount: unknown command "${name}"\n\n${help()}`);
+    return 2;
+  }
+  if (rest.includes('-h') || rest.includes('--help')) {
+    await write(io.stdout, `usage: ${command.usage}\n  ${command.summary}\n`);
+    return 0;
+  }
+  try {
+    return await command.run(rest, io);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      await write(io.stderr, `imgmount: ${err.message}\nusage: ${command.usage}\n`);
+      return 2;
+    }
+    if ((err as NodeJS.ErrnoException).code === 'EPIPE') return 1;
+    await write(io.stderr, `imgmount: ${(err as Error).message ?? String(err)}\n`);
+    return 1;
+  }
+}

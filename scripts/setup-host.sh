@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs the host tools imgmount's tests, demo and FUSE drivers use, only if missing.
+# Idempotent; needs root (or sudo) on Debian/Ubuntu. Node.js, npm, python3, make and g++
+# must already be there (node-gyp builds the addon with them).
+set -euo pipefail
+
+# command -> Debian package
+declare -A want=(
+  [mksquashfs]=squashfs-tools
+  [unsquashfs]=squashfs-tools
+  [mke2fs]=e2fsprogs
+  [fuse2fs]=fuse2fs
+  [mkfs.vfat]=dosfstools
+  [squashfuse]=squashfuse
+  [squashfuse_ll]=squashfuse
+  [fusermount3]=fuse3
+  [fuse-overlayfs]=fuse-overlayfs
+  [gocryptfs]=gocryptfs
+  [unshare]=util-linux
+  [losetup]=mount
+)
+
+missing=()
+for cmd in "${!want[@]}"; do
+  if ! command -v "$cmd" >/dev/null 2>&1 && ! [ -x "/usr/sbin/$cmd" ] && ! [ -x "/sbin/$cmd" ]; then
+    missing+=("${want[$cmd]}")
+  fi
+done
+for tool in node npm python3 make g++; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "setup-host: $tool is required but not installed" >&2; exit 1; }
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+mapfile -t packages < <(printf '%s\n' "${missing[@]}" | sort -u)
+echo "setup-host: installing ${packages[*]}"
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 || { echo "setup-host: run as root (or install sudo) to install ${packages[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
