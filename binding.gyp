@@ -7,7 +7,8 @@
         "native/lock.cc",
         "native/loop.cc",
         "native/mount.cc",
-        "native/namespace.cc"
+        "native/namespace.cc",
+        "native/users.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"

@@ -22,6 +22,9 @@ export interface NativeBinding {
   initialize(options: { SystemError: typeof SystemError }): void;
   ofdSetLock(fd: number, type: LockType, start: number, length: number, sync?: boolean): Promise<void>;
   ofdGetLock(fd: number, type: LockType, start: number, length: number, sync?: boolean): Promise<NativeLockHolder | null>;
+  /** NSS lookups (getpwnam_r/getgrnam_r): the id, or null if there is no such name. */
+  lookupUser(name: string): Promise<number | null>;
+  lookupGroup(name: string): Promise<number | null>;
   [name: string]: unknown;
 }
 
