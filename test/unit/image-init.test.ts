@@ -172,12 +172,12 @@ describe('init: format detection', () => {
       console.log('      (skip: needs root to run a child as nobody)');
       this.skip();
     }
+    // Load the library as root (the checkout may not be readable by nobody), then drop to nobody.
     const lib = path.join(repoRoot, 'dist', 'lib');
-    const r = spawnSync(
-      process.execPath,
-      ['-e', `require(${JSON.stringify(lib)}).init(${JSON.stringify(unreadable)}).then(()=>console.log('OK'),e=>console.log(e.code+' '+e.message))`],
-      { uid: 65534, gid: 65534, encoding: 'utf8' },
-    );
+    const script =
+      `const lib = require(${JSON.stringify(lib)}); process.setgid(65534); process.setuid(65534);` +
+      `lib.init(${JSON.stringify(unreadable)}).then(() => console.log('OK'), (e) => console.log(e.code + ' ' + e.message))`;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
     expect(r.stdout.trim()).to.match(/^ERR_IMAGE_NOT_READABLE .*is not readable by the current user, check permissions$/);
   });
 });
