@@ -13,8 +13,34 @@
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"
       ],
-      "defines": ["NAPI_VERSION=8", "_GNU_SOURCE", "_FILE_OFFSET_BITS=64"],
-      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-missing-field-initializers"]
+      "defines": [
+        "NAPI_VERSION=8",
+        "_GNU_SOURCE",
+        "_FILE_OFFSET_BITS=64"
+      ],
+      "cflags_cc": [
+        "-std=c++17",
+        "-Wall",
+        "-Wextra",
+        "-Wno-missing-field-initializers"
+      ]
+    },
+    {
+      "target_name": "imgmount-nsenter",
+      "type": "executable",
+      "sources": [
+        "native/helper/nsenter.c"
+      ],
+      "defines": [
+        "_GNU_SOURCE",
+        "_FILE_OFFSET_BITS=64"
+      ],
+      "cflags": [
+        "-O2",
+        "-Wall",
+        "-Wextra",
+        "-Wno-missing-field-initializers"
+      ]
     }
   ]
 }

@@ -1,7 +1,375 @@
-#include "addon.h"
+// Loop devices: LOOP_CTL_GET_FREE, LOOP_CONFIGURE, the legacy LOOP_SET_FD + LOOP_SET_STATUS64
+// pair, LOOP_GET_STATUS64 and LOOP_CLR_FD. Translation only: which method, how many retries
+// and what counts as a match are decided in lib/loop/.
+#include "loop.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
 
 namespace imgmount {
 
-void InitLoop(Napi::Env, Napi::Object) {}
+std::string LoopPath(int number) { return "/dev/loop" + std::to_string(number); }
+
+static bool LoopAttachFd(const LoopAttachSpec& spec, int imageFd, LoopAttached& out, Failure& f);
+
+bool LoopAttach(const LoopAttachSpec& spec, LoopAttached& out, Failure& f) {
+  if (spec.imageFd >= 0) return LoopAttachFd(spec, spec.imageFd, out, f);
+  int img = open(spec.imagePath.c_str(), (spec.openReadOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+  if (img < 0) return f.Set("open", spec.imagePath);
+  bool ok = LoopAttachFd(spec, img, out, f);
+  close(img);  // the loop device holds its own reference to the file
+  return ok;
+}
+
+static bool LoopAttachFd(const LoopAttachSpec& spec, int imageFd, LoopAttached& out, Failure& f) {
+  struct stat st;
+  if (fstat(imageFd, &st) != 0) return f.Set("fstat", spec.imagePath);
+  out.imageDevice = st.st_dev;
+  out.imageInode = st.st_ino;
+  int number = spec.device;
+  if (number < 0) {
+    int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+    if (ctl < 0) return f.Set("open", "/dev/loop-control");
+    number = ioctl(ctl, LOOP_CTL_GET_FREE);
+    int e = errno;
+    close(ctl);
+    if (number < 0) return f.Set("ioctl(LOOP_CTL_GET_FREE)", "/dev/loop-control", "", e);
+  }
+  std::string path = LoopPath(number);
+  int fd = open(path.c_str(), (spec.openReadOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+  if (fd < 0) return f.Set("open", path);
+
+  if (!spec.legacy) {
+    struct loop_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.fd = static_cast<__u32>(imageFd);
+    cfg.block_size = spec.blockSize;
+    cfg.info = spec.info;
+    if (ioctl(fd, LOOP_CONFIGURE, &cfg) != 0) {
+      f.Set("ioctl(LOOP_CONFIGURE)", path);
+      close(fd);  // not bound by us: nothing else to undo
+      return false;
+    }
+    if (ioctl(fd, LOOP_GET_STATUS64, &out.status) != 0) {
+      f.Set("ioctl(LOOP_GET_STATUS64)", path);
+      ioctl(fd, LOOP_CLR_FD, 0);
+      close(fd);
+      return false;
+    }
+    out.haveStatus = true;
+  } else {
+    if (ioctl(fd, LOOP_SET_FD, imageFd) != 0) {
+      f.Set("ioctl(LOOP_SET_FD)", path);
+      close(fd);
+      return false;
+    }
+    if (spec.blockSize != 0 && ioctl(fd, LOOP_SET_BLOCK_SIZE, static_cast<unsigned long>(spec.blockSize)) != 0) {
+      f.Set("ioctl(LOOP_SET_BLOCK_SIZE)", path);
+      ioctl(fd, LOOP_CLR_FD, 0);
+      close(fd);
+      return false;
+    }
+  }
+  out.fd = fd;
+  out.number = number;
+  out.path = path;
+  return true;
+}
+
+bool LoopDetach(int fd, bool clear, const std::string& path, Failure& f) {
+  bool ok = true;
+  if (clear && ioctl(fd, LOOP_CLR_FD, 0) != 0) ok = f.Set("ioctl(LOOP_CLR_FD)", path);
+  if (close(fd) != 0 && ok && errno != EINTR) ok = f.Set("close", path);
+  return ok;
+}
+
+static void ParseInfo(Napi::Object o, struct loop_info64& info) {
+  memset(&info, 0, sizeof info);
+  Napi::Value v = o.Get("offset");
+  if (!v.IsUndefined()) info.lo_offset = ArgUint64(v, "offset");
+  v = o.Get("sizeLimit");
+  if (!v.IsUndefined()) info.lo_sizelimit = ArgUint64(v, "sizeLimit");
+  v = o.Get("flags");
+  if (!v.IsUndefined()) info.lo_flags = static_cast<__u32>(ArgUint64(v, "flags"));
+  v = o.Get("fileName");
+  if (v.IsString()) {
+    std::string name = v.As<Napi::String>().Utf8Value();
+    // lo_file_name is a NUL-terminated 64-byte field; the kernel shows it in sysfs/losetup.
+    size_t n = name.size() < LO_NAME_SIZE - 1 ? name.size() : LO_NAME_SIZE - 1;
+    memcpy(info.lo_file_name, name.data(), n);
+  }
+}
+
+LoopAttachSpec ParseLoopAttachSpec(Napi::Object o) {
+  LoopAttachSpec s;
+  Napi::Env env = o.Env();
+  Napi::Value fd = o.Get("imageFd");
+  Napi::Value ip = o.Get("imagePath");
+  if (fd.IsNumber()) s.imageFd = fd.As<Napi::Number>().Int32Value();
+  if (ip.IsString()) s.imagePath = ip.As<Napi::String>().Utf8Value();
+  if (s.imageFd < 0 && s.imagePath.empty()) throw Napi::TypeError::New(env, "imageFd or imagePath is required");
+  Napi::Value dev = o.Get("device");
+  s.device = dev.IsNumber() ? dev.As<Napi::Number>().Int32Value() : -1;
+  s.openReadOnly = ArgBool(o.Get("openReadOnly"), true);
+  Napi::Value method = o.Get("method");
+  if (method.IsString()) {
+    std::string m = method.As<Napi::String>().Utf8Value();
+    if (m == "legacy") s.legacy = true;
+    else if (m != "configure") throw Napi::TypeError::New(env, "method must be 'configure' or 'legacy'");
+  }
+  Napi::Value bs = o.Get("blockSize");
+  if (!bs.IsUndefined()) s.blockSize = static_cast<uint32_t>(ArgUint64(bs, "blockSize"));
+  ParseInfo(o, s.info);
+  return s;
+}
+
+Napi::Value LoopInfoToJs(Napi::Env env, const struct loop_info64& s) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("device", BigOrNumber(env, s.lo_device));
+  o.Set("inode", BigOrNumber(env, s.lo_inode));
+  o.Set("rdevice", BigOrNumber(env, s.lo_rdevice));
+  o.Set("offset", BigOrNumber(env, s.lo_offset));
+  o.Set("sizeLimit", BigOrNumber(env, s.lo_sizelimit));
+  o.Set("number", Napi::Number::New(env, s.lo_number));
+  o.Set("flags", Napi::Number::New(env, s.lo_flags));
+  size_t n = strnlen(reinterpret_cast<const char*>(s.lo_file_name), LO_NAME_SIZE);
+  o.Set("fileName", Napi::String::New(env, reinterpret_cast<const char*>(s.lo_file_name), n));
+  return o;
+}
+
+Napi::Object LoopAttachedToJs(Napi::Env env, const LoopAttached& a) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("imageDevice", BigOrNumber(env, a.imageDevice));
+  o.Set("imageInode", BigOrNumber(env, a.imageInode));
+  o.Set("fd", Napi::Number::New(env, a.fd));
+  o.Set("number", Napi::Number::New(env, a.number));
+  o.Set("path", Napi::String::New(env, a.path));
+  o.Set("status", a.haveStatus ? LoopInfoToJs(env, a.status) : env.Null());
+  return o;
+}
+
+namespace {
+
+bool IsSync(const Napi::CallbackInfo& info, size_t i) { return ArgBool(info[i], false); }
+
+// loopCtlGetFree([sync]) -> number
+Napi::Value LoopCtlGetFree(const Napi::CallbackInfo& info) {
+  return Dispatch<int>(
+      info, IsSync(info, 0), "imgmount:loop.getFree",
+      [](int& out, Failure& f) {
+        int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+        if (ctl < 0) return f.Set("open", "/dev/loop-control");
+        out = ioctl(ctl, LOOP_CTL_GET_FREE);
+        int e = errno;
+        close(ctl);
+        if (out < 0) return f.Set("ioctl(LOOP_CTL_GET_FREE)", "/dev/loop-control", "", e);
+        return true;
+      },
+      [](Napi::Env env, int& n) { return Napi::Number::New(env, n); });
+}
+
+// loopAttach(spec[, sync]) -> { fd, number, path, status | null }
+Napi::Value LoopAttachJs(const Napi::CallbackInfo& info) {
+  LoopAttachSpec spec = ParseLoopAttachSpec(ArgObject(info, 0, "spec"));
+  return Dispatch<LoopAttached>(
+      info, IsSync(info, 1), "imgmount:loop.attach",
+      [spec](LoopAttached& out, Failure& f) { return LoopAttach(spec, out, f); },
+      [](Napi::Env env, LoopAttached& a) -> Napi::Value { return LoopAttachedToJs(env, a); });
+}
+
+// loopSetStatus(fd, info, path[, sync]) -> void     (LOOP_SET_STATUS64)
+Napi::Value LoopSetStatus(const Napi::CallbackInfo& info) {
+  int fd = ArgInt(info, 0, "fd");
+  struct loop_info64 li;
+  ParseInfo(ArgObject(info, 1, "info"), li);
+  std::string path = info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "";
+  return Dispatch<int>(
+      info, IsSync(info, 3), "imgmount:loop.setStatus",
+      [fd, li, path](int&, Failure& f) {
+        if (ioctl(fd, LOOP_SET_STATUS64, &li) != 0) return f.Set("ioctl(LOOP_SET_STATUS64)", path);
+        return true;
+      },
+      [](Napi::Env env, int&) { return env.Undefined(); });
+}
+
+// loopGetStatus(fd | path[, sync]) -> status       (LOOP_GET_STATUS64)
+Napi::Value LoopGetStatus(const Napi::CallbackInfo& info) {
+  int fd = -1;
+  std::string path;
+  if (info[0].IsNumber()) fd = info[0].As<Napi::Number>().Int32Value();
+  else path = ArgString(info, 0, "device");
+  return Dispatch<struct loop_info64>(
+      info, IsSync(info, 1), "imgmount:loop.getStatus",
+      [fd, path](struct loop_info64& out, Failure& f) {
+        int use = fd;
+        if (use < 0) {
+          use = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+          if (use < 0) return f.Set("open", path);
+        }
+        int rc = ioctl(use, LOOP_GET_STATUS64, &out);
+        int e = errno;
+        if (fd < 0) close(use);
+        if (rc != 0) return f.Set("ioctl(LOOP_GET_STATUS64)", path, "", e);
+        return true;
+      },
+      [](Napi::Env env, struct loop_info64& s) { return LoopInfoToJs(env, s); });
+}
+
+// loopOpen(path, readOnly[, sync]) -> { fd, status }: open + LOOP_GET_STATUS64 (closes on failure).
+struct Opened {
+  int fd = -1;
+  struct loop_info64 status {};
+};
+Napi::Value LoopOpen(const Napi::CallbackInfo& info) {
+  std::string path = ArgString(info, 0, "path");
+  bool ro = ArgBool(info[1], true);
+  return Dispatch<Opened>(
+      info, IsSync(info, 2), "imgmount:loop.open",
+      [path, ro](Opened& out, Failure& f) {
+        int fd = open(path.c_str(), (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+        if (fd < 0) return f.Set("open", path);
+        if (ioctl(fd, LOOP_GET_STATUS64, &out.status) != 0) {
+          f.Set("ioctl(LOOP_GET_STATUS64)", path);
+          close(fd);
+          return false;
+        }
+        out.fd = fd;
+        return true;
+      },
+      [](Napi::Env env, Opened& o) -> Napi::Value {
+        Napi::Object r = Napi::Object::New(env);
+        r.Set("fd", Napi::Number::New(env, o.fd));
+        r.Set("status", LoopInfoToJs(env, o.status));
+        return r;
+      });
+}
+
+// loopDetach(fd, clear, path[, sync]) -> void: LOOP_CLR_FD (if clear) then close(fd).
+Napi::Value LoopDetachJs(const Napi::CallbackInfo& info) {
+  int fd = ArgInt(info, 0, "fd");
+  bool clear = ArgBool(info[1], true);
+  std::string path = info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "";
+  return Dispatch<int>(
+      info, IsSync(info, 3), "imgmount:loop.detach",
+      [fd, clear, path](int&, Failure& f) { return LoopDetach(fd, clear, path, f); },
+      [](Napi::Env env, int&) { return env.Undefined(); });
+}
+
+// loopProbeConfigure([sync]) -> errno of LOOP_CONFIGURE with an invalid backing fd (-1) on a
+// free device: EBADF means the ioctl exists; EINVAL/ENOTTY means it does not. Binds nothing.
+Napi::Value LoopProbeConfigure(const Napi::CallbackInfo& info) {
+  return Dispatch<int>(
+      info, IsSync(info, 0), "imgmount:loop.probe",
+      [](int& out, Failure& f) {
+        int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+        if (ctl < 0) return f.Set("open", "/dev/loop-control");
+        int n = ioctl(ctl, LOOP_CTL_GET_FREE);
+        int e = errno;
+        close(ctl);
+        if (n < 0) return f.Set("ioctl(LOOP_CTL_GET_FREE)", "/dev/loop-control", "", e);
+        std::string path = LoopPath(n);
+        int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) return f.Set("open", path);
+        struct loop_config cfg;
+        memset(&cfg, 0, sizeof cfg);
+        cfg.fd = static_cast<__u32>(-1);
+        out = ioctl(fd, LOOP_CONFIGURE, &cfg) == 0 ? 0 : errno;
+        if (out == 0) ioctl(fd, LOOP_CLR_FD, 0);  // cannot happen with fd -1; never leave it bound
+        close(fd);
+        return true;
+      },
+      [](Napi::Env env, int& e) { return Napi::Number::New(env, e); });
+}
+
+// flock(fd, 'ex'|'sh'|'un', nonBlocking[, sync]) -> void
+Napi::Value Flock(const Napi::CallbackInfo& info) {
+  int fd = ArgInt(info, 0, "fd");
+  std::string op = ArgString(info, 1, "operation");
+  int how;
+  if (op == "ex") how = LOCK_EX;
+  else if (op == "sh") how = LOCK_SH;
+  else if (op == "un") how = LOCK_UN;
+  else throw Napi::TypeError::New(info.Env(), "operation must be 'ex', 'sh' or 'un'");
+  if (ArgBool(info[2], true)) how |= LOCK_NB;
+  return Dispatch<int>(
+      info, IsSync(info, 3), "imgmount:flock",
+      [fd, how](int&, Failure& f) {
+        if (flock(fd, how) != 0) return f.Set("flock");
+        return true;
+      },
+      [](Napi::Env env, int&) { return env.Undefined(); });
+}
+
+// readTextFiles(paths, maxBytes[, sync]) -> (string | number)[]: each file's text, or the errno
+// that stopped it. One worker hop for the many small sysfs attributes a loop scan reads.
+Napi::Value ReadTextFiles(const Napi::CallbackInfo& info) {
+  if (!info[0].IsArray()) throw Napi::TypeError::New(info.Env(), "paths must be an array of strings");
+  Napi::Array arr = info[0].As<Napi::Array>();
+  std::vector<std::string> paths;
+  for (uint32_t i = 0; i < arr.Length(); i++) {
+    Napi::Value v = arr.Get(i);
+    if (!v.IsString()) throw Napi::TypeError::New(info.Env(), "paths must be an array of strings");
+    paths.push_back(v.As<Napi::String>().Utf8Value());
+  }
+  size_t max = static_cast<size_t>(ArgUint64(info[1], "maxBytes"));
+  struct Read {
+    std::vector<std::string> text;
+    std::vector<int> err;
+  };
+  return Dispatch<Read>(
+      info, IsSync(info, 2), "imgmount:readTextFiles",
+      [paths, max](Read& out, Failure&) {
+        out.text.resize(paths.size());
+        out.err.assign(paths.size(), 0);
+        std::vector<char> buf(max);
+        for (size_t i = 0; i < paths.size(); i++) {
+          int fd = open(paths[i].c_str(), O_RDONLY | O_CLOEXEC);
+          if (fd < 0) {
+            out.err[i] = errno;
+            continue;
+          }
+          size_t got = 0;
+          while (got < max) {
+            ssize_t n = read(fd, buf.data() + got, max - got);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) {
+              out.err[i] = errno;
+              break;
+            }
+            if (n == 0) break;
+            got += static_cast<size_t>(n);
+          }
+          close(fd);
+          if (!out.err[i]) out.text[i].assign(buf.data(), got);
+        }
+        return true;
+      },
+      [](Napi::Env env, Read& r) -> Napi::Value {
+        Napi::Array a = Napi::Array::New(env, r.text.size());
+        for (size_t i = 0; i < r.text.size(); i++)
+          a.Set(static_cast<uint32_t>(i), r.err[i] ? Napi::Value(Napi::Number::New(env, r.err[i]))
+                                                   : Napi::Value(Napi::String::New(env, r.text[i])));
+        return a;
+      });
+}
+
+}  // namespace
+
+void InitLoop(Napi::Env env, Napi::Object exports) {
+  exports.Set("loopCtlGetFree", Napi::Function::New(env, LoopCtlGetFree, "loopCtlGetFree"));
+  exports.Set("loopAttach", Napi::Function::New(env, LoopAttachJs, "loopAttach"));
+  exports.Set("loopSetStatus", Napi::Function::New(env, LoopSetStatus, "loopSetStatus"));
+  exports.Set("loopGetStatus", Napi::Function::New(env, LoopGetStatus, "loopGetStatus"));
+  exports.Set("loopOpen", Napi::Function::New(env, LoopOpen, "loopOpen"));
+  exports.Set("loopDetach", Napi::Function::New(env, LoopDetachJs, "loopDetach"));
+  exports.Set("loopProbeConfigure", Napi::Function::New(env, LoopProbeConfigure, "loopProbeConfigure"));
+  exports.Set("flock", Napi::Function::New(env, Flock, "flock"));
+  exports.Set("readTextFiles", Napi::Function::New(env, ReadTextFiles, "readTextFiles"));
+}
 
 }  // namespace imgmount

@@ -4,6 +4,7 @@
 // and re-creates the call-site stack on failure (see `native()` below).
 
 import bindings from 'bindings';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ImgmountError, SystemError } from '../errors';
 
@@ -16,6 +17,71 @@ export interface NativeLockHolder {
   pid: number;
 }
 
+/** struct loop_info64 as LOOP_GET_STATUS64 returns it. */
+export interface NativeLoopInfo {
+  device: number | bigint;
+  inode: number | bigint;
+  rdevice: number | bigint;
+  offset: number | bigint;
+  sizeLimit: number | bigint;
+  number: number;
+  flags: number;
+  fileName: string;
+}
+
+/** What a fused loop attach is asked to do (see native/loop.h). */
+export interface NativeLoopAttachSpec {
+  /** The backing file's fd, or -1 with `imagePath` (then opened and closed by the call). */
+  imageFd: number;
+  imagePath?: string;
+  /** A device number to use instead of LOOP_CTL_GET_FREE. */
+  device?: number;
+  openReadOnly: boolean;
+  method: 'configure' | 'legacy';
+  offset?: number | bigint;
+  sizeLimit?: number | bigint;
+  flags?: number;
+  blockSize?: number;
+  fileName?: string;
+}
+
+export interface NativeLoopAttached {
+  imageDevice: number | bigint;
+  imageInode: number | bigint;
+  fd: number;
+  number: number;
+  path: string;
+  /** LOOP_GET_STATUS64 right after LOOP_CONFIGURE; null on the legacy method. */
+  status: NativeLoopInfo | null;
+}
+
+/** One mount as lib/mount decided it (see native/mount.h). */
+export interface NativeMountSpec {
+  api: 'new' | 'legacy';
+  source?: string;
+  target?: string;
+  fstype?: string;
+  /** mount(2) flags (legacy). */
+  flags?: number;
+  /** mount(2) data (legacy). */
+  data?: string;
+  /** fsconfig keys: [key, null] is FSCONFIG_SET_FLAG, [key, value] FSCONFIG_SET_STRING. */
+  options?: Array<[string, string | null]>;
+  /** MOUNT_ATTR_* for fsmount. */
+  attrs?: number;
+  /** MOUNT_ATTR_IDMAP with this user-namespace fd. */
+  usernsFd?: number;
+  /** Keep the mount detached and return its fd. */
+  detached?: boolean;
+}
+
+export interface NativeMountDone {
+  mountFd: number | null;
+  messages: string[];
+}
+
+export type NativeAttachMounted = Omit<NativeLoopAttached, 'fd'> & NativeMountDone & { fd: number | null };
+
 /** The raw addon. Numbers that may exceed 2^53 come back as bigint. */
 export interface NativeBinding {
   abiVersion: number;
@@ -25,6 +91,31 @@ export interface NativeBinding {
   /** NSS lookups (getpwnam_r/getgrnam_r): the id, or null if there is no such name. */
   lookupUser(name: string): Promise<number | null>;
   lookupGroup(name: string): Promise<number | null>;
+  // loop devices (native/loop.cc)
+  loopCtlGetFree(sync?: boolean): Promise<number>;
+  loopAttach(spec: NativeLoopAttachSpec, sync?: boolean): Promise<NativeLoopAttached>;
+  loopSetStatus(fd: number, info: { offset?: number | bigint; sizeLimit?: number | bigint; flags?: number; fileName?: string }, path: string, sync?: boolean): Promise<void>;
+  loopGetStatus(device: number | string, sync?: boolean): Promise<NativeLoopInfo>;
+  loopOpen(path: string, readOnly: boolean, sync?: boolean): Promise<{ fd: number; status: NativeLoopInfo }>;
+  loopDetach(fd: number, clear: boolean, path: string, sync?: boolean): Promise<void>;
+  /** errno of LOOP_CONFIGURE with backing fd -1 on a free device: EBADF = supported. */
+  loopProbeConfigure(sync?: boolean): Promise<number>;
+  flock(fd: number, operation: 'ex' | 'sh' | 'un', nonBlocking: boolean, sync?: boolean): Promise<void>;
+  /** Each file's text, or the errno that stopped reading it. */
+  readTextFiles(paths: string[], maxBytes: number, sync?: boolean): Promise<Array<string | number>>;
+  // mounting (native/mount.cc)
+  mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null, sync?: boolean): Promise<void>;
+  umount(target: string, flags: number, sync?: boolean): Promise<void>;
+  fsMount(spec: NativeMountSpec, sync?: boolean): Promise<NativeMountDone>;
+  openTree(path: string, flags: number, sync?: boolean): Promise<number>;
+  mountSetattr(fd: number, path: string, atFlags: number, attr: { attrSet?: number; attrClr?: number; propagation?: number; usernsFd?: number }, sync?: boolean): Promise<void>;
+  moveMount(fromFd: number, fromPath: string, toPath: string, flags: number, sync?: boolean): Promise<void>;
+  closeFd(fd: number, sync?: boolean): Promise<void>;
+  /** errnos of fsopen(NULL) and mount_setattr(-1, NULL, 0, NULL, 0): ENOSYS missing, EPERM filtered. */
+  mountApiProbe(sync?: boolean): Promise<{ fsopen: number; mountSetattr: number }>;
+  loopAttachMount(loop: NativeLoopAttachSpec, mount: NativeMountSpec, keepLoopFd: boolean, sync?: boolean): Promise<NativeAttachMounted>;
+  // namespaces (native/namespace.cc)
+  nsInfo(fd: number, sync?: boolean): Promise<{ type: string; inode: number | bigint; device: number | bigint }>;
   [name: string]: unknown;
 }
 
@@ -60,12 +151,22 @@ export function binding(): NativeBinding {
 }
 
 /** Where the addon's build output lives (the namespace helper executable sits next to it). */
+let buildDir: string | undefined;
 export function nativeBuildDir(): string {
-  const candidates = [
-    path.join(packageRoot, 'build', 'Release'),
-    path.join(packageRoot, 'build', 'Debug'),
-  ];
-  return candidates[0]!;
+  const override = process.env.IMGMOUNT_NATIVE_PATH;
+  if (override) return path.dirname(path.resolve(override));
+  const candidates = [path.join(packageRoot, 'build', 'Release'), path.join(packageRoot, 'build', 'Debug')];
+  buildDir ??= candidates.find((dir) => fs.existsSync(path.join(dir, 'imgmount.node'))) ?? candidates[0]!;
+  return buildDir;
+}
+
+/**
+ * The single-threaded namespace helper built next to the addon (native/helper/nsenter.c);
+ * IMGMOUNT_HELPER_PATH points elsewhere (bundlers, asar unpacking).
+ */
+export function helperPath(): string {
+  const override = process.env.IMGMOUNT_HELPER_PATH;
+  return override ? path.resolve(override) : path.join(nativeBuildDir(), 'imgmount-nsenter');
 }
 
 /**

@@ -3,12 +3,24 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { addLeakRoot, checkLeaks, snapshotLeaks } from './leaks';
+import { repoRoot, sharedDir } from './paths';
 
 /** Per-run scratch directory; everything a test creates lives under it. */
 export const testTmp = fs.mkdtempSync(path.join(os.tmpdir(), 'imgmount-test-'));
 
+addLeakRoot(testTmp);
+addLeakRoot(repoRoot);
+addLeakRoot(sharedDir);
+
 export const mochaHooks = {
+  beforeAll(): void {
+    snapshotLeaks();
+  },
   afterAll(): void {
+    // Checked before the temp dir goes, so backing files still resolve; cleaned up either way.
+    const leaked = checkLeaks(testTmp);
     fs.rmSync(testTmp, { recursive: true, force: true });
+    if (leaked) throw new Error(`tests left loop devices or mounts behind (now cleaned up):\n  ${leaked}`);
   },
 };

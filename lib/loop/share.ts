@@ -1,0 +1,86 @@
+// Shared loop devices (Apptainer's `shared loop devices`, util-linux's --nooverlap): reuse a
+// device already bound to the same file (device + inode), offset, size limit and read-only
+// flag instead of binding a second one over the same bytes.
+//
+// Race-free between processes: the scan and, when nothing matches, the new attach run under
+// an exclusive flock on /dev/loop-control (taken without blocking a pool thread: LOCK_NB,
+// polled with back-off), so two shared attaches of one image cannot both bind a new device.
+// A candidate is opened first and then checked with LOOP_GET_STATUS64 on that fd: holding the
+// fd keeps the device from being auto-cleared or rebound under us, and a device that changed
+// between the sysfs scan and the open simply fails the check.
+
+import * as fs from 'node:fs';
+import { promisify } from 'node:util';
+import { ImgmountError } from '../errors';
+import { native, type NativeLoopInfo } from '../native/binding';
+import { attachNew, expectationOf, statusMismatches, type LoopDeviceInit, type OpenedSource, type ResolvedLoopOptions } from './attach';
+import { LO_FLAGS_AUTOCLEAR, LO_FLAGS_PARTSCAN } from './constants';
+import { KeyedMutex, backoffMs, counters, debug, isSystemError, sleep, toBig } from './internal';
+import { listLoopDevices } from './status';
+
+const openAsync = promisify(fs.open);
+const closeAsync = promisify(fs.close);
+const fstatAsync = promisify(fs.fstat);
+
+const LOCK_PATH = '/dev/loop-control';
+const inProcess = new KeyedMutex();
+
+async function lockExclusive(fd: number, o: ResolvedLoopOptions): Promise<void> {
+  const deadline = Date.now() + o.sharedLockTimeoutMs;
+  for (let n = 0; ; n++) {
+    try {
+      await native((b) => b.flock(fd, 'ex', true));
+      return;
+    } catch (err) {
+      if (!isSystemError(err, 'EWOULDBLOCK') && !isSystemError(err, 'EAGAIN')) throw err;
+      if (Date.now() >= deadline)
+        throw new ImgmountError('ERR_LOOP_LOCK_TIMEOUT', `another shared loop attach held ${LOCK_PATH} for more than ${o.sharedLockTimeoutMs} ms`, {
+          cause: err,
+          path: LOCK_PATH,
+        });
+      await sleep(backoffMs(n, 1, 50), o.signal);
+    }
+  }
+}
+
+/** An existing device that matches, opened and verified; null if there is none. */
+async function findShared(src: OpenedSource, dev: bigint, ino: bigint, o: ResolvedLoopOptions): Promise<LoopDeviceInit | null> {
+  const candidates = (await listLoopDevices()).filter(
+    (s) => toBig(s.offset) === o.offset && toBig(s.sizeLimit) === o.sizeLimit && s.readOnly === o.readOnly,
+  );
+  const want = { ...expectationOf(o, dev, ino), autoclear: false, partscan: false };
+  for (const c of candidates) {
+    let opened: { fd: number; status: NativeLoopInfo };
+    try {
+      opened = await native((b) => b.loopOpen(c.path, o.readOnly));
+    } catch (err) {
+      debug('shared scan: %s skipped (%s)', c.path, (err as Error).message);
+      continue;
+    }
+    // Autoclear and partscan are the first attacher's business; everything else must match.
+    const bad = statusMismatches({ ...opened.status, flags: opened.status.flags & ~(LO_FLAGS_AUTOCLEAR | LO_FLAGS_PARTSCAN) }, want);
+    if (bad.length === 0) {
+      counters.reused++;
+      debug('shared: reusing %s for %s', c.path, src.path);
+      return { fd: opened.fd, number: c.number, path: c.path, status: opened.status, method: 'shared', owner: false, backingFile: src.path };
+    }
+    const fd = opened.fd;
+    await native((b) => b.loopDetach(fd, false, c.path)).catch(() => undefined);
+  }
+  return null;
+}
+
+/** A shared attach: reuse a matching device, or bind a new one, under the cross-process lock. */
+export async function attachShared(src: OpenedSource, o: ResolvedLoopOptions): Promise<LoopDeviceInit> {
+  const st = await fstatAsync(src.fd, { bigint: true });
+  return inProcess.run('shared', async () => {
+    const lockFd = await openAsync(LOCK_PATH, fs.constants.O_RDONLY);
+    try {
+      await lockExclusive(lockFd, o);
+      return (await findShared(src, st.dev, st.ino, o)) ?? (await attachNew(src, o));
+    } finally {
+      // Closing the fd drops the flock.
+      await closeAsync(lockFd).catch(() => undefined);
+    }
+  });
+}

@@ -1,0 +1,162 @@
+// capabilities(): what this kernel and this process can do, found by trying harmless things
+// (probe syscalls, and detached ID-mapped mounts of tiny built-in images), memoised.
+
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { ImgmountError } from '../errors';
+import { loopConfigureSupported } from '../loop/attach';
+import { debug } from '../loop/internal';
+import { native } from '../native/binding';
+import { createUserNamespace } from '../ns/userns';
+import type { NamespaceFd } from '../ns/namespace';
+import { buildMount } from './mount';
+import { probeMountApi, type ApiSupport } from './new-api';
+import { PROBE_IMAGES } from './probe-images';
+
+/** Filesystems whose ID-map support is probed, and the image each probe mounts. */
+export const IDMAP_PROBES = {
+  squashfs: 'squashfs',
+  ext4: 'ext2',
+  ext3: 'ext3',
+  ext2: 'ext2',
+  tmpfs: null,
+} as const;
+export type IdmapProbeFs = keyof typeof IDMAP_PROBES;
+
+export interface Capabilities {
+  /** os.release(). */
+  kernel: string;
+  /** Effective uid 0. */
+  root: boolean;
+  /** /dev/loop-control can be opened. */
+  loopControl: boolean;
+  /** LOOP_CONFIGURE exists (else attaches use LOOP_SET_FD + LOOP_SET_STATUS64). */
+  loopConfigure: boolean;
+  /** fsopen/fsconfig/fsmount/move_mount. */
+  newMountApi: ApiSupport;
+  /** mount_setattr (needed for ID-mapped mounts). */
+  mountSetattr: ApiSupport;
+  /** /proc/filesystems, without the nodev marker. */
+  filesystems: string[];
+  /** Per filesystem type: an ID-mapped mount of it works here. */
+  idmap: Record<IdmapProbeFs, boolean>;
+  /** A user namespace with an id map could be created. */
+  userNamespaces: boolean;
+  fuse: {
+    /** The kernel has fuse and /dev/fuse exists. */
+    available: boolean;
+    /** /dev/fuse permission bits (0o666 lets unprivileged users mount FUSE). */
+    deviceMode: number | null;
+    /** Others may open /dev/fuse. */
+    unprivileged: boolean;
+  };
+  /** Why something is false when it is not simply missing from the kernel. */
+  notes: string[];
+}
+
+let memo: Promise<Capabilities> | undefined;
+
+/** What this machine supports. Memoised; `{ refresh: true }` probes again. */
+export function capabilities(options: { refresh?: boolean } = {}): Promise<Capabilities> {
+  if (options.refresh || !memo) {
+    memo = probe();
+    memo.catch(() => (memo = undefined));
+  }
+  return memo;
+}
+
+async function canOpen(p: string, flags: number): Promise<boolean> {
+  try {
+    await (await fsp.open(p, flags)).close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function probe(): Promise<Capabilities> {
+  const notes: string[] = [];
+  const filesystems = (await fsp.readFile('/proc/filesystems', 'utf8').catch(() => ''))
+    .split('\n')
+    .map((l) => l.split('\t').pop()!.trim())
+    .filter(Boolean);
+  const root = process.geteuid?.() === 0;
+  const loopControl = await canOpen('/dev/loop-control', fs.constants.O_RDWR);
+  let loopConfigure = false;
+  if (loopControl) loopConfigure = await loopConfigureSupported().catch(() => false);
+  else notes.push('/dev/loop-control cannot be opened (not root, or no loop driver)');
+  const api = await probeMountApi();
+  let fuseMode: number | null = null;
+  try {
+    fuseMode = (await fsp.stat('/dev/fuse')).mode & 0o777;
+  } catch {
+    notes.push('/dev/fuse does not exist');
+  }
+
+  const idmap = Object.fromEntries(Object.keys(IDMAP_PROBES).map((k) => [k, false])) as Record<IdmapProbeFs, boolean>;
+  let userns: NamespaceFd | undefined;
+  try {
+    userns = await createUserNamespace({ uidMap: [{ inside: 0, outside: 100000, count: 65536 }], gidMap: [{ inside: 0, outside: 100000, count: 65536 }] });
+  } catch (err) {
+    notes.push(`no user namespace: ${(err as Error).message}`);
+  }
+  if (userns && api.newMountApi === 'supported' && api.mountSetattr === 'supported') {
+    try {
+      await probeIdmap(userns, filesystems, loopControl && root, idmap, notes);
+    } finally {
+      await userns.close();
+    }
+  } else if (userns) {
+    await userns.close();
+    notes.push('ID-mapped mounts need the new mount API and mount_setattr');
+  }
+  return {
+    kernel: os.release(),
+    root,
+    loopControl,
+    loopConfigure,
+    newMountApi: api.newMountApi,
+    mountSetattr: api.mountSetattr,
+    filesystems,
+    idmap,
+    userNamespaces: userns !== undefined,
+    fuse: {
+      available: filesystems.includes('fuse') && fuseMode !== null,
+      deviceMode: fuseMode,
+      unprivileged: fuseMode !== null && (fuseMode & 0o006) === 0o006,
+    },
+    notes,
+  };
+}
+
+async function probeIdmap(userns: NamespaceFd, filesystems: string[], canLoop: boolean, out: Record<IdmapProbeFs, boolean>, notes: string[]): Promise<void> {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'imgmount-probe-'));
+  try {
+    for (const [fstype, image] of Object.entries(IDMAP_PROBES) as Array<[IdmapProbeFs, keyof typeof PROBE_IMAGES | null]>) {
+      if (!filesystems.includes(fstype)) continue;
+      try {
+        let mountFd: number | null;
+        if (image === null) {
+          mountFd = (await native((b) => b.fsMount({ api: 'new', fstype, source: 'imgmount-probe', detached: true, usernsFd: userns.fd }))).mountFd;
+        } else {
+          if (!canLoop) continue;
+          const file = path.join(dir, `${fstype}.img`);
+          await fsp.writeFile(file, gunzipSync(Buffer.from(PROBE_IMAGES[image], 'base64')));
+          mountFd = (await buildMount(file, { detached: true }, { fstype, idmap: userns, api: 'new' })).mountFd;
+        }
+        if (mountFd !== null) await native((b) => b.closeFd(mountFd!));
+        out[fstype] = true;
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        if (!(err instanceof ImgmountError && code === 'ERR_IDMAP_UNSUPPORTED') && code !== 'EINVAL')
+          notes.push(`idmap probe of ${fstype}: ${(err as Error).message}`);
+        debug('capabilities: idmap %s -> %s', fstype, (err as Error).message);
+      }
+    }
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+}

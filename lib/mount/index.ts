@@ -1,0 +1,19 @@
+// Mounting: the seed's MountFunc, image partitions with safe defaults, mountinfo, capabilities.
+export {
+  mount,
+  umount,
+  mountPartition,
+  Mount,
+  type MountCallOptions,
+  type MountInit,
+  type MountMethod,
+  type MountPartitionOptions,
+  type MountResult,
+  type UmountOptions,
+  type UnmountOptions,
+} from './mount';
+export * from './flags';
+export { mapMountError, type MountErrorContext } from './errors';
+export { findMounts, parseMountInfo, parseMountInfoLine, readMountInfo, unescapeMountField, type MountInfoEntry, type MountQuery } from './mountinfo';
+export { MOUNT_API_ENV, probeMountApi, resolveMountApi, type ApiSupport, type MountApi, type MountApiSupport } from './new-api';
+export { capabilities, IDMAP_PROBES, type Capabilities, type IdmapProbeFs } from './capabilities';

@@ -1,0 +1,548 @@
+// Mounting: the seed's MountFunc (mount/umount with numeric or named flags) and
+// mountPartition(), which attaches an image partition to a loop device and mounts it
+// read-only, nosuid, nodev by default, returning a Mount handle.
+//
+// The fast path is one worker hop (loop GET_FREE + CONFIGURE + the mount, native
+// loopAttachMount) and one for the umount: the hop count is what separates Node from C here.
+// Every decision stays in TS: the mount API (new, or mount(2) where missing or filtered), the
+// loop retries (lib/loop/attach.ts), the error mapping (./errors.ts) and the undo when
+// verification fails or the caller aborts after the kernel succeeded.
+
+import * as fsp from 'node:fs/promises';
+import { ImgmountError, invalidArgType, throwIfAborted } from '../errors';
+import {
+  LoopDevice,
+  attachLoop,
+  checkSource,
+  expectationOf,
+  loFileName,
+  loFlags,
+  loopMethod,
+  resolveLoopOptions,
+  statusMismatches,
+  verifyError,
+  withAttachRetries,
+  type AttachLoopOptions,
+  type LoopSource,
+} from '../loop/attach';
+import { abortError, api, backoffMs, bool, choice, counters, debug, isSystemError, signalOf, sleep } from '../loop/internal';
+import { native, type NativeMountDone, type NativeMountSpec } from '../native/binding';
+import { openNamespace, type NamespaceFd, type NamespaceRef } from '../ns/namespace';
+import { mapMountError } from './errors';
+import {
+  MNT_DETACH,
+  MNT_FORCE,
+  MS_NODEV,
+  MS_NOEXEC,
+  MS_NOSUID,
+  MS_RDONLY,
+  formatMountFlags,
+  mountDataToString,
+  mountFlagsToNumber,
+  toNewApi,
+  umountFlagsToNumber,
+  type MountData,
+  type MountFlags,
+  type UmountFlags,
+} from './flags';
+import { findMounts, readMountInfo } from './mountinfo';
+import { MOUNT_APIS, noteNewApiFailure, resolveMountApi, type MountApi } from './new-api';
+
+export type MountMethod = 'new' | 'legacy';
+
+export interface MountResult {
+  /** 'new': fsopen/fsconfig/fsmount/move_mount; 'legacy': mount(2). */
+  method: MountMethod;
+  /** Informational messages the kernel left in the fs context (new API only). */
+  messages: string[];
+}
+
+export interface MountCallOptions {
+  /** Force an API; default IMGMOUNT_MOUNT_API or 'auto'. */
+  api?: MountApi;
+  /** If it fires after the kernel mounted, the mount is undone and an AbortError thrown. */
+  signal?: AbortSignal;
+}
+
+function str(name: string, v: unknown): string {
+  if (typeof v !== 'string' || v.length === 0 || v.includes('\0')) throw invalidArgType(name, 'a non-empty string', v);
+  return v;
+}
+
+/**
+ * The seed's MountFunc: mount(source, target, fstype, flags, data). Flags are the numeric
+ * uintptr or named options. A plain filesystem mount goes through the new API where usable;
+ * bind, move, remount and propagation changes go through mount(2). Nothing is defaulted:
+ * image partitions get their safe defaults from mountPartition().
+ */
+export function mount(
+  source: string | null,
+  target: string,
+  fstype: string | null,
+  flags: MountFlags = 0,
+  data?: MountData | null,
+  options: MountCallOptions = {},
+): Promise<MountResult> {
+  return api(mount, () => mountImpl(source, target, fstype, flags, data, options));
+}
+
+async function mountImpl(
+  source: string | null,
+  target: string,
+  fstype: string | null,
+  flags: MountFlags = 0,
+  data?: MountData | null,
+  options: MountCallOptions = {},
+): Promise<MountResult> {
+  if (source !== null) str('source', source);
+  str('target', target);
+  if (fstype !== null) str('fstype', fstype);
+  const n = mountFlagsToNumber(flags);
+  const d = data == null ? undefined : mountDataToString(data);
+  const requested = choice('options.api', options.api, MOUNT_APIS);
+  const signal = signalOf(options.signal);
+  throwIfAborted(signal);
+  let api = await resolveMountApi(requested);
+  const ctx = { fstype: fstype ?? '', target, ...(source !== null ? { source } : {}) };
+  for (;;) {
+    const spec = api === 'new' && fstype !== null ? toNewApi(n, d) : null;
+    try {
+      let messages: string[] = [];
+      if (spec) {
+        messages = (
+          await native((b) =>
+            b.fsMount({ api: 'new', fstype: fstype!, target, options: spec.options, attrs: spec.attrs, ...(source !== null ? { source } : {}) }),
+          )
+        ).messages;
+      } else {
+        await native((b) => b.mount(source, target, fstype, n, d ?? null));
+      }
+      const result: MountResult = { method: spec ? 'new' : 'legacy', messages };
+      debug('mount %s on %s (%s, %s) via %s', source, target, fstype, formatMountFlags(n), result.method);
+      if (signal?.aborted) {
+        await native((b) => b.umount(target, 0)).catch(() => undefined);
+        throw abortError(signal);
+      }
+      return result;
+    } catch (err) {
+      if (spec && noteNewApiFailure(err, requested)) {
+        api = 'legacy';
+        continue;
+      }
+      throw mapMountError(err, ctx);
+    }
+  }
+}
+
+export interface UmountOptions {
+  /** Retries while the kernel says EBUSY, with back-off (default 0). */
+  busyRetries?: number;
+  signal?: AbortSignal;
+}
+
+/**
+ * The seed's umount(target, flags): umount2. EINVAL on a path that mountinfo confirms is not
+ * a mount point becomes ERR_NOT_MOUNTED (the SystemError is its cause).
+ */
+export function umount(target: string, flags?: UmountFlags, options: UmountOptions = {}): Promise<void> {
+  return api(umount, () => umountImpl(target, flags, options));
+}
+
+async function umountImpl(target: string, flags?: UmountFlags, options: UmountOptions = {}): Promise<void> {
+  str('target', target);
+  const n = umountFlagsToNumber(flags);
+  const signal = signalOf(options.signal);
+  const retries = options.busyRetries ?? 0;
+  for (let attempt = 0; ; attempt++) {
+    throwIfAborted(signal);
+    try {
+      await native((b) => b.umount(target, n));
+      debug('umount %s', target);
+      return;
+    } catch (err) {
+      if (isSystemError(err, 'EBUSY') && attempt < retries) {
+        await sleep(backoffMs(attempt, 5, 500), signal);
+        continue;
+      }
+      if (isSystemError(err, 'EINVAL') && !(await isMountPoint(target))) {
+        throw new ImgmountError('ERR_NOT_MOUNTED', `${target} is not a mount point`, { cause: err, path: target });
+      }
+      throw err;
+    }
+  }
+}
+
+async function isMountPoint(target: string): Promise<boolean> {
+  const real = await fsp.realpath(target).catch(() => target);
+  return findMounts(await readMountInfo(), { mountPoint: real }).length > 0;
+}
+
+// ---------------------------------------------------------------------------------------
+
+export interface MountPartitionOptions {
+  /** Filesystem type: 'squashfs', 'ext3', 'ext4' (ext3 images with an ID map), ... */
+  fstype: string;
+  /** Partition offset and size inside the image (bytes; size 0 = to the end). */
+  offset?: number | bigint;
+  sizeLimit?: number | bigint;
+  /** Defaults true, true, true, false: image partitions are untrusted. */
+  readOnly?: boolean;
+  nosuid?: boolean;
+  nodev?: boolean;
+  noexec?: boolean;
+  /** More mount flags, OR'ed in (numeric or named). */
+  flags?: MountFlags;
+  /** Filesystem options ("errors=remount-ro" or { errors: 'remount-ro' }). */
+  data?: MountData;
+  /** ID-map the mount through this user namespace (MOUNT_ATTR_IDMAP; new mount API only). */
+  idmap?: NamespaceRef;
+  /** Mount API; default IMGMOUNT_MOUNT_API or 'auto'. */
+  api?: MountApi;
+  /** Loop-device options (shared devices, limits, method...). */
+  loop?: Omit<AttachLoopOptions, 'offset' | 'sizeLimit' | 'readOnly' | 'autoclear' | 'signal'>;
+  signal?: AbortSignal;
+}
+
+export interface UnmountOptions {
+  /** MNT_DETACH: detach now, clean up when no longer busy. */
+  lazy?: boolean;
+  /** MNT_FORCE. */
+  force?: boolean;
+  /** Retries while EBUSY, with back-off (default 0). */
+  busyRetries?: number;
+  signal?: AbortSignal;
+}
+
+export interface MountInit {
+  target: string;
+  source: string;
+  fstype: string;
+  flags: number;
+  method: MountMethod;
+  loopDevice: string | null;
+  loopNumber: number | null;
+  idmapped: boolean;
+  messages: string[];
+}
+
+/** A mounted partition. unmount() (or `await using`) unmounts it; idempotent once it succeeded. */
+export class Mount implements AsyncDisposable {
+  readonly target: string;
+  /** What was mounted (the loop device path). */
+  readonly source: string;
+  readonly fstype: string;
+  /** mount(2) flags in effect (MS_RDONLY|MS_NOSUID|MS_NODEV by default). */
+  readonly flags: number;
+  /** Which API mounted it. */
+  readonly method: MountMethod;
+  /** The loop device (auto-cleared with the unmount unless it is shared with other users). */
+  readonly loopDevice: string | null;
+  readonly loopNumber: number | null;
+  readonly idmapped: boolean;
+  readonly messages: readonly string[];
+  #done: Promise<void> | undefined;
+
+  /** @internal */
+  constructor(init: MountInit) {
+    this.target = init.target;
+    this.source = init.source;
+    this.fstype = init.fstype;
+    this.flags = init.flags;
+    this.method = init.method;
+    this.loopDevice = init.loopDevice;
+    this.loopNumber = init.loopNumber;
+    this.idmapped = init.idmapped;
+    this.messages = Object.freeze([...init.messages]);
+  }
+
+  get readOnly(): boolean {
+    return (this.flags & MS_RDONLY) !== 0;
+  }
+
+  get unmounted(): boolean {
+    return this.#done !== undefined;
+  }
+
+  unmount(options: UnmountOptions = {}): Promise<void> {
+    if (this.#done) return this.#done;
+    const flags = (options.lazy ? MNT_DETACH : 0) | (options.force ? MNT_FORCE : 0);
+    const p = umount(this.target, flags, {
+      ...(options.busyRetries !== undefined ? { busyRetries: options.busyRetries } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    this.#done = p;
+    // A failed unmount (EBUSY...) may be tried again.
+    p.catch(() => {
+      if (this.#done === p) this.#done = undefined;
+    });
+    return p;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    try {
+      await this.unmount();
+    } catch (err) {
+      if (!(err instanceof ImgmountError && err.code === 'ERR_NOT_MOUNTED')) throw err;
+      this.#done = Promise.resolve();
+    }
+  }
+
+  toJSON(): MountInit {
+    return { target: this.target, source: this.source, fstype: this.fstype, flags: this.flags, method: this.method, loopDevice: this.loopDevice, loopNumber: this.loopNumber, idmapped: this.idmapped, messages: [...this.messages] };
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// buildMount(): the shared machinery of mountPartition() and lib/ns mountInNamespace().
+
+/** Where the mount goes: a target path here, or kept detached and returned as an fd. */
+export type Placement = { target: string } | { detached: true };
+
+export interface BuiltMount extends MountInit {
+  /** For a detached placement: the mount fd (owned by the caller; closing it unmounts). */
+  mountFd: number | null;
+}
+
+export interface Prepared {
+  fstype: string;
+  flags: number;
+  data: string | undefined;
+  requested: MountApi | undefined;
+  signal: AbortSignal | undefined;
+  loop: ReturnType<typeof resolveLoopOptions>;
+}
+
+/** Options of a partition mount after validation and defaults. */
+export function resolvePartitionOptions(options: MountPartitionOptions): Prepared {
+  if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'an object with fstype', options);
+  const fstype = str('options.fstype', options.fstype);
+  const readOnly = bool('options.readOnly', options.readOnly, true);
+  const flags =
+    (readOnly ? MS_RDONLY : 0) |
+    (bool('options.nosuid', options.nosuid, true) ? MS_NOSUID : 0) |
+    (bool('options.nodev', options.nodev, true) ? MS_NODEV : 0) |
+    (bool('options.noexec', options.noexec, false) ? MS_NOEXEC : 0) |
+    mountFlagsToNumber(options.flags, 'options.flags');
+  const signal = signalOf(options.signal);
+  const loop = resolveLoopOptions({
+    ...(options.loop ?? {}),
+    ...(options.offset !== undefined ? { offset: options.offset } : {}),
+    ...(options.sizeLimit !== undefined ? { sizeLimit: options.sizeLimit } : {}),
+    readOnly: (flags & MS_RDONLY) !== 0,
+    autoclear: true,
+    ...(signal ? { signal } : {}),
+  });
+  return {
+    fstype,
+    flags: flags >>> 0,
+    data: mountDataToString(options.data),
+    requested: choice('options.api', options.api, MOUNT_APIS),
+    signal,
+    loop,
+  };
+}
+
+const USE_SEPARATE_ATTACH = Symbol('use separate attach');
+
+export async function buildMount(source: LoopSource | LoopDevice, place: Placement, options: MountPartitionOptions): Promise<BuiltMount> {
+  if (!(source instanceof LoopDevice)) checkSource(source);
+  const p = resolvePartitionOptions(options);
+  throwIfAborted(p.signal);
+  const detached = 'detached' in place;
+  const target = detached ? '' : str('target', place.target);
+  const needsNew = detached || options.idmap !== undefined;
+  let api: MountMethod = await resolveMountApi(p.requested);
+  if (needsNew && api === 'legacy')
+    throw new ImgmountError(
+      options.idmap !== undefined ? 'ERR_IDMAP_UNSUPPORTED' : 'ERR_MOUNT_FAILED',
+      `${options.idmap !== undefined ? 'ID-mapped mounts' : 'detached mounts'} need the new mount API, which is ${p.requested ?? process.env.IMGMOUNT_MOUNT_API ?? 'auto'
+      } here and unavailable or switched off`,
+    );
+  let userns: NamespaceFd | undefined;
+  if (options.idmap !== undefined) userns = await openNamespace(options.idmap, 'user');
+  const ctx = { fstype: p.fstype, target, ...(typeof source === 'string' ? { source } : {}) };
+
+  const mountSpec = (src?: string): NativeMountSpec => {
+    const fresh = api === 'new' ? toNewApi(p.flags, p.data) : null;
+    if (api === 'new' && !fresh) throw new ImgmountError('ERR_MOUNT_FAILED', `flags ${formatMountFlags(p.flags)} cannot be used for a partition mount`);
+    return fresh
+      ? {
+          api: 'new',
+          fstype: p.fstype,
+          target,
+          options: fresh.options,
+          attrs: fresh.attrs,
+          detached,
+          ...(src ? { source: src } : {}),
+          ...(userns ? { usernsFd: userns.fd } : {}),
+        }
+      : { api: 'legacy', fstype: p.fstype, target, flags: p.flags, ...(p.data !== undefined ? { data: p.data } : {}), ...(src ? { source: src } : {}) };
+  };
+  // A mount step failed (its loop device is already released): fall back to mount(2) if the
+  // new API turned out to be missing, else report the mapped error.
+  const onMountError = async (err: unknown): Promise<boolean> => {
+    if (err === USE_SEPARATE_ATTACH) throw err;
+    if (api === 'new' && !needsNew && noteNewApiFailure(err, p.requested)) {
+      api = 'legacy';
+      return true;
+    }
+    throw mapMountError(err, ctx);
+  };
+  const undo = async (b: { mountFd: number | null }): Promise<void> => {
+    if (b.mountFd !== null) await native((n) => n.closeFd(b.mountFd!)).catch(() => undefined);
+    else await native((n) => n.umount(target, 0)).catch(() => undefined);
+  };
+
+  try {
+    let built: BuiltMount;
+    if (source instanceof LoopDevice) {
+      built = await mountExisting(source, p, mountSpec, onMountError, () => api, userns !== undefined);
+    } else {
+      try {
+        built = await fusedAttachMount(source, p, mountSpec, onMountError, () => api, userns !== undefined);
+      } catch (err) {
+        if (err !== USE_SEPARATE_ATTACH) throw err;
+        const dev = await attachLoop(source, {
+          ...(options.loop ?? {}),
+          offset: p.loop.offset,
+          sizeLimit: p.loop.sizeLimit,
+          readOnly: p.loop.readOnly,
+          autoclear: true,
+          ...(p.signal ? { signal: p.signal } : {}),
+        });
+        try {
+          built = await mountExisting(dev, p, mountSpec, onMountError, () => api, userns !== undefined);
+        } finally {
+          // Mounted: the device stays while the mount uses it and is auto-cleared afterwards
+          // (a reused shared device stays its first owner's). Not mounted: detached now.
+          await dev.close();
+        }
+      }
+    }
+    if (p.signal?.aborted) {
+      await undo(built);
+      throw abortError(p.signal);
+    }
+    return built;
+  } finally {
+    await userns?.close();
+  }
+}
+
+async function mountExisting(
+  dev: LoopDevice,
+  p: Prepared,
+  mountSpec: (src?: string) => NativeMountSpec,
+  onMountError: (err: unknown) => Promise<boolean>,
+  api: () => MountMethod,
+  idmapped: boolean,
+): Promise<BuiltMount> {
+  for (;;) {
+    const spec = mountSpec(dev.path);
+    let done: NativeMountDone;
+    try {
+      if (spec.api === 'new') done = await native((b) => b.fsMount(spec));
+      else {
+        await native((b) => b.mount(dev.path, spec.target!, p.fstype, p.flags, p.data ?? null));
+        done = { mountFd: null, messages: [] };
+      }
+    } catch (err) {
+      if (await onMountError(err)) continue;
+      throw err;
+    }
+    return {
+      target: spec.target ?? '',
+      source: dev.path,
+      fstype: p.fstype,
+      flags: p.flags,
+      method: api(),
+      loopDevice: dev.path,
+      loopNumber: dev.number,
+      idmapped,
+      messages: done.messages,
+      mountFd: done.mountFd,
+    };
+  }
+}
+
+async function fusedAttachMount(
+  source: LoopSource,
+  p: Prepared,
+  mountSpec: (src?: string) => NativeMountSpec,
+  onMountError: (err: unknown) => Promise<boolean>,
+  api: () => MountMethod,
+  idmapped: boolean,
+): Promise<BuiltMount> {
+  const o = p.loop;
+  if (o.shared || (await loopMethod(o.api)) !== 'configure') throw USE_SEPARATE_ATTACH;
+  const path = typeof source === 'string' ? source : typeof source === 'number' ? `/proc/self/fd/${source}` : source.path;
+  const image = typeof source === 'string' ? { imageFd: -1, imagePath: source } : { imageFd: typeof source === 'number' ? source : source.fd };
+  const r = await withAttachRetries(
+    o,
+    async ({ method, device }) => {
+      if (method !== 'configure') throw USE_SEPARATE_ATTACH;
+      const spec = mountSpec();
+      return native((b) =>
+        b.loopAttachMount(
+          {
+            ...image,
+            ...(device !== undefined ? { device } : {}),
+            openReadOnly: o.readOnly,
+            method: 'configure',
+            offset: o.offset,
+            sizeLimit: o.sizeLimit,
+            flags: loFlags(o),
+            ...(o.blockSize ? { blockSize: o.blockSize } : {}),
+            fileName: loFileName(o.fileName ?? path),
+          },
+          spec,
+          false,
+        ),
+      );
+    },
+    onMountError,
+  );
+  const built: BuiltMount = {
+    target: mountSpec().target ?? '',
+    source: r.path,
+    fstype: p.fstype,
+    flags: p.flags,
+    method: api(),
+    loopDevice: r.path,
+    loopNumber: r.number,
+    idmapped,
+    messages: r.messages,
+    mountFd: r.mountFd,
+  };
+  const bad = r.status ? statusMismatches(r.status, expectationOf(o, r.imageDevice, r.imageInode)) : ['no status'];
+  let failure: Error | undefined;
+  if (bad.length) failure = verifyError(r.path, bad);
+  else if (r.number >= o.maxDevices)
+    failure = new ImgmountError('ERR_LOOP_NO_FREE_DEVICE', `no free loop device below the maximum of ${o.maxDevices} (next free was ${r.path})`, {
+      details: { maxDevices: o.maxDevices, next: r.number },
+    });
+  if (failure) {
+    // The loop fd is already closed: undoing the mount auto-clears the device.
+    if (r.mountFd !== null) await native((b) => b.closeFd(r.mountFd!)).catch(() => undefined);
+    else await native((b) => b.umount(built.target, 0)).catch(() => undefined);
+    throw failure;
+  }
+  counters.attached++;
+  debug('mounted %s (%s) on %s via %s, loop %s', path, p.fstype, built.target || '(detached)', built.method, r.path);
+  return built;
+}
+
+/**
+ * Attaches `source` (a path, an fd, an Image-like { fd, path }, or an attached LoopDevice)
+ * and mounts the partition at `target`. Read-only, nosuid and nodev unless told otherwise.
+ * The loop device is auto-cleared when the mount goes away (a LoopDevice passed in stays
+ * the caller's). If `signal` fires after the kernel mounted, the mount is undone.
+ */
+export function mountPartition(source: LoopSource | LoopDevice, target: string, options: MountPartitionOptions): Promise<Mount> {
+  return api(mountPartition, () => mountPartitionImpl(source, target, options));
+}
+
+async function mountPartitionImpl(source: LoopSource | LoopDevice, target: string, options: MountPartitionOptions): Promise<Mount> {
+  const built = await buildMount(source, { target }, options);
+  return new Mount(built);
+}

@@ -1,0 +1,181 @@
+// Runs the single-threaded helper (native/helper/nsenter.c) through child_process, so libuv
+// reaps it and the Node thread never changes namespace.
+//
+// Child fd layout: 0-2 stdio, 3.. the fds the operation needs (`passFds`, in order), then the
+// result pipe, then the user and mount namespace fds. The helper joins user then mount
+// namespace, does its one operation and writes "OK" or "ERR <errno> <step>" (+ "K <msg>"
+// lines) on the result pipe, which is close-on-exec: for `exec`, EOF without a line means the
+// program is running.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { Readable } from 'node:stream';
+import { ImgmountError, SystemError } from '../errors';
+import { abortError, callerStack, debug } from '../loop/internal';
+import { helperPath } from '../native/binding';
+
+export type HelperStdio = 'ignore' | 'pipe' | 'inherit' | number;
+
+export type HelperOp = 'exec' | 'move-mount' | 'mount' | 'umount' | 'userns-hold';
+
+export interface HelperCall {
+  op: HelperOp;
+  /** Operation arguments; refer to passed fds by their child numbers (`childFd(i)`). */
+  args: string[];
+  userns?: number | null;
+  mntns?: number | null;
+  /** Parent fds placed at child fds 3, 4, ... in this order. */
+  passFds?: number[];
+  /** For exec: stdio of the program (default ['ignore', 'pipe', 'pipe']). */
+  stdio?: HelperStdio[];
+  env?: NodeJS.ProcessEnv;
+  /** Where path arguments came from, for error messages. */
+  path?: string;
+  dest?: string;
+  /** Words for error messages: "in the namespaces of pid 42". */
+  where?: string;
+}
+
+/** Child fd number of the i-th passed fd. */
+export function childFd(i: number): number {
+  return 3 + i;
+}
+
+export interface HelperResult {
+  ok: boolean;
+  errno?: number;
+  step?: string;
+  messages: string[];
+}
+
+export function parseHelperResult(text: string): HelperResult | null {
+  const lines = text.split('\n').filter((l) => l.length > 0);
+  if (lines.length === 0) return null;
+  if (lines[0] === 'OK') return { ok: true, messages: [] };
+  const m = /^ERR (\d+) (\S+)$/.exec(lines[0]!);
+  if (!m) return null;
+  const messages = lines.slice(1).filter((l) => l.startsWith('K ')).map((l) => l.slice(2));
+  return { ok: false, errno: Number(m[1]), step: m[2]!, messages };
+}
+
+function layout(call: HelperCall): { stdio: HelperStdio[]; argv: string[]; resultFd: number } {
+  const pass = call.passFds ?? [];
+  const base: HelperStdio[] = call.stdio ?? (call.op === 'exec' ? ['ignore', 'pipe', 'pipe'] : ['ignore', 'ignore', 'pipe']);
+  const stdio: HelperStdio[] = [...base.slice(0, 3), ...pass];
+  const resultFd = stdio.length;
+  stdio.push('pipe');
+  const argv = ['--result', String(resultFd)];
+  if (call.userns != null) {
+    argv.push('--userns', String(stdio.length));
+    stdio.push(call.userns);
+  }
+  if (call.mntns != null) {
+    argv.push('--mntns', String(stdio.length));
+    stdio.push(call.mntns);
+  }
+  argv.push(call.op, ...call.args);
+  return { stdio, argv, resultFd };
+}
+
+function failure(call: HelperCall, r: HelperResult): Error {
+  const sys = new SystemError({
+    errno: r.errno!,
+    syscall: r.step!,
+    ...(call.path !== undefined ? { path: call.path } : {}),
+    ...(call.dest !== undefined ? { dest: call.dest } : {}),
+    ...(r.messages.length ? { kernelMessages: r.messages } : {}),
+    ...(call.where ? { context: call.where } : {}),
+  });
+  if (r.step!.startsWith('setns') || r.step!.startsWith('unshare'))
+    return new ImgmountError('ERR_NAMESPACE', `cannot enter the namespace${call.where ? ` (${call.where})` : ''}: ${sys.message}`, {
+      cause: sys,
+      details: { errno: sys.errno, syscall: sys.syscall },
+    });
+  return sys;
+}
+
+function spawnHelper(call: HelperCall): { child: ChildProcess; result: Readable; stderr: () => string } {
+  const { stdio, argv, resultFd } = layout(call);
+  debug('helper: %s %s', helperPath(), argv.join(' '));
+  const child = spawn(helperPath(), argv, { stdio, env: call.env ?? process.env });
+  const result = child.stdio[resultFd] as Readable;
+  let err = '';
+  const errStream = call.op === 'exec' ? null : (child.stdio[2] as Readable | null);
+  errStream?.setEncoding('utf8');
+  errStream?.on('data', (d: string) => (err.length < 4096 ? (err += d) : undefined));
+  return { child, result, stderr: () => err.trim() };
+}
+
+function helperDied(call: HelperCall, code: number | null, sig: NodeJS.Signals | null, stderr: string, cause?: unknown): ImgmountError {
+  const how = cause ? (cause as Error).message : sig ? `killed by ${sig}` : `exit status ${code}`;
+  return new ImgmountError(
+    'ERR_HELPER_FAILED',
+    `namespace helper ${helperPath()} (${call.op}) failed without a result: ${how}${stderr ? `: ${stderr}` : ''}` +
+      (cause && (cause as NodeJS.ErrnoException).code === 'ENOENT' ? ' (build it with `npx node-gyp rebuild`, or set IMGMOUNT_HELPER_PATH)' : ''),
+    { cause, details: { op: call.op, code, signal: sig } },
+  );
+}
+
+/**
+ * Runs a one-shot operation (move-mount, mount, umount) to completion. It is not killed when
+ * a caller aborts: the operation is short and must finish so that it can be undone.
+ */
+export function runHelper(call: HelperCall): Promise<void> {
+  const reject0 = callerStack(runHelper);
+  return new Promise((resolve, rejectRaw) => {
+    const reject = (e: Error): void => rejectRaw(reject0(e));
+    const { child, result, stderr } = spawnHelper(call);
+    let text = '';
+    let spawnError: unknown;
+    result.setEncoding('utf8');
+    result.on('data', (d: string) => (text += d));
+    child.on('error', (e) => {
+      spawnError = e;
+      // Never started (no such helper...): there will be no 'close' to wait for.
+      if (child.pid === undefined) reject(helperDied(call, null, null, '', e));
+    });
+    child.on('close', (code, sig) => {
+      const r = parseHelperResult(text);
+      if (r?.ok) return resolve();
+      if (r) return reject(failure(call, r));
+      reject(helperDied(call, code, sig, stderr(), spawnError));
+    });
+  });
+}
+
+/**
+ * Starts `exec` through the helper and resolves with the running program once the exec
+ * succeeded (result pipe closed without a report). Aborting before then kills the helper.
+ */
+export function execHelper(call: HelperCall, signal?: AbortSignal): Promise<ChildProcess> {
+  const restack = callerStack(execHelper);
+  return new Promise((resolve, rejectRaw) => {
+    const reject = (e: Error): void => rejectRaw(restack(e));
+    if (signal?.aborted) return reject(abortError(signal));
+    const { child, result } = spawnHelper(call);
+    let text = '';
+    let settled = false;
+    const onAbort = (): void => {
+      if (settled) return;
+      settled = true;
+      child.kill('SIGKILL');
+      reject(abortError(signal!));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const done = (fn: () => void): void => {
+      signal?.removeEventListener('abort', onAbort);
+      if (settled) return;
+      settled = true;
+      fn();
+    };
+    result.setEncoding('utf8');
+    result.on('data', (d: string) => (text += d));
+    child.once('error', (e) => done(() => reject(helperDied(call, null, null, '', e))));
+    result.once('end', () => {
+      const r = parseHelperResult(text);
+      if (!r) return done(() => resolve(child));
+      // The helper reported a failure and exits; let it be reaped before rejecting.
+      child.once('close', () => done(() => reject(r.ok ? helperDied(call, 0, null, 'unexpected OK') : failure(call, r))));
+      if (child.exitCode !== null || child.signalCode !== null) done(() => reject(r.ok ? helperDied(call, 0, null, 'unexpected OK') : failure(call, r)));
+    });
+  });
+}

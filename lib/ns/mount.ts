@@ -1,0 +1,253 @@
+// Mounting into (and unmounting from) other namespaces, and starting programs inside them.
+//
+// The mount is built on the host as a detached mount (loop attach + fsmount, ID-mapped if
+// asked) and the helper, after joining the user and then the mount namespace, moves it onto
+// the target with move_mount. Where the new mount API is missing, the helper instead
+// mount(2)s /proc/self/fd/N of our loop device fd inside the namespace. Either way the Node
+// thread never changes namespace and the loop device is auto-cleared with the mount.
+
+import type { ChildProcess } from 'node:child_process';
+import { ImgmountError, invalidArgType, throwIfAborted } from '../errors';
+import { LoopDevice, attachLoop, checkSource, type LoopSource } from '../loop/attach';
+import { api, debug, signalOf } from '../loop/internal';
+import { native } from '../native/binding';
+import { MNT_DETACH, MNT_FORCE, umountFlagsToNumber, type UmountFlags } from '../mount/flags';
+import { buildMount, resolvePartitionOptions, type MountMethod, type MountPartitionOptions } from '../mount/mount';
+import { resolveMountApi } from '../mount/new-api';
+import { mapMountError } from '../mount/errors';
+import { childFd, execHelper, runHelper, type HelperStdio } from './helper';
+import { openTarget, type NamespaceTarget, type OpenedTarget } from './namespace';
+
+function describe(target: NamespaceTarget): string {
+  const pid = (target as { pid?: number }).pid;
+  return pid !== undefined ? `in the namespaces of pid ${pid}` : 'in the given namespaces';
+}
+
+function pathArg(name: string, v: unknown): string {
+  if (typeof v !== 'string' || v.length === 0 || v.includes('\0')) throw invalidArgType(name, 'a non-empty path', v);
+  return v;
+}
+
+export interface NamespaceUnmountOptions {
+  lazy?: boolean;
+  force?: boolean;
+}
+
+/**
+ * A partition mounted inside other namespaces. unmount() undoes it there (idempotent). The
+ * handle does not hold the namespaces open (a container that exits takes its mounts, and
+ * their loop devices, with it): unmount() opens them again from the same NamespaceTarget, so
+ * NamespaceFds given by the caller must still be open then.
+ */
+export class NamespaceMount implements AsyncDisposable {
+  /** The mount point, as seen inside the namespace. */
+  readonly target: string;
+  readonly fstype: string;
+  readonly method: MountMethod;
+  readonly loopDevice: string | null;
+  readonly idmapped: boolean;
+  readonly #ns: NamespaceTarget;
+  #done: Promise<void> | undefined;
+
+  /** @internal */
+  constructor(init: { target: string; fstype: string; method: MountMethod; loopDevice: string | null; idmapped: boolean; ns: NamespaceTarget }) {
+    this.target = init.target;
+    this.fstype = init.fstype;
+    this.method = init.method;
+    this.loopDevice = init.loopDevice;
+    this.idmapped = init.idmapped;
+    this.#ns = init.ns;
+  }
+
+  get unmounted(): boolean {
+    return this.#done !== undefined;
+  }
+
+  unmount(options: NamespaceUnmountOptions = {}): Promise<void> {
+    if (this.#done) return this.#done;
+    const flags = (options.lazy ? MNT_DETACH : 0) | (options.force ? MNT_FORCE : 0);
+    const p = unmountInNamespace(this.#ns, this.target, flags);
+    this.#done = p;
+    p.catch(() => {
+      if (this.#done === p) this.#done = undefined;
+    });
+    return p;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    try {
+      await this.unmount();
+    } catch (err) {
+      if (!(err instanceof ImgmountError && err.code === 'ERR_NOT_MOUNTED')) throw err;
+      this.#done = Promise.resolve();
+    }
+  }
+}
+
+async function umountIn(ns: OpenedTarget, target: string, flags: number, where: string): Promise<void> {
+  try {
+    await runHelper({ op: 'umount', args: [target, String(flags)], userns: ns.userns?.fd ?? null, mntns: ns.mntns?.fd ?? null, path: target, where });
+  } catch (err) {
+    if ((err as { code?: string }).code === 'EINVAL')
+      throw new ImgmountError('ERR_NOT_MOUNTED', `${target} is not a mount point ${where}`, { cause: err, path: target });
+    throw err;
+  }
+}
+
+/**
+ * Mounts a partition of `source` at `target` inside the namespaces of `ns` ({ pid } or
+ * { userns, mntns } as NamespaceFd, fd, path or { pid }). Same options and defaults as
+ * mountPartition (read-only, nosuid, nodev; idmap needs the new mount API). The mount is
+ * visible there and not in the caller's mount namespace. If `signal` fires after the mount
+ * happened, it is unmounted again.
+ */
+export function mountInNamespace(
+  ns: NamespaceTarget,
+  source: LoopSource | LoopDevice,
+  target: string,
+  options: MountPartitionOptions,
+): Promise<NamespaceMount> {
+  return api(mountInNamespace, () => mountInNamespaceImpl(ns, source, target, options));
+}
+
+async function mountInNamespaceImpl(
+  ns: NamespaceTarget,
+  source: LoopSource | LoopDevice,
+  target: string,
+  options: MountPartitionOptions,
+): Promise<NamespaceMount> {
+  if (!(source instanceof LoopDevice)) checkSource(source);
+  pathArg('target', target);
+  const p = resolvePartitionOptions(options);
+  throwIfAborted(p.signal);
+  const where = describe(ns);
+  const opened = await openTarget(ns);
+  const helperNs = { userns: opened.userns?.fd ?? null, mntns: opened.mntns?.fd ?? null, where };
+  try {
+    const api = await resolveMountApi(p.requested);
+    let loopDevice: string | null;
+    if (api === 'new') {
+      const built = await buildMount(source, { detached: true }, options);
+      loopDevice = built.loopDevice;
+      try {
+        await runHelper({ op: 'move-mount', args: [String(childFd(0)), target], passFds: [built.mountFd!], dest: target, ...helperNs });
+      } finally {
+        // Once moved, the fd no longer holds the only reference; if the move failed, closing
+        // it dissolves the detached mount and auto-clears its loop device.
+        await native((b) => b.closeFd(built.mountFd!)).catch(() => undefined);
+      }
+    } else {
+      if (options.idmap !== undefined)
+        throw new ImgmountError('ERR_IDMAP_UNSUPPORTED', 'ID-mapped mounts need the new mount API, which is unavailable or switched off here');
+      const dev =
+        source instanceof LoopDevice
+          ? source
+          : await attachLoop(source, { ...(options.loop ?? {}), offset: p.loop.offset, sizeLimit: p.loop.sizeLimit, readOnly: p.loop.readOnly, autoclear: true });
+      loopDevice = dev.path;
+      try {
+        await runHelper({
+          op: 'mount',
+          args: [`/proc/self/fd/${childFd(0)}`, target, p.fstype, String(p.flags), p.data ?? '-'],
+          passFds: [dev.fd],
+          path: dev.path,
+          dest: target,
+          ...helperNs,
+        }).catch((err) => {
+          throw mapMountError(err, { fstype: p.fstype, source: dev.path, target });
+        });
+      } finally {
+        if (!(source instanceof LoopDevice)) await dev.close();
+      }
+    }
+    debug('mounted %s in %s at %s via %s', loopDevice, where, target, api);
+    if (p.signal?.aborted) {
+      await umountIn(opened, target, 0, where).catch(() => undefined);
+      throwIfAborted(p.signal);
+    }
+    return new NamespaceMount({ target, fstype: p.fstype, method: api, loopDevice, idmapped: options.idmap !== undefined, ns });
+  } finally {
+    await opened.close();
+  }
+}
+
+/** umount2(target, flags) inside the namespaces of `ns`. */
+export function unmountInNamespace(ns: NamespaceTarget, target: string, flags?: UmountFlags): Promise<void> {
+  return api(unmountInNamespace, () => unmountInNamespaceImpl(ns, target, flags));
+}
+
+async function unmountInNamespaceImpl(ns: NamespaceTarget, target: string, flags?: UmountFlags): Promise<void> {
+  pathArg('target', target);
+  const n = umountFlagsToNumber(flags);
+  const opened = await openTarget(ns);
+  try {
+    await umountIn(opened, target, n, describe(ns));
+  } finally {
+    await opened.close();
+  }
+}
+
+/**
+ * Moves a detached mount (an fd from fsmount/open_tree(OPEN_TREE_CLONE)) onto `target`
+ * inside the namespaces of `ns`. The fd stays the caller's.
+ */
+export function moveMountIntoNamespace(ns: NamespaceTarget, mountFd: number, target: string): Promise<void> {
+  return api(moveMountIntoNamespace, () => moveMountIntoNamespaceImpl(ns, mountFd, target));
+}
+
+async function moveMountIntoNamespaceImpl(ns: NamespaceTarget, mountFd: number, target: string): Promise<void> {
+  if (!Number.isInteger(mountFd) || mountFd < 0) throw invalidArgType('mountFd', 'a file descriptor', mountFd);
+  pathArg('target', target);
+  const opened = await openTarget(ns);
+  try {
+    await runHelper({ op: 'move-mount', args: [String(childFd(0)), target], passFds: [mountFd], userns: opened.userns?.fd ?? null, mntns: opened.mntns?.fd ?? null, dest: target, where: describe(ns) });
+  } finally {
+    await opened.close();
+  }
+}
+
+export interface SpawnInNamespacesOptions {
+  /** stdio of the program (default ['ignore', 'pipe', 'pipe']). */
+  stdio?: [HelperStdio, HelperStdio, HelperStdio];
+  /** Parent fds the program inherits, at fds 3, 4, ... in this order (e.g. a /dev/fuse fd). */
+  fds?: number[];
+  env?: NodeJS.ProcessEnv;
+  /** Aborting before the program started kills the helper; afterwards the program is yours. */
+  signal?: AbortSignal;
+}
+
+/**
+ * Starts `file` (looked up in PATH inside the mount namespace, if one is joined) with `args`
+ * inside the namespaces of `ns`, and resolves once it is running (exec succeeded). A failure
+ * to join or to exec rejects with errno and the failing step. Its working directory is the
+ * namespace's root.
+ */
+export function spawnInNamespaces(ns: NamespaceTarget, file: string, args: readonly string[] = [], options: SpawnInNamespacesOptions = {}): Promise<ChildProcess> {
+  return api(spawnInNamespaces, () => spawnInNamespacesImpl(ns, file, args, options));
+}
+
+async function spawnInNamespacesImpl(ns: NamespaceTarget, file: string, args: readonly string[] = [], options: SpawnInNamespacesOptions = {}): Promise<ChildProcess> {
+  pathArg('file', file);
+  if (!Array.isArray(args) || args.some((a) => typeof a !== 'string')) throw invalidArgType('args', 'an array of strings', args);
+  const signal = signalOf(options.signal);
+  throwIfAborted(signal);
+  const opened = await openTarget(ns);
+  try {
+    return await execHelper(
+      {
+        op: 'exec',
+        args: [file, ...args],
+        userns: opened.userns?.fd ?? null,
+        mntns: opened.mntns?.fd ?? null,
+        passFds: options.fds ?? [],
+        stdio: options.stdio ?? ['ignore', 'pipe', 'pipe'],
+        env: options.env ?? process.env,
+        path: file,
+        where: describe(ns),
+      },
+      signal,
+    );
+  } finally {
+    // The helper has its own copies (inherited); ours are no longer needed.
+    await opened.close();
+  }
+}

@@ -1,0 +1,133 @@
+/* imgmount-nsenter: joins a user and/or mount namespace given as inherited fds, then does one
+ * operation there and reports the outcome on a result fd.
+ *
+ * Node is always multi-threaded, and the kernel refuses setns(CLONE_NEWUSER) to a threaded
+ * process and setns(CLONE_NEWNS) to one that shares its fs_struct (CLONE_FS) with other
+ * threads. This program is single-threaded, spawned through child_process (so libuv reaps
+ * it), and makes no decision of its own: lib/ns/ chooses the namespaces, the order and what
+ * to do on failure.
+ *
+ *   imgmount-nsenter [--userns FD] [--mntns FD] --result FD OP ARG...
+ *     exec PROGRAM ARG...           execvp PROGRAM; the result fd is close-on-exec, so EOF
+ *                                   without a line means the exec succeeded
+ *     move-mount FD TARGET          move_mount(FD, "", AT_FDCWD, TARGET, MOVE_MOUNT_F_EMPTY_PATH)
+ *     mount SOURCE TARGET FSTYPE FLAGS DATA    mount(2); "-" stands for NULL
+ *     umount TARGET FLAGS           umount2(2)
+ *     userns-hold                   unshare(CLONE_NEWUSER), report, then wait for EOF on stdin
+ *                                   (the parent writes the id maps and opens /proc/PID/ns/user)
+ *
+ * Result (text, one report per run): "OK\n", or "ERR <errno> <step>\n" followed by
+ * "K <kernel message>\n" lines when a step left messages. Exit status 0 on OK, 1 on ERR,
+ * 2 on a usage error (also reported as ERR with EINVAL and step "usage").
+ * setns order is user first, then mount: the mount namespace's owner must be reachable. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../syscalls.h"
+
+static int result_fd = -1;
+
+static void write_all(const char *s, size_t n) {
+  while (n > 0 && result_fd >= 0) {
+    ssize_t w = write(result_fd, s, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    s += w;
+    n -= (size_t)w;
+  }
+}
+
+static void report_ok(void) { write_all("OK\n", 3); }
+
+static int report_err(int err, const char *step) {
+  char line[256];
+  int n = snprintf(line, sizeof line, "ERR %d %s\n", err, step);
+  if (n > 0) write_all(line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+  return 1;
+}
+
+static int parse_fd(const char *s) {
+  char *end = NULL;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno != 0 || end == s || *end != '\0' || v < 0 || v > 1 << 20) return -1;
+  return (int)v;
+}
+
+static const char *nullable(const char *s) { return strcmp(s, "-") == 0 ? NULL : s; }
+
+int main(int argc, char **argv) {
+  int userns = -1, mntns = -1, i = 1;
+  for (; i < argc; i++) {
+    if (strcmp(argv[i], "--userns") == 0 && i + 1 < argc) userns = parse_fd(argv[++i]);
+    else if (strcmp(argv[i], "--mntns") == 0 && i + 1 < argc) mntns = parse_fd(argv[++i]);
+    else if (strcmp(argv[i], "--result") == 0 && i + 1 < argc) result_fd = parse_fd(argv[++i]);
+    else break;
+  }
+  if (result_fd >= 0) fcntl(result_fd, F_SETFD, FD_CLOEXEC);
+  if (i >= argc) {
+    report_err(EINVAL, "usage");
+    return 2;
+  }
+  const char *op = argv[i++];
+  int nargs = argc - i;
+  char **args = argv + i;
+
+  if (strcmp(op, "userns-hold") == 0) {
+    if (unshare(CLONE_NEWUSER) != 0) return report_err(errno, "unshare(CLONE_NEWUSER)");
+    report_ok();
+    char c;
+    for (;;) {
+      ssize_t r = read(0, &c, 1);
+      if (r > 0 || (r < 0 && errno == EINTR)) continue;
+      break;
+    }
+    return 0;
+  }
+
+  if (userns >= 0) {
+    if (setns(userns, CLONE_NEWUSER) != 0) return report_err(errno, "setns(CLONE_NEWUSER)");
+    close(userns);
+  }
+  if (mntns >= 0) {
+    if (setns(mntns, CLONE_NEWNS) != 0) return report_err(errno, "setns(CLONE_NEWNS)");
+    close(mntns);
+  }
+
+  if (strcmp(op, "exec") == 0 && nargs >= 1) {
+    execvp(args[0], args);
+    return report_err(errno, "execve");
+  }
+  if (strcmp(op, "move-mount") == 0 && nargs == 2) {
+    int fd = parse_fd(args[0]);
+    if (fd < 0) return report_err(EBADF, "usage");
+    if (imgmount_move_mount(fd, "", AT_FDCWD, args[1], MOVE_MOUNT_F_EMPTY_PATH) != 0)
+      return report_err(errno, "move_mount");
+    report_ok();
+    return 0;
+  }
+  if (strcmp(op, "mount") == 0 && nargs == 5) {
+    unsigned long flags = strtoul(args[3], NULL, 0);
+    if (mount(nullable(args[0]), args[1], nullable(args[2]), flags, nullable(args[4])) != 0)
+      return report_err(errno, "mount");
+    report_ok();
+    return 0;
+  }
+  if (strcmp(op, "umount") == 0 && nargs == 2) {
+    if (umount2(args[0], (int)strtol(args[1], NULL, 0)) != 0) return report_err(errno, "umount2");
+    report_ok();
+    return 0;
+  }
+  report_err(EINVAL, "usage");
+  return 2;
+}

@@ -1,0 +1,42 @@
+// Mount syscalls shared by mount.cc and the fused attach+mount call.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "addon.h"
+
+namespace imgmount {
+
+struct FsOption {
+  std::string key;
+  std::string value;
+  bool hasValue = false;
+};
+
+// One mount as lib/ decided it: mount(2) (`legacy`) or fsopen -> fsconfig... -> fsmount
+// [-> mount_setattr(IDMAP)] -> move_mount (or kept detached and returned as an fd).
+struct MountSpec {
+  bool legacy = false;
+  std::string source;  // empty in a fused attach: the loop device's path
+  std::string target;
+  std::string fstype;
+  unsigned long flags = 0;  // mount(2) flags
+  bool hasData = false;
+  std::string data;                // mount(2) data
+  std::vector<FsOption> options;   // fsconfig keys
+  unsigned int attrs = 0;          // MOUNT_ATTR_* for fsmount
+  int usernsFd = -1;               // MOUNT_ATTR_IDMAP when >= 0
+  bool detached = false;           // return the mount fd instead of attaching it at target
+};
+
+struct MountDone {
+  int mountFd = -1;
+  std::vector<std::string> messages;  // kernel messages of the fs context, also on success
+};
+
+bool DoMount(const MountSpec& spec, MountDone& out, Failure& f);
+MountSpec ParseMountSpec(Napi::Object o);
+void MountDoneToJs(Napi::Env env, Napi::Object target, const MountDone& d);
+
+}  // namespace imgmount

@@ -1,0 +1,110 @@
+// Gates and helpers for tests that use the real kernel (loop devices, mounts, namespaces).
+// A gate skips only where the machine truly lacks the feature, and says why.
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { repoRoot } from './paths';
+
+function lacking(): string | null {
+  if (process.geteuid?.() !== 0) return 'not running as root';
+  if (!fs.existsSync('/dev/loop-control')) return 'no /dev/loop-control (loop driver missing)';
+  return null;
+}
+
+function inInitMountNamespace(): boolean {
+  try {
+    return fs.readlinkSync('/proc/self/ns/mnt') === fs.readlinkSync('/proc/1/ns/mnt');
+  } catch {
+    return false; // pid 1 not visible: we are in our own pid (and mount) namespace
+  }
+}
+
+/**
+ * For a describe() that mounts: skips (with the reason printed) without root or loop
+ * devices, and refuses to run in the host's mount namespace, where a crash could leave
+ * mounts behind: run under `unshare -m --propagation private`.
+ */
+export function requireKernel(ctx: Mocha.Context): void {
+  const why = lacking();
+  if (why) {
+    console.log(`    (skipping: ${why})`);
+    ctx.skip();
+  }
+  if (inInitMountNamespace() && process.env.IMGMOUNT_TEST_HOST_NS !== '1')
+    throw new Error('kernel tests mount: run them in a private mount namespace (unshare -m --propagation private ...), or set IMGMOUNT_TEST_HOST_NS=1');
+}
+
+export function userNamespacesLacking(): string | null {
+  try {
+    if (Number(fs.readFileSync('/proc/sys/user/max_user_namespaces', 'utf8')) === 0) return 'user namespaces disabled (max_user_namespaces=0)';
+  } catch {
+    return 'no user namespace support (/proc/sys/user/max_user_namespaces missing)';
+  }
+  return null;
+}
+
+export function requireUserNamespaces(ctx: Mocha.Context): void {
+  const why = userNamespacesLacking();
+  if (why) {
+    console.log(`    (skipping: ${why})`);
+    ctx.skip();
+  }
+}
+
+/** The compiled library, for child processes. */
+export const distLib = path.join(repoRoot, 'dist', 'lib');
+export const childScript = path.join(repoRoot, 'dist', 'test', 'support', 'loop-child.js');
+
+export interface Child {
+  proc: ChildProcess;
+  /** Resolves with the next JSON line the child prints. */
+  next(): Promise<Record<string, unknown>>;
+  /** Closes the child's stdin (it releases and exits) and waits for the exit code. */
+  finish(): Promise<number | null>;
+}
+
+/** Starts test/support/loop-child.ts with one JSON command (optionally under a wrapper command). */
+export function startChild(command: Record<string, unknown>, wrapper: string[] = []): Child {
+  const argv = [...wrapper, process.execPath, childScript, JSON.stringify(command)];
+  const proc = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines: Array<Record<string, unknown>> = [];
+  const waiters: Array<(v: Record<string, unknown>) => void> = [];
+  let buf = '';
+  proc.stdout!.setEncoding('utf8');
+  proc.stdout!.on('data', (d: string) => {
+    buf += d;
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = JSON.parse(buf.slice(0, i)) as Record<string, unknown>;
+      buf = buf.slice(i + 1);
+      const w = waiters.shift();
+      if (w) w(line);
+      else lines.push(line);
+    }
+  });
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  return {
+    proc,
+    next: () =>
+      new Promise((resolve, reject) => {
+        const l = lines.shift();
+        if (l) return resolve(l);
+        waiters.push(resolve);
+        exited.then((code) => reject(new Error(`child exited (${code}) before answering`)));
+      }),
+    finish: async () => {
+      proc.stdin!.end();
+      return exited;
+    },
+  };
+}
+
+/** Waits until `pred` holds (polling), or fails after `ms`: for kernel state that settles asynchronously. */
+export async function eventually(pred: () => boolean | Promise<boolean>, ms = 3000, what = 'condition'): Promise<void> {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (await pred()) return;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
