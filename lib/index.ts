@@ -5,3 +5,6 @@ export { isReadOnlyFilesystem } from './image/read-only';
 export * as sif from './sif';
 export { loadSif, createSif, openSifWriter, SifWriter } from './sif';
 export type { SifImage, SifHeader, SifDescriptor, SifObjectInput } from './sif';
+export * from './loop';
+export * from './mount';
+export * from './ns';

@@ -36,7 +36,7 @@ import type { SifObjectInput } from '../lib/sif/object-input';
 import { createSif } from '../lib/sif/write';
 
 /** Bumped whenever the fixture set changes, so stale generated dirs are rebuilt. */
-export const FIXTURES_VERSION = '3';
+export const FIXTURES_VERSION = '4';
 
 const FIXED_TIME = 1_600_000_000; // 2020-09-13, for every file time
 const EXT_UUID = '6f8d3e1a-4b2c-4d5e-8f90-a1b2c3d4e5f6';
@@ -202,6 +202,13 @@ export async function makeSifFixtures(out: string): Promise<void> {
     ],
     'sif-gocryptfs.sif': [part(Buffer.alloc(8192, 0x5a), FsGocryptfsSquashfs, PartPrimSys)],
     'sif-multi-primsys.sif': [root, part(f('sq-xz.sqfs'), FsSquash, PartSystem, { name: 'second' })],
+    // For the kernel tests: a squashfs root and an ext3 data partition holding the same
+    // tree, then 8 KiB of 0xAA so that a loop device without its size limit would show it.
+    'sif-kernel.sif': [
+      root,
+      part(f('ext3.img'), FsExt3, PartData, { name: 'data' }),
+      { dataType: DataGeneric, name: 'tail', data: Buffer.alloc(8192, 0xaa) },
+    ],
   };
   for (const [name, objects] of Object.entries(images)) {
     const w = await createSif(path.join(out, name), {

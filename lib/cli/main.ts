@@ -2,17 +2,17 @@
 // "imgmount: <message>" with a nonzero status (2 for usage mistakes).
 
 import { inspectCommand } from './inspect';
+import { loopCommand } from './loop';
 import { readCommand } from './read';
 import { UsageError, write, type CliIO, type Command } from './usage';
 
-export const commands: Command[] = [inspectCommand, readCommand];
+export const commands: Command[] = [inspectCommand, readCommand, loopCommand];
 
 function help(): string {
-  const width = Math.max(...commands.map((c) => c.usage.length));
   return (
-    'usage: imgmount <command> [options]\n\ncommands:\n' +
-    commands.map((c) => `  ${c.usage.padEnd(width)}  ${c.summary}`).join('\n') +
-    '\n\nSet NODE_DEBUG=imgmount for debug output.\n'
+    'usage: imgmount <command> [options]\n\n' +
+    commands.map((c) => `${c.usage.split('\n').map((l) => '  ' + l.trim()).join('\n')}\n      ${c.summary}\n`).join('') +
+    '\nSet NODE_DEBUG=imgmount for debug output.\n'
   );
 }
 

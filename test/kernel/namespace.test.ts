@@ -84,14 +84,14 @@ describe('kernel: ID-mapped mounts and capabilities', function () {
         expect(result, String(result)).to.not.be.instanceOf(Error);
         await using m = result as Awaited<ReturnType<typeof mountPartition>>;
         expect(m.idmapped).to.equal(true);
-        const st = fs.statSync(path.join(dir, 'hello.txt'));
+        const st = fs.statSync(path.join(dir, 'etc', 'hello.txt'));
         expect(st.uid).to.equal(100000);
         expect(st.gid).to.equal(200000);
-        expect(fs.readFileSync(path.join(dir, 'hello.txt'), 'utf8')).to.equal(img.files['hello.txt']);
+        expect(fs.readFileSync(path.join(dir, 'etc', 'hello.txt'), 'utf8')).to.equal(img.files['etc/hello.txt']);
         // The image itself is root-owned: an unmapped mount shows 0.
         const plain = registerMountPoint(mountDir(`plain-${fstype}`));
         await using _p = await mountPartition(file, plain, { fstype });
-        expect(fs.statSync(path.join(plain, 'hello.txt')).uid).to.equal(0);
+        expect(fs.statSync(path.join(plain, 'etc', 'hello.txt')).uid).to.equal(0);
       } else {
         expect(result).to.be.instanceOf(ImgmountError);
         expect((result as ImgmountError).code).to.equal('ERR_IDMAP_UNSUPPORTED');
@@ -112,7 +112,7 @@ describe('kernel: ID-mapped mounts and capabilities', function () {
       const caps = await capabilities();
       if (caps.idmap.squashfs) {
         await using _m = await mountPartition(img.squashfs, dir, { fstype: 'squashfs', idmap: { pid: holder.pid! } });
-        expect(fs.statSync(path.join(dir, 'hello.txt')).uid).to.equal(300000);
+        expect(fs.statSync(path.join(dir, 'etc', 'hello.txt')).uid).to.equal(300000);
       }
       const err = await mountPartition(img.squashfs, dir, { fstype: 'squashfs', idmap: { pid: holder.pid! }, api: 'legacy' }).catch((e: unknown) => e);
       expect((err as ImgmountError).code).to.equal('ERR_IDMAP_UNSUPPORTED');
@@ -168,8 +168,8 @@ describe('kernel: mounting into other namespaces', function () {
         expect(there[0]!.fstype).to.equal('squashfs');
         expect(there[0]!.mountOptions).to.include.members(['ro', 'nosuid', 'nodev']);
         expect(mountPoints()).to.not.include(dir);
-        expect(fs.readFileSync(`/proc/${holder.pid}/root${dir}/hello.txt`, 'utf8')).to.equal(img.files['hello.txt']);
-        expect(fs.existsSync(path.join(dir, 'hello.txt'))).to.equal(false);
+        expect(fs.readFileSync(`/proc/${holder.pid}/root${dir}/etc/hello.txt`, 'utf8')).to.equal(img.files['etc/hello.txt']);
+        expect(fs.existsSync(path.join(dir, 'etc', 'hello.txt'))).to.equal(false);
         expect(boundTo(img.sif)).to.have.length(1);
 
         await m.unmount();
@@ -197,7 +197,7 @@ describe('kernel: mounting into other namespaces', function () {
         expect(there).to.have.length(1);
         expect(there[0]!.fstype).to.equal('ext3');
         expect(mountPoints()).to.not.include(dir);
-        expect(fs.readFileSync(`/proc/${holder.pid}/root${dir}/sub/deep/file.txt`, 'utf8')).to.equal(img.files['sub/deep/file.txt']);
+        expect(fs.readFileSync(`/proc/${holder.pid}/root${dir}/bin/true.sh`, 'utf8')).to.equal(img.files['bin/true.sh']);
         void m;
       } finally {
         await userns.close();
