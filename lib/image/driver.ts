@@ -39,8 +39,11 @@ export interface DriverParams {
 export type MountFunc = (source: string, target: string, fstype: string, flags: number, data: string) => Promise<void>;
 
 export interface Driver {
-  /** Mounts `params`; may use `mountFunc` for the kernel part of the work. */
-  mount(params: MountParams, mountFunc: MountFunc): Promise<void>;
+  /**
+   * Mounts `params`; may use `mountFunc` for the kernel part of the work. Built-in drivers
+   * resolve with a handle (MountedFilesystem) that releases the mount.
+   */
+  mount(params: MountParams, mountFunc: MountFunc): Promise<unknown>;
   /** Starts the driver for a container whose init has `containerPid`. */
   start(params: DriverParams, containerPid: number, hybrid?: boolean): Promise<void>;
   /** Stops what serves `target` (after its unmount); "" means the session is ending. */

@@ -1,0 +1,34 @@
+// What the built-in drivers (kernel, FUSE) take and give back.
+
+import type { NamespaceRef, NamespaceTarget } from '../ns/namespace';
+import type { MountParams } from '../image/driver';
+
+export type DriverName = 'kernel' | 'fuse';
+
+/** Our extensions of Apptainer's MountParams (all optional). */
+export interface DriverMountParams extends MountParams {
+  /** Mount into this mount namespace (a container's) instead of ours. */
+  namespace?: NamespaceTarget;
+  /** ID-map the mount through this user namespace (kernel driver, new mount API). */
+  idmap?: NamespaceRef;
+  /** How long a FUSE helper may take to serve its mount (default 10 s). */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+/** A mounted filesystem and everything that serves it (loop device, helper process). */
+export interface MountedFilesystem extends AsyncDisposable {
+  readonly target: string;
+  readonly driver: DriverName;
+  /** Filesystem type as mountinfo shows it ("squashfs", "ext3", "fuse.squashfuse_ll", "overlay"). */
+  readonly fstype: string;
+  readonly readOnly: boolean;
+  /** Loop device path (kernel driver) or null. */
+  readonly loopDevice: string | null;
+  /** FUSE helper programs serving this mount, outermost last. */
+  readonly helpers: ReadonlyArray<{ program: string; pid: number }>;
+  /** True once close() was called. */
+  readonly closed: boolean;
+  /** Unmounts and releases everything (loop device, helpers, internal mounts). Idempotent. */
+  close(): Promise<void>;
+}
