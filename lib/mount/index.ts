@@ -17,3 +17,4 @@ export { mapMountError, type MountErrorContext } from './errors';
 export { findMounts, parseMountInfo, parseMountInfoLine, readMountInfo, unescapeMountField, type MountInfoEntry, type MountQuery } from './mountinfo';
 export { MOUNT_API_ENV, probeMountApi, resolveMountApi, type ApiSupport, type MountApi, type MountApiSupport } from './new-api';
 export { capabilities, IDMAP_PROBES, type Capabilities, type IdmapProbeFs } from './capabilities';
+export { bindMount, type BindMountOptions } from './bind';

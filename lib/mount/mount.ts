@@ -109,10 +109,13 @@ async function mountImpl(
     try {
       let messages: string[] = [];
       if (spec) {
+        // mount(2) reads "fuse.squashfuse" as type fuse, subtype squashfuse; fsopen() takes
+        // the type alone and the subtype as a parameter.
+        const dot = fstype!.indexOf('.');
+        const fsType = dot > 0 ? fstype!.slice(0, dot) : fstype!;
+        const options: Array<[string, string | null]> = dot > 0 ? [['subtype', fstype!.slice(dot + 1)], ...spec.options] : spec.options;
         messages = (
-          await native((b) =>
-            b.fsMount({ api: 'new', fstype: fstype!, target, options: spec.options, attrs: spec.attrs, ...(source !== null ? { source } : {}) }),
-          )
+          await native((b) => b.fsMount({ api: 'new', fstype: fsType, target, options, attrs: spec.attrs, ...(source !== null ? { source } : {}) }))
         ).messages;
       } else {
         await native((b) => b.mount(source, target, fstype, n, d ?? null));
@@ -142,7 +145,7 @@ export interface UmountOptions {
 
 /**
  * The seed's umount(target, flags): umount2. EINVAL on a path that mountinfo confirms is not
- * a mount point becomes ERR_NOT_MOUNTED (the SystemError is its cause).
+ * a mount point, or ENOENT (no such path), becomes ERR_NOT_MOUNTED (the SystemError is its cause).
  */
 export function umount(target: string, flags?: UmountFlags, options: UmountOptions = {}): Promise<void> {
   return api(umount, () => umountImpl(target, flags, options));
@@ -164,7 +167,7 @@ async function umountImpl(target: string, flags?: UmountFlags, options: UmountOp
         await sleep(backoffMs(attempt, 5, 500), signal);
         continue;
       }
-      if (isSystemError(err, 'EINVAL') && !(await isMountPoint(target))) {
+      if ((isSystemError(err, 'EINVAL') && !(await isMountPoint(target))) || isSystemError(err, 'ENOENT')) {
         throw new ImgmountError('ERR_NOT_MOUNTED', `${target} is not a mount point`, { cause: err, path: target });
       }
       throw err;

@@ -299,6 +299,22 @@ describe('kernel: MountFunc mount()/umount()', function () {
     }
   });
 
+  it('keeps the subtype of a "type.subtype" filesystem with both APIs (fuse.imgmount-test)', async () => {
+    for (const api of ['new', 'legacy'] as const) {
+      const dir = target(`fuse-subtype-${api}`);
+      const fuse = fs.openSync('/dev/fuse', 'r+');
+      try {
+        const r = await mount('imgmount-test', dir, 'fuse.imgmount-test', ['nosuid', 'nodev'], `fd=${fuse},rootmode=40000,user_id=0,group_id=0`, { api });
+        expect(r.method).to.equal(api);
+        expect((await entryAt(dir))!.fstype).to.equal('fuse.imgmount-test');
+      } finally {
+        fs.closeSync(fuse); // no daemon: closing the connection lets the unmount through
+        await umount(dir, ['detach']).catch(() => undefined);
+      }
+      expect(mountPoints()).to.not.include(dir);
+    }
+  });
+
   it('does bind mounts (mount(2) only) and reports ERR_NOT_MOUNTED for a path that is not a mount point', async () => {
     const img = testImages();
     const dst = target('bind');
