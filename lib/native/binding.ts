@@ -114,6 +114,12 @@ export interface NativeBinding {
   /** errnos of fsopen(NULL) and mount_setattr(-1, NULL, 0, NULL, 0): ENOSYS missing, EPERM filtered. */
   mountApiProbe(sync?: boolean): Promise<{ fsopen: number; mountSetattr: number }>;
   loopAttachMount(loop: NativeLoopAttachSpec, mount: NativeMountSpec, keepLoopFd: boolean, sync?: boolean): Promise<NativeAttachMounted>;
+  /**
+   * Watches an open /proc/<pid>/mountinfo fd on the event loop (uv_poll, POLLPRI): onChange(null)
+   * after each change of that mount table, onChange('<uv error name>') if polling failed. The fd
+   * stays the caller's; close() the watcher before closing it.
+   */
+  MountTableWatcher: new (fd: number, onChange: (error: string | null) => void) => { close(): void };
   // namespaces (native/namespace.cc)
   nsInfo(fd: number, sync?: boolean): Promise<{ type: string; inode: number | bigint; device: number | bigint }>;
   [name: string]: unknown;

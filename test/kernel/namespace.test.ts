@@ -2,7 +2,6 @@
 // process's mount namespace (and a rootless container's user + mount namespaces), and
 // starting a program inside a user namespace through the helper.
 import { expect } from 'chai';
-import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { AbortError, ImgmountError, SystemError } from '../../lib/errors';
@@ -18,34 +17,13 @@ import {
 } from '../../lib/ns';
 import { native } from '../../lib/native/binding';
 import { mountDir, testImages } from '../support/images';
-import { eventually, requireKernel, requireUserNamespaces } from '../support/kernel';
+import { eventually, requireKernel, requireUserNamespaces, startNamespaceHolder, stopHolder as stop } from '../support/kernel';
 import { boundLoops, mountPoints, registerMountPoint } from '../support/leaks';
 
 const MAP = { uidMap: [{ inside: 0, outside: 100000, count: 65536 }], gidMap: [{ inside: 0, outside: 200000, count: 65536 }] };
 
 function boundTo(file: string): string[] {
   return boundLoops().filter((l) => l.backingFile === file).map((l) => l.name);
-}
-
-/** Starts `unshare <flags> sleep` and waits until it is in its new mount namespace. */
-async function startNamespaceHolder(flags: string[]): Promise<ChildProcess> {
-  const child = spawn('unshare', [...flags, 'sleep', '600'], { stdio: 'ignore' });
-  const own = fs.readlinkSync('/proc/self/ns/mnt');
-  await eventually(() => {
-    try {
-      return fs.readlinkSync(`/proc/${child.pid}/ns/mnt`) !== own && fs.readlinkSync(`/proc/${child.pid}/exe`).endsWith('sleep');
-    } catch {
-      return false;
-    }
-  }, 5000, 'unshare to enter its namespaces');
-  return child;
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const gone = new Promise((r) => child.once('exit', r));
-  child.kill('SIGKILL');
-  await gone;
 }
 
 describe('kernel: ID-mapped mounts and capabilities', function () {

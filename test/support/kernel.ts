@@ -108,3 +108,25 @@ export async function eventually(pred: () => boolean | Promise<boolean>, ms = 30
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/** Starts `unshare <flags> sleep` and waits until it is in its new mount namespace. */
+export async function startNamespaceHolder(flags: string[]): Promise<ChildProcess> {
+  const child = spawn('unshare', [...flags, 'sleep', '600'], { stdio: 'ignore' });
+  const own = fs.readlinkSync('/proc/self/ns/mnt');
+  await eventually(() => {
+    try {
+      return fs.readlinkSync(`/proc/${child.pid}/ns/mnt`) !== own && fs.readlinkSync(`/proc/${child.pid}/exe`).endsWith('sleep');
+    } catch {
+      return false;
+    }
+  }, 5000, 'unshare to enter its namespaces');
+  return child;
+}
+
+/** Kills a namespace holder and waits for it. */
+export async function stopHolder(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const gone = new Promise((r) => child.once('exit', r));
+  child.kill('SIGKILL');
+  await gone;
+}

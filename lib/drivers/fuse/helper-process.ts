@@ -1,0 +1,355 @@
+// One FUSE helper process (squashfuse, fuse2fs, gocryptfs, fuse-overlayfs): started with its
+// image at fd 3 (and a /dev/fuse fd after it when we mounted for it), in its own session and
+// process group so that a terminal's signals never reach it, with a minimal environment and no
+// LD_PRELOAD. Its output is kept as a bounded tail (pipes) or, for helpers that must outlive
+// this process, in a log file in the session directory (a pipe would break when we exit).
+//
+// Stopping follows Apptainer's Stop(target), bounded: after the unmount wait up to 1 s for the
+// helper to exit by itself, then SIGTERM, up to 1 s more, then SIGKILL, and give up (with an
+// error) if even that does not end it. stopRecordedProcess() does the same for a helper that
+// another process started, identified by pid and start time so a reused pid is never signalled.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { ImgmountError } from '../../errors';
+import { abortError, debug } from '../../loop/internal';
+import { spawnInNamespaces } from '../../ns/mount';
+import type { NamespaceTarget } from '../../ns/namespace';
+import { processStartTime } from '../mount-record';
+
+/** How much helper output is kept for error messages. */
+const TAIL_BYTES = 8192;
+
+export interface HelperExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** The helper's output (stdout and stderr), noise filtered, last lines only. */
+  output: string;
+}
+
+export interface StopTimings {
+  /** Wait this long for the helper to exit by itself (after its unmount) before SIGTERM. */
+  graceMs?: number;
+  /** Then this long after SIGTERM before SIGKILL. */
+  termMs?: number;
+  /** Then this long after SIGKILL before giving up. */
+  killMs?: number;
+}
+
+const DEFAULT_STOP: Required<StopTimings> = { graceMs: 1000, termMs: 1000, killMs: 5000 };
+
+export interface StartHelperOptions {
+  /** Absolute path of the program. */
+  program: string;
+  args: readonly string[];
+  /** Parent fds the helper gets at fds 3, 4, ... in this order. */
+  fds?: readonly number[];
+  /** Written to the helper's stdin, which is then closed (gocryptfs' key); else stdin is /dev/null. */
+  input?: Buffer;
+  /** Start it inside these namespaces (through lib/ns' single-threaded helper). */
+  namespace?: NamespaceTarget;
+  /** A `setsid` program to start it through when `namespace` is given (own session there too). */
+  setsid?: string | null;
+  /** Write stdout and stderr to this file (helpers that outlive us) instead of pipes. */
+  logFile?: string;
+  signal?: AbortSignal;
+}
+
+// Lines the helpers print in normal operation (Apptainer's filter, plus gocryptfs' and
+// fuse2fs' current wording): they are not the reason anything failed.
+const NOISE: RegExp[] = [
+  /^Mounting read-only\.?$/,
+  /^Warning: fuse2fs does not support using the journal\.?$/,
+  /^There may be file system corruption or data loss if$/,
+  /^the file system is not gracefully unmounted\.?$/,
+  /^Recovering journal\.?$/,
+  /^Journal needs recovery; running `fsck' is recommended\.?$/,
+  /clone_fd/,
+  /lazytime/,
+  /^\/proc seems to be mounted as readonly/,
+  /^fuse: warning: library too old/,
+  /^The option "-allow_other" is set/,
+  /^Reading Password from stdin$/,
+  /^Reading password from stdin$/,
+  /^Using password provided via stdin$/,
+  /^Decrypting master key$/,
+  /^Filesystem mounted and ready\.?$/,
+];
+
+/** Drops the helpers' routine chatter, keeps everything else. */
+export function filterHelperOutput(text: string): string {
+  return text
+    .split('\n')
+    .map((l) => l.replace(/\r$/, '').trimEnd())
+    .filter((l) => l !== '' && !NOISE.some((re) => re.test(l.trim())))
+    .join('\n');
+}
+
+/** A minimal environment for helpers: no LD_PRELOAD, nothing of the caller's but PATH and locale. */
+export function helperEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' };
+  for (const k of ['LANG', 'LC_ALL', 'TZ']) if (process.env[k] !== undefined) env[k] = process.env[k];
+  return env;
+}
+
+export class HelperProcess {
+  /** Program name ("squashfuse_ll"), for messages and records. */
+  readonly name: string;
+  /** Program path. */
+  readonly program: string;
+  readonly pid: number;
+  /** Start time (field 22 of /proc/PID/stat), for records; null if it had already gone. */
+  readonly startTime: string | null;
+  /** Resolves once the helper has exited and its output is complete. */
+  readonly exited: Promise<HelperExit>;
+  readonly #child: ChildProcess;
+  #exit: HelperExit | undefined;
+
+  /** @internal */
+  constructor(child: ChildProcess, program: string, startTime: string | null, exited: Promise<HelperExit>) {
+    this.#child = child;
+    this.program = program;
+    this.name = path.basename(program);
+    this.pid = child.pid!;
+    this.startTime = startTime;
+    this.exited = exited.then((e) => (this.#exit = e));
+  }
+
+  /** True until the helper has exited. */
+  get running(): boolean {
+    return this.#exit === undefined && this.#child.exitCode === null && this.#child.signalCode === null;
+  }
+
+  /** Its exit, once known. */
+  get exit(): HelperExit | undefined {
+    return this.#exit;
+  }
+
+  /** Sends a signal; false if it has exited. */
+  kill(signal: NodeJS.Signals = 'SIGTERM'): boolean {
+    if (!this.running) return false;
+    try {
+      return this.#child.kill(signal);
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Waits (after the unmount) for the helper to exit, escalating to SIGTERM and SIGKILL. Resolves
+   * with its exit; rejects with ERR_HELPER_FAILED if it survives SIGKILL (e.g. stuck in the kernel).
+   */
+  async stop(timings: StopTimings = {}): Promise<HelperExit> {
+    const t = { ...DEFAULT_STOP, ...timings };
+    if (await within(this.exited, t.graceMs)) return this.exited;
+    debug('fuse: %s (pid %d) still running %d ms after its unmount: SIGTERM', this.name, this.pid, t.graceMs);
+    this.kill('SIGTERM');
+    if (await within(this.exited, t.termMs)) return this.exited;
+    debug('fuse: %s (pid %d) ignored SIGTERM for %d ms: SIGKILL', this.name, this.pid, t.termMs);
+    this.kill('SIGKILL');
+    if (await within(this.exited, t.killMs)) return this.exited;
+    throw new ImgmountError('ERR_HELPER_FAILED', `${this.name} (pid ${this.pid}) did not exit ${t.killMs} ms after SIGKILL`, {
+      details: { program: this.name, pid: this.pid },
+    });
+  }
+
+  /** Lets this process exit while the helper keeps running (persistent mounts). */
+  detach(): void {
+    this.#child.unref();
+    for (const s of [this.#child.stdout, this.#child.stderr]) (s as unknown as { unref?: () => void } | null)?.unref?.();
+  }
+}
+
+/** Resolves true if `p` settles within `ms`. */
+function within(p: Promise<unknown>, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve(false), ms);
+    p.then(
+      () => {
+        clearTimeout(t);
+        resolve(true);
+      },
+      () => {
+        clearTimeout(t);
+        resolve(true);
+      },
+    );
+  });
+}
+
+class Tail {
+  #chunks: string[] = [];
+  #size = 0;
+  add(s: string): void {
+    this.#chunks.push(s);
+    this.#size += s.length;
+    while (this.#size > TAIL_BYTES * 2 && this.#chunks.length > 1) this.#size -= this.#chunks.shift()!.length;
+  }
+  text(): string {
+    const all = this.#chunks.join('');
+    return all.length > TAIL_BYTES ? all.slice(all.length - TAIL_BYTES) : all;
+  }
+}
+
+async function readLogTail(file: string): Promise<string> {
+  try {
+    const fh = await fsp.open(file, 'r');
+    try {
+      const size = (await fh.stat()).size;
+      const len = Math.min(size, TAIL_BYTES);
+      const buf = Buffer.alloc(len);
+      await fh.read(buf, 0, len, size - len);
+      return buf.toString('utf8');
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Starts a helper and resolves once it runs (exec succeeded). Spawn failures (no such program,
+ * namespace not enterable) reject with ERR_HELPER_FAILED naming the program.
+ */
+export async function startHelper(o: StartHelperOptions): Promise<HelperProcess> {
+  const name = path.basename(o.program);
+  if (o.signal?.aborted) throw abortError(o.signal);
+  let logFd: number | undefined;
+  let log: fsp.FileHandle | undefined;
+  if (o.logFile !== undefined) {
+    log = await fsp.open(o.logFile, 'a', 0o600);
+    logFd = log.fd;
+  }
+  const out = logFd ?? 'pipe';
+  const stdin = o.input ? 'pipe' : 'ignore';
+  let child: ChildProcess;
+  try {
+    if (o.namespace) {
+      const [file, args] = o.setsid ? [o.setsid, [o.program, ...o.args]] : [o.program, [...o.args]];
+      child = await spawnInNamespaces(o.namespace, file, args, {
+        stdio: [stdin, out, out],
+        fds: [...(o.fds ?? [])],
+        env: helperEnv(),
+        ...(o.signal ? { signal: o.signal } : {}),
+      });
+    } else {
+      child = spawn(o.program, [...o.args], {
+        stdio: [stdin, out, out, ...(o.fds ?? [])],
+        env: helperEnv(),
+        detached: true, // setsid(): own session and process group
+      });
+      await new Promise<void>((resolve, reject) => {
+        child.once('spawn', resolve);
+        child.once('error', reject);
+      });
+    }
+  } catch (cause) {
+    if ((cause as { name?: string }).name === 'AbortError') throw cause;
+    const e = cause as NodeJS.ErrnoException;
+    throw new ImgmountError('ERR_HELPER_FAILED', `cannot start ${name} (${o.program}): ${e.message}`, {
+      cause,
+      details: { program: name, path: o.program },
+    });
+  } finally {
+    await log?.close();
+  }
+  child.on('error', (e) => debug('fuse: %s (pid %d): %s', name, child.pid, e.message));
+  const tail = new Tail();
+  if (logFd === undefined) {
+    for (const s of [child.stdout, child.stderr] as Array<Readable | null>) {
+      s?.setEncoding('utf8');
+      s?.on('data', (d: string) => tail.add(d));
+    }
+  }
+  if (o.input) {
+    const stdinStream = child.stdin as Writable;
+    stdinStream.on('error', () => undefined); // it may exit before reading: its exit says why
+    stdinStream.end(o.input);
+  }
+  const exited = new Promise<HelperExit>((resolve) => {
+    let done = false;
+    const finish = async (code: number | null, signal: NodeJS.Signals | null): Promise<void> => {
+      if (done) return;
+      done = true;
+      const raw = o.logFile !== undefined ? await readLogTail(o.logFile) : tail.text();
+      debug('fuse: %s (pid %d) exited: code %s, signal %s', name, child.pid, code, signal);
+      resolve({ code, signal, output: filterHelperOutput(raw) });
+    };
+    // 'close' waits for the pipes; a grandchild holding them must not delay us past the exit.
+    child.once('close', (code, signal) => void finish(code, signal));
+    child.once('exit', (code, signal) => {
+      setTimeout(() => {
+        child.stdout?.destroy();
+        child.stderr?.destroy();
+        void finish(code, signal);
+      }, 250).unref();
+    });
+  });
+  const startTime = await processStartTime(child.pid!);
+  const helper = new HelperProcess(child, o.program, startTime, exited);
+  debug('fuse: started %s (pid %d): %s', name, helper.pid, o.args.join(' '));
+  return helper;
+}
+
+/** Describes an exit for messages: "exit status 1" or "killed by SIGKILL". */
+export function describeExit(e: HelperExit): string {
+  return e.signal ? `killed by ${e.signal}` : `exit status ${e.code}`;
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers of another process (from a MountRecord): no child handle, only pid + start time.
+
+async function alive(pid: number, startTime: string): Promise<boolean> {
+  try {
+    const stat = await fsp.readFile(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return fields[0] !== 'Z' && fields[0] !== 'X' && fields[19] === startTime;
+  } catch {
+    return false;
+  }
+}
+
+async function gone(pid: number, startTime: string, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  // No pidfd in Node: poll /proc, quickly at first (helpers exit within milliseconds of their unmount).
+  for (let step = 5; ; step = Math.min(step * 2, 100)) {
+    if (!(await alive(pid, startTime))) return true;
+    const left = end - Date.now();
+    if (left <= 0) return false;
+    await new Promise((r) => setTimeout(r, Math.min(step, left)));
+  }
+}
+
+/**
+ * Stops a helper another process started: if `pid` still runs with `startTime`, waits for it,
+ * then SIGTERM, then SIGKILL, as HelperProcess.stop. Returns what it took.
+ */
+export async function stopRecordedProcess(
+  program: string,
+  pid: number,
+  startTime: string,
+  timings: StopTimings = {},
+): Promise<'gone' | 'exited' | 'terminated' | 'killed'> {
+  const t = { ...DEFAULT_STOP, ...timings };
+  if (!(await alive(pid, startTime))) return 'gone';
+  if (await gone(pid, startTime, t.graceMs)) return 'exited';
+  const signal = (sig: NodeJS.Signals): void => {
+    try {
+      process.kill(pid, sig);
+    } catch {
+      // exited meanwhile
+    }
+  };
+  if (!(await alive(pid, startTime))) return 'exited';
+  signal('SIGTERM');
+  if (await gone(pid, startTime, t.termMs)) return 'terminated';
+  if (!(await alive(pid, startTime))) return 'terminated';
+  signal('SIGKILL');
+  if (await gone(pid, startTime, t.killMs)) return 'killed';
+  throw new ImgmountError('ERR_HELPER_FAILED', `${program} (pid ${pid}) did not exit ${t.killMs} ms after SIGKILL`, {
+    details: { program, pid },
+  });
+}
