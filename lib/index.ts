@@ -8,3 +8,5 @@ export type { SifImage, SifHeader, SifDescriptor, SifObjectInput } from './sif';
 export * from './loop';
 export * from './mount';
 export * from './ns';
+export * from './drivers';
+export * from './root';

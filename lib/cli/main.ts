@@ -3,10 +3,11 @@
 
 import { inspectCommand } from './inspect';
 import { loopCommand } from './loop';
+import { mountCommand, rootCommand, umountCommand } from './mount';
 import { readCommand } from './read';
 import { UsageError, write, type CliIO, type Command } from './usage';
 
-export const commands: Command[] = [inspectCommand, readCommand, loopCommand];
+export const commands: Command[] = [inspectCommand, readCommand, mountCommand, umountCommand, rootCommand, loopCommand];
 
 function help(): string {
   return (

@@ -7,6 +7,7 @@
 // like the mounts they describe), one JSON file per (mount namespace, target).
 
 import { createHash } from 'node:crypto';
+import { hasErrorCode } from '../errors';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import type { DriverName } from './types';
@@ -26,10 +27,14 @@ export interface MountRecord {
   fstype: string;
   /** Helpers serving the target and its internal mounts, in start order. */
   helpers: HelperRecord[];
+  /** Mounts below the target (data partitions) to unmount before it. */
+  nestedMounts?: string[];
   /** Internal mounts to unmount after the target, in that order. */
   internalMounts: string[];
   /** Directory holding the internal mount points, removed last. */
   sessionDir?: string;
+  /** More session directories (a root whose top layer is a FUSE mount with its own). */
+  moreSessionDirs?: string[];
   created: string;
 }
 
@@ -84,3 +89,23 @@ export async function removeMountRecord(target: string, mntns?: string): Promise
   const ns = mntns ?? (await currentMountNamespace());
   await fs.rm(recordPath(ns, target), { force: true });
 }
+
+/** Removes a session directory: its files and (empty) directories, never crossing into a mount. */
+export async function removeSessionDir(dir: string): Promise<void> {
+  let names: string[] = [];
+  try {
+    names = await fs.readdir(dir);
+  } catch (err) {
+    if (hasErrorCode(err, 'ENOENT')) return;
+    throw err;
+  }
+  for (const n of names) {
+    const p = path.join(dir, n);
+    const st = await fs.lstat(p).catch(() => null);
+    if (!st) continue;
+    if (st.isDirectory()) await fs.rmdir(p);
+    else await fs.unlink(p);
+  }
+  await fs.rmdir(dir);
+}
+

@@ -170,6 +170,16 @@ export class Image {
     return authorizedGroup(this.fd, groups);
   }
 
+  /**
+   * Mounts the root filesystem at `target` (the seed's ImageFormat.Root()): returns the OCI
+   * runtime-spec Root and a handle that releases every mount it made. See RootOptions.
+   */
+  async root(target: string, options?: import('../root/root').RootOptions): Promise<import('../root/root').MountedRoot> {
+    // Loaded on use: the mounting layer is not needed to recognise images.
+    const { root } = await import('../root/root');
+    return root(this, target, options);
+  }
+
   toJSON(): ImageJSON {
     return {
       partitions: this.partitions.map(sectionToJSON),

@@ -9,6 +9,10 @@ import { repoRoot, sharedDir } from './paths';
 /** Per-run scratch directory; everything a test creates lives under it. */
 export const testTmp = fs.mkdtempSync(path.join(os.tmpdir(), 'imgmount-test-'));
 
+// Mount records and session directories (overlay layers, FUSE chains) of this run stay
+// under testTmp too, where the leak check looks.
+process.env.IMGMOUNT_STATE_DIR = path.join(testTmp, 'state');
+
 addLeakRoot(testTmp);
 addLeakRoot(repoRoot);
 addLeakRoot(sharedDir);

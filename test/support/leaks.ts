@@ -1,6 +1,7 @@
 // Leak check for tests that attach loop devices and mount: at the end of the run, any loop
 // device bound to a test file (under testTmp, the repo or the shared fixtures) that was not
-// bound before the run, and any mount at or under testTmp (or registered by a test) is a
+// bound before the run, any mount at or under testTmp (or registered by a test), and any FUSE
+// helper process (squashfuse, fuse2fs, gocryptfs, fuse-overlayfs) started during the run is a
 // failure. Fields are compared exactly: backing files by resolved path components, mounts by
 // their unescaped mountinfo mount point, never by string prefix (/dev/loop1 vs /dev/loop10).
 // What is found is cleaned up before the failure is thrown, so the machine stays clean.
@@ -13,7 +14,25 @@ const roots: string[] = [];
 /** Mount points a test created (checked even outside the roots). */
 const registeredMounts = new Set<string>();
 
-let before: { loops: Set<string>; mounts: Set<string> } | undefined;
+let before: { loops: Set<string>; mounts: Set<string>; helpers: Set<string> } | undefined;
+
+/** Programs that serve FUSE mounts; one still running after the suite is a leaked helper. */
+const HELPER_PROGRAMS = new Set(['squashfuse', 'squashfuse_ll', 'fuse2fs', 'gocryptfs', 'fuse-overlayfs']);
+
+/** Running FUSE helper processes, as "pid comm". */
+export function helperProcesses(): string[] {
+  const out: string[] = [];
+  for (const pid of fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+    try {
+      const comm = fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+      const state = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0];
+      if (HELPER_PROGRAMS.has(comm) && state !== 'Z') out.push(`${pid} ${comm}`);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
 
 export function addLeakRoot(dir: string): void {
   roots.push(path.resolve(dir));
@@ -86,6 +105,7 @@ export function snapshotLeaks(): void {
   before = {
     loops: new Set(boundLoops().map((l) => `${l.name}\0${l.backingFile}`)),
     mounts: new Set(mountPoints()),
+    helpers: new Set(helperProcesses()),
   };
 }
 
@@ -98,18 +118,29 @@ function sleepSync(ms: number): void {
  * while first: a killed child's fds and an auto-clearing device settle asynchronously.
  */
 export function checkLeaks(testTmp: string): string {
+  const leakedHelpers = () => helperProcesses().filter((h) => !before?.helpers.has(h));
   let loops = leakedLoops();
   let mounts = leakedMounts(testTmp);
-  for (let i = 0; i < 40 && (loops.length || mounts.length); i++) {
+  let helpers = leakedHelpers();
+  for (let i = 0; i < 40 && (loops.length || mounts.length || helpers.length); i++) {
     sleepSync(50);
     loops = leakedLoops();
     mounts = leakedMounts(testTmp);
+    helpers = leakedHelpers();
   }
-  if (!loops.length && !mounts.length) return '';
+  if (!loops.length && !mounts.length && !helpers.length) return '';
   const report = [
     ...mounts.map((m) => `mount left at ${m}`),
     ...loops.map((l) => `loop device /dev/${l.name} left bound to ${l.backingFile}`),
+    ...helpers.map((h) => `FUSE helper process ${h} still running`),
   ].join('\n  ');
+  for (const h of helpers) {
+    try {
+      process.kill(Number(h.split(' ')[0]), 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
   // Clean up so that a failing run does not leave the machine dirty.
   for (const m of mounts.sort((a, b) => b.length - a.length)) {
     try {

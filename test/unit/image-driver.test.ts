@@ -37,3 +37,24 @@ describe('driver registry', () => {
     expect(getDriver('other')).to.equal(undefined);
   });
 });
+
+describe('built-in drivers in the registry', () => {
+  it('kernel and fuse are registered, with the seed life cycle and clear state errors', async () => {
+    const { KernelDriver, FuseDriver } = await import('../../lib');
+    const k = getDriver('kernel');
+    expect(k).to.be.instanceOf(KernelDriver);
+    expect(getDriver('fuse')).to.be.instanceOf(FuseDriver);
+    const fresh = new KernelDriver();
+    const params = { source: '/nonexistent', target: '/nonexistent-target', filesystem: 'squashfs', flags: 0, offset: 0, size: 0, fsOptions: [] };
+    const noop = async () => undefined;
+    const before = await fresh.mount(params, noop).catch((e: ImgmountError) => e);
+    expect((before as ImgmountError).code).to.equal('ERR_DRIVER_STATE');
+    expect((before as Error).message).to.match(/not started: call start\(\) before mount\(\)/);
+    await fresh.start({ sessionPath: '', usernsFd: -1, fuseFd: -1 }, 0);
+    expect(((await fresh.start({ sessionPath: '', usernsFd: -1, fuseFd: -1 }, 0).catch((e: ImgmountError) => e)) as ImgmountError).code).to.equal('ERR_DRIVER_STATE');
+    await fresh.stop('');
+    const after = await fresh.mount(params, noop).catch((e: ImgmountError) => e);
+    expect((after as Error).message).to.match(/was stopped: mount\(\) after stop\(\) is not allowed/);
+    expect(fresh.features() & 3).to.equal(3); // squashfs and ext3
+  });
+});

@@ -1,0 +1,133 @@
+// The kernel driver: a loop device over the image's own fd with the partition's offset and
+// size, then a kernel mount through lib/mount (new mount API where the kernel has it).
+// Read-only unless asked otherwise, nosuid and nodev always unless the flags say otherwise,
+// ext3 with errors=remount-ro. Also mounts overlay (kernel overlayfs) and tmpfs layers.
+
+import * as fs from 'node:fs';
+import { ImgmountError, hasErrorCode } from '../errors';
+import { Ext3Feature, OverlayFeature, SquashFeature } from '../image/constants';
+import type { MountFunc } from '../image/driver';
+import { mount as mountFs, mountPartition, umount, type Mount } from '../mount/mount';
+import { MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY } from '../mount/flags';
+import { mountInNamespace, type NamespaceMount } from '../ns/mount';
+import { DriverSession } from './session';
+import { loopSourceOf } from './source';
+import type { DriverMountParams, MountedFilesystem } from './types';
+
+/** A kernel mount (partition via loop device, or overlay/tmpfs/bind) as a MountedFilesystem. */
+export class KernelMounted implements MountedFilesystem {
+  readonly driver = 'kernel' as const;
+  readonly helpers = [] as const;
+  #closing: Promise<void> | undefined;
+
+  constructor(
+    readonly target: string,
+    readonly fstype: string,
+    readonly readOnly: boolean,
+    readonly loopDevice: string | null,
+    private readonly release: () => Promise<void>,
+  ) {}
+
+  get closed(): boolean {
+    return this.#closing !== undefined;
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.release();
+    return this.#closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/** A kernel mount without a loop device (tmpfs, overlay, bind) that close() unmounts. */
+export function plainKernelMount(target: string, fstype: string, readOnly: boolean): KernelMounted {
+  return new KernelMounted(target, fstype, readOnly, null, () => alreadyGoneIsFine(umount(target)));
+}
+
+/** Someone else (`imgmount umount`, an operator) may have unmounted it first: nothing left to do. */
+export async function alreadyGoneIsFine(unmount: Promise<void>): Promise<void> {
+  try {
+    await unmount;
+  } catch (err) {
+    if (!hasErrorCode(err, 'ERR_NOT_MOUNTED')) throw err;
+  }
+}
+
+/** /dev/mapper is where dm-crypt devices appear; without device-mapper there is none. */
+export function deviceMapperAvailable(): boolean {
+  return fs.existsSync('/dev/mapper/control');
+}
+
+export function encryptionUnsupported(target: string): ImgmountError {
+  return new ImgmountError(
+    'ERR_ENCRYPTION_UNSUPPORTED',
+    `cannot mount the encrypted (LUKS) squashfs at ${target}: it needs device-mapper (dm-crypt) and root` +
+      (deviceMapperAvailable() ? ', and imgmount does not drive cryptsetup yet' : ', and this host has no device-mapper (/dev/mapper/control is missing)'),
+  );
+}
+
+export class KernelDriver extends DriverSession {
+  readonly name = 'kernel' as const;
+
+  features(): number {
+    return SquashFeature | Ext3Feature | OverlayFeature;
+  }
+
+  protected async doMount(params: DriverMountParams, mountFunc: MountFunc): Promise<MountedFilesystem> {
+    const readOnly = (params.flags & MS_RDONLY) !== 0;
+    switch (params.filesystem) {
+      case 'squashfs':
+      case 'ext3':
+        return this.#mountPartition(params, readOnly);
+      case 'overlay':
+      case 'tmpfs':
+        return this.#mountVirtual(params, readOnly, mountFunc);
+      case 'encryptfs':
+        throw encryptionUnsupported(params.target);
+      case 'gocryptfs':
+        throw new ImgmountError('ERR_DRIVER_UNAVAILABLE', 'the kernel driver cannot mount gocryptfs partitions; use the FUSE driver');
+      default:
+        throw new ImgmountError('ERR_MOUNT_UNSUPPORTED_FS', `the kernel driver does not mount "${params.filesystem}" partitions`);
+    }
+  }
+
+  async #mountPartition(params: DriverMountParams, readOnly: boolean): Promise<MountedFilesystem> {
+    const ext = params.filesystem === 'ext3';
+    const data = [...params.fsOptions];
+    if (ext && !data.some((o) => o.startsWith('errors='))) data.push('errors=remount-ro');
+    const options = {
+      // The kernel's ext3 type cannot be ID-mapped; its ext4 driver reads ext3 images and can.
+      fstype: ext && params.idmap !== undefined ? 'ext4' : params.filesystem,
+      offset: params.offset,
+      sizeLimit: params.size,
+      readOnly,
+      nosuid: (params.flags & MS_NOSUID) !== 0,
+      nodev: (params.flags & MS_NODEV) !== 0,
+      noexec: (params.flags & MS_NOEXEC) !== 0,
+      data: data.join(','),
+      ...(params.idmap !== undefined ? { idmap: params.idmap } : {}),
+      ...(params.signal ? { signal: params.signal } : {}),
+    };
+    const source = await loopSourceOf(params.source);
+    let m: Mount | NamespaceMount;
+    if (params.namespace) m = await mountInNamespace(params.namespace, source, params.target, options);
+    else m = await mountPartition(source, params.target, options);
+    return new KernelMounted(params.target, options.fstype, readOnly, m.loopDevice, () => alreadyGoneIsFine(m.unmount()));
+  }
+
+  async #mountVirtual(params: DriverMountParams, readOnly: boolean, mountFunc: MountFunc): Promise<MountedFilesystem> {
+    if (params.namespace) {
+      throw new ImgmountError('ERR_DRIVER_UNAVAILABLE', `the kernel driver mounts ${params.filesystem} in this mount namespace only; move the result`);
+    }
+    await mountFunc(params.source, params.target, params.filesystem, params.flags, params.fsOptions.join(','));
+    return plainKernelMount(params.target, params.filesystem, readOnly);
+  }
+}
+
+/** mount(2)-shaped MountFunc over lib/mount, for drivers that need one. */
+export const kernelMountFunc: MountFunc = async (source, target, fstype, flags, data) => {
+  await mountFs(source, target, fstype, flags, data);
+};
