@@ -11,7 +11,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { debuglog } from 'node:util';
-import { ImgmountError, invalidArgValue, throwIfAborted } from '../errors';
+import { ImgmountError, hasErrorCode, invalidArgValue, throwIfAborted } from '../errors';
 import { EXT3, OverlayUsage, SANDBOX, SQUASHFS } from '../image/constants';
 import type { Image } from '../image/image';
 import { init } from '../image/init';
@@ -20,8 +20,12 @@ import { currentMountNamespace, findMountRecord, removeMountRecord, removeSessio
 import type { MountedFilesystem } from '../drivers/types';
 import { capabilities } from '../mount/capabilities';
 import { MS_NODEV, MS_NOSUID, MS_RDONLY } from '../mount/flags';
-import { mount } from '../mount/mount';
-import { kernelMountFunc, plainKernelMount } from '../drivers/kernel';
+import { bindMount } from '../mount/bind';
+import { MNT_DETACH } from '../mount/flags';
+import { mount, umount } from '../mount/mount';
+import { unmountInNamespace } from '../ns/mount';
+import type { NamespaceTarget } from '../ns/namespace';
+import { KernelMounted, kernelMountFunc, plainKernelMount } from '../drivers/kernel';
 import { mountImage, writableProblem, type MountImageOptions } from './mount-image';
 
 const debug = debuglog('imgmount');
@@ -194,7 +198,6 @@ interface OverlayPlan extends Omit<MountImageOptions, 'partition' | 'writable'> 
 async function assembleOverlay(image: Image, target: string, r: Root, plan: OverlayPlan): Promise<void> {
   const { rootPart, writable, writableTmpfs, external, sifOverlay, tmpfsSize, ...common } = plan;
   const { namespace, ...local } = common; // layers are built here; only the overlay goes elsewhere
-  if (namespace) throw new ImgmountError('ERR_NAMESPACE', 'roots with overlays are assembled in this mount namespace; mount them into another one by mounting the root there');
   r.sessionDir = await mkSession();
   const lowers: string[] = [];
   let upper: { upper: string; work: string } | undefined;
@@ -240,8 +243,12 @@ async function assembleOverlay(image: Image, target: string, r: Root, plan: Over
   const flags = MS_NOSUID | MS_NODEV | (upper ? 0 : MS_RDONLY);
   const caps = await capabilities();
   const privileged = plan.privileged ?? process.geteuid?.() === 0;
+  const kernelOverlay = privileged && caps.filesystems.includes('overlay') && plan.driver !== 'fuse';
   let top: MountedFilesystem;
-  if (privileged && caps.filesystems.includes('overlay') && plan.driver !== 'fuse') {
+  if (namespace) {
+    if (!kernelOverlay) throw new ImgmountError('ERR_NAMESPACE', 'an overlay root in another mount namespace needs the kernel overlayfs (and root)');
+    top = await overlayIntoNamespace(r, namespace, target, flags, opts.join(','), !upper);
+  } else if (kernelOverlay) {
     await mount('overlay', target, 'overlay', flags, opts.join(','));
     top = plainKernelMount(target, 'overlay', !upper);
   } else {
@@ -257,6 +264,33 @@ async function assembleOverlay(image: Image, target: string, r: Root, plan: Over
   r.mounts.push(top);
   r.top = top;
   r.root = { path: target, readonly: !upper };
+}
+
+/**
+ * Builds the overlay here, on a staging directory, and moves a clone of it into the other
+ * namespace (as detached mounts can be). The layers are then detached here: they live on as
+ * references of that overlay and go away with it, so nothing of the root stays in ours.
+ */
+async function overlayIntoNamespace(r: Root, ns: NamespaceTarget, target: string, flags: number, data: string, readOnly: boolean): Promise<MountedFilesystem> {
+  const staging = path.join(r.sessionDir!, 'root');
+  await fs.mkdir(staging);
+  await mount('overlay', staging, 'overlay', flags, data);
+  try {
+    await bindMount(staging, target, { namespace: ns, readOnly, recursive: false });
+  } finally {
+    await umount(staging, MNT_DETACH);
+  }
+  for (const m of r.mounts) await umount(m.target, MNT_DETACH).catch((err: unknown) => debug('detach %s: %s', m.target, (err as Error).message));
+  await removeSessionDir(r.sessionDir!);
+  r.sessionDir = undefined;
+  return new KernelMounted(target, 'overlay', readOnly, null, async () => {
+    try {
+      await unmountInNamespace(ns, target);
+    } catch (err) {
+      // Unmounted there already, or the namespace is gone (and its mounts with it).
+      if (!hasErrorCode(err, 'ERR_NOT_MOUNTED') && !hasErrorCode(err, 'ERR_NAMESPACE')) throw err;
+    }
+  });
 }
 
 function escapeLayer(p: string): string {

@@ -234,4 +234,26 @@ describe('kernel: roots in other namespaces', function () {
       await stopHolder(holder);
     }
   });
+
+  it('an overlay root (tmpfs upper) into another mount namespace: built here, moved there, nothing of it left here', async () => {
+    const holder = await startNamespaceHolder(['-m', '--propagation', 'private']);
+    try {
+      await using img = await init(fixture('sif-basic.sif'));
+      const dir = mountDir('ns-overlay-root');
+      const r = await root(img, dir, { ...kernelOnly, writableTmpfs: true, namespace: { pid: holder.pid! } });
+      expect(r.root).to.deep.equal({ path: dir, readonly: false });
+      const there = `/proc/${holder.pid}/root${dir}`;
+      expect(fs.readFileSync(path.join(there, 'etc/hello.txt'), 'utf8')).to.equal('hello from imgmount\n');
+      fs.writeFileSync(path.join(there, 'etc/written-there.txt'), 'x');
+      expect(fs.existsSync(path.join(dir, 'etc/hello.txt'))).to.equal(false);
+      // Here: no overlay, no layers, no session directory (the layers live on in the overlay there).
+      const here = (await readMountInfo()).filter((m) => m.fstype === 'overlay' || m.mountPoint.includes('/sessions/root-'));
+      expect(here).to.deep.equal([]);
+      await r.close();
+      expect(fs.existsSync(path.join(there, 'etc/hello.txt'))).to.equal(false);
+      await eventually(() => !boundLoops().some((l) => l.backingFile === fixture('sif-basic.sif')), 3000, 'the layers to be released');
+    } finally {
+      await stopHolder(holder);
+    }
+  });
 });
