@@ -8,6 +8,7 @@
 // loop retries (lib/loop/attach.ts), the error mapping (./errors.ts) and the undo when
 // verification fails or the caller aborts after the kernel succeeded.
 
+import { RetryableOnce } from '../util/once';
 import * as fsp from 'node:fs/promises';
 import { ImgmountError, invalidArgType, throwIfAborted } from '../errors';
 import {
@@ -243,7 +244,7 @@ export class Mount implements AsyncDisposable {
   readonly loopNumber: number | null;
   readonly idmapped: boolean;
   readonly messages: readonly string[];
-  #done: Promise<void> | undefined;
+  readonly #release = new RetryableOnce();
 
   /** @internal */
   constructor(init: MountInit) {
@@ -263,31 +264,19 @@ export class Mount implements AsyncDisposable {
   }
 
   get unmounted(): boolean {
-    return this.#done !== undefined;
+    return this.#release.started;
   }
 
   unmount(options: UnmountOptions = {}): Promise<void> {
-    if (this.#done) return this.#done;
     const flags = (options.lazy ? MNT_DETACH : 0) | (options.force ? MNT_FORCE : 0);
-    const p = umount(this.target, flags, {
+    return this.#release.run(() => umount(this.target, flags, {
       ...(options.busyRetries !== undefined ? { busyRetries: options.busyRetries } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
-    });
-    this.#done = p;
-    // A failed unmount (EBUSY...) may be tried again.
-    p.catch(() => {
-      if (this.#done === p) this.#done = undefined;
-    });
-    return p;
+    }));
   }
 
-  async [Symbol.asyncDispose](): Promise<void> {
-    try {
-      await this.unmount();
-    } catch (err) {
-      if (!(err instanceof ImgmountError && err.code === 'ERR_NOT_MOUNTED')) throw err;
-      this.#done = Promise.resolve();
-    }
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.#release.dispose(() => this.unmount());
   }
 
   toJSON(): MountInit {

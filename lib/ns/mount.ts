@@ -6,6 +6,7 @@
 // mount(2)s /proc/self/fd/N of our loop device fd inside the namespace. Either way the Node
 // thread never changes namespace and the loop device is auto-cleared with the mount.
 
+import { RetryableOnce } from '../util/once';
 import type { ChildProcess } from 'node:child_process';
 import { ImgmountError, invalidArgType, throwIfAborted } from '../errors';
 import { LoopDevice, attachLoop, checkSource, type LoopSource } from '../loop/attach';
@@ -47,7 +48,7 @@ export class NamespaceMount implements AsyncDisposable {
   readonly loopDevice: string | null;
   readonly idmapped: boolean;
   readonly #ns: NamespaceTarget;
-  #done: Promise<void> | undefined;
+  readonly #release = new RetryableOnce();
 
   /** @internal */
   constructor(init: { target: string; fstype: string; method: MountMethod; loopDevice: string | null; idmapped: boolean; ns: NamespaceTarget }) {
@@ -60,27 +61,16 @@ export class NamespaceMount implements AsyncDisposable {
   }
 
   get unmounted(): boolean {
-    return this.#done !== undefined;
+    return this.#release.started;
   }
 
   unmount(options: NamespaceUnmountOptions = {}): Promise<void> {
-    if (this.#done) return this.#done;
     const flags = (options.lazy ? MNT_DETACH : 0) | (options.force ? MNT_FORCE : 0);
-    const p = unmountInNamespace(this.#ns, this.target, flags);
-    this.#done = p;
-    p.catch(() => {
-      if (this.#done === p) this.#done = undefined;
-    });
-    return p;
+    return this.#release.run(() => unmountInNamespace(this.#ns, this.target, flags));
   }
 
-  async [Symbol.asyncDispose](): Promise<void> {
-    try {
-      await this.unmount();
-    } catch (err) {
-      if (!(err instanceof ImgmountError && err.code === 'ERR_NOT_MOUNTED')) throw err;
-      this.#done = Promise.resolve();
-    }
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.#release.dispose(() => this.unmount());
   }
 }
 
