@@ -8,10 +8,11 @@
 // program is running.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { ImgmountError, SystemError } from '../errors';
 import { abortError, callerStack, debug } from '../loop/internal';
 import { helperPath } from '../native/binding';
+import { trackExit } from '../util/child-exit';
 
 export type HelperStdio = 'ignore' | 'pipe' | 'inherit' | number;
 
@@ -97,12 +98,34 @@ function spawnHelper(call: HelperCall): { child: ChildProcess; result: Readable;
   const { stdio, argv, resultFd } = layout(call);
   debug('helper: %s %s', helperPath(), argv.join(' '));
   const child = spawn(helperPath(), argv, { stdio, env: call.env ?? process.env });
+  if (call.op === 'exec') keepOutput(child);
+  trackExit(child); // an exec'd program may be done before the caller listens
   const result = child.stdio[resultFd] as Readable;
   let err = '';
   const errStream = call.op === 'exec' ? null : (child.stdio[2] as Readable | null);
   errStream?.setEncoding('utf8');
   errStream?.on('data', (d: string) => (err.length < 4096 ? (err += d) : undefined));
   return { child, result, stderr: () => err.trim() };
+}
+
+/**
+ * An exec'd program may finish before the caller gets the ChildProcess, and Node then drains
+ * (discards) stdout/stderr nobody listens to. Read them from the start into PassThrough
+ * streams that hold the output until the caller reads it, offered as `child.stdout` and
+ * `child.stderr`. (`child.stdio` keeps the original pipes: Node's exit-time drain walks that
+ * array, and would drain the kept output too if it were there.)
+ */
+function keepOutput(child: ChildProcess): void {
+  for (const [fd, name] of [
+    [1, 'stdout'],
+    [2, 'stderr'],
+  ] as const) {
+    const original = child.stdio[fd] as Readable | null;
+    if (!original) continue;
+    const kept = new PassThrough();
+    original.pipe(kept);
+    Object.defineProperty(child, name, { value: kept, configurable: true, writable: true });
+  }
 }
 
 function helperDied(call: HelperCall, code: number | null, sig: NodeJS.Signals | null, stderr: string, cause?: unknown): ImgmountError {

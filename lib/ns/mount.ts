@@ -209,7 +209,8 @@ export interface SpawnInNamespacesOptions {
  * Starts `file` (looked up in PATH inside the mount namespace, if one is joined) with `args`
  * inside the namespaces of `ns`, and resolves once it is running (exec succeeded). A failure
  * to join or to exec rejects with errno and the failing step. Its working directory is the
- * namespace's root.
+ * namespace's root. The program may already have exited when this resolves: wait for it with
+ * `trackExit(child)` (lib/util/child-exit), never with a late 'exit'/'close' listener.
  */
 export function spawnInNamespaces(ns: NamespaceTarget, file: string, args: readonly string[] = [], options: SpawnInNamespacesOptions = {}): Promise<ChildProcess> {
   return api(spawnInNamespaces, () => spawnInNamespacesImpl(ns, file, args, options));

@@ -16,6 +16,7 @@ import { FuseDriver, fuseBinaries, releaseFuseMount, waitForMount, type FuseDriv
 import { filterHelperOutput } from '../../lib/drivers/fuse/helper-process';
 import { MS_NODEV, MS_NOSUID, MS_RDONLY, findMounts, mount, readMountInfo, umount, type MountInfoEntry } from '../../lib/mount';
 import { spawnInNamespaces } from '../../lib/ns';
+import { readOutput } from '../../lib/util/child-exit';
 import { openFds } from '../support/fds';
 import { gocryptfsImage } from '../support/gocryptfs-image';
 import { testTmp } from '../support/hooks';
@@ -105,11 +106,8 @@ async function rejection(p: Promise<unknown>): Promise<ImgmountError> {
 }
 
 async function catInNamespace(pid: number, file: string): Promise<string> {
-  const child = await spawnInNamespaces({ pid }, 'cat', [file]);
-  let out = '';
-  child.stdout!.setEncoding('utf8');
-  child.stdout!.on('data', (d: string) => (out += d));
-  const code = await new Promise((r) => child.once('close', r));
+  // cat may be done already: its exit and output were kept since the spawn.
+  const { code, stdout: out } = await readOutput(await spawnInNamespaces({ pid }, 'cat', [file]));
   expect(code, `cat ${file} in the namespaces of ${pid}`).to.equal(0);
   return out;
 }

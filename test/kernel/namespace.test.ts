@@ -16,6 +16,8 @@ import {
   unmountInNamespace,
 } from '../../lib/ns';
 import { native } from '../../lib/native/binding';
+import { finished } from 'node:stream/promises';
+import { readOutput, trackExit } from '../../lib/util/child-exit';
 import { mountDir, testImages } from '../support/images';
 import { eventually, requireKernel, requireUserNamespaces, startNamespaceHolder, stopHolder as stop } from '../support/kernel';
 import { boundLoops, mountPoints, registerMountPoint } from '../support/leaks';
@@ -263,14 +265,24 @@ describe('kernel: mounting into other namespaces', function () {
     }
   });
 
+  it('a program started in a namespace that is done before anyone listens keeps its output and exit status', async function () {
+    requireUserNamespaces(this);
+    await using userns = await createUserNamespace(MAP);
+    const child = await spawnInNamespaces({ userns }, 'sh', ['-c', 'echo out; echo err >&2; exit 3']);
+    await new Promise((r) => setTimeout(r, 300)); // it has exited and Node has drained unread pipes by now
+    await trackExit(child).closed;
+    let err = '';
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+    const { code, stdout } = await readOutput(child);
+    await finished(child.stderr!);
+    expect([code, stdout, err]).to.deep.equal([3, 'out\n', 'err\n']);
+  });
+
   it('starts a program inside a user namespace (for FUSE helpers) and reports exec failures', async function () {
     requireUserNamespaces(this);
     await using userns = await createUserNamespace(MAP);
     const child = await spawnInNamespaces({ userns }, 'cat', ['/proc/self/uid_map', '/proc/self/gid_map']);
-    let out = '';
-    child.stdout!.setEncoding('utf8');
-    child.stdout!.on('data', (d: string) => (out += d));
-    const code = await new Promise((r) => child.once('close', r));
+    const { code, stdout: out } = await readOutput(child); // it may be done already
     expect(code).to.equal(0);
     expect(out.trim().split(/\s+/).map(Number)).to.deep.equal([0, 100000, 65536, 0, 200000, 65536]);
 
@@ -278,11 +290,7 @@ describe('kernel: mounting into other namespaces', function () {
     const fd = fs.openSync(testImages().squashfs, 'r');
     try {
       const c2 = await spawnInNamespaces({ userns }, 'sh', ['-c', 'head -c 4 <&3'], { fds: [fd] });
-      let magic = '';
-      c2.stdout!.setEncoding('latin1');
-      c2.stdout!.on('data', (d: string) => (magic += d));
-      await new Promise((r) => c2.once('close', r));
-      expect(magic).to.equal('hsqs');
+      expect((await readOutput(c2)).stdout).to.equal('hsqs');
     } finally {
       fs.closeSync(fd);
     }

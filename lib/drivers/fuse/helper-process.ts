@@ -15,7 +15,9 @@ import * as path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { ImgmountError } from '../../errors';
 import { abortError, debug } from '../../loop/internal';
+import { finished } from 'node:stream/promises';
 import { spawnInNamespaces } from '../../ns/mount';
+import { trackExit } from '../../util/child-exit';
 import type { NamespaceTarget } from '../../ns/namespace';
 import { processStartTime } from '../mount-record';
 
@@ -241,6 +243,7 @@ export async function startHelper(o: StartHelperOptions): Promise<HelperProcess>
         env: helperEnv(),
         detached: true, // setsid(): own session and process group
       });
+      trackExit(child);
       await new Promise<void>((resolve, reject) => {
         child.once('spawn', resolve);
         child.once('error', reject);
@@ -274,13 +277,17 @@ export async function startHelper(o: StartHelperOptions): Promise<HelperProcess>
     const finish = async (code: number | null, signal: NodeJS.Signals | null): Promise<void> => {
       if (done) return;
       done = true;
+      // Output kept since the spawn may still be on its way to the tail's listeners.
+      await Promise.all([child.stdout, child.stderr].map((s) => (s && !s.destroyed ? finished(s).catch(() => undefined) : undefined)));
       const raw = o.logFile !== undefined ? await readLogTail(o.logFile) : tail.text();
       debug('fuse: %s (pid %d) exited: code %s, signal %s', name, child.pid, code, signal);
       resolve({ code, signal, output: filterHelperOutput(raw) });
     };
     // 'close' waits for the pipes; a grandchild holding them must not delay us past the exit.
-    child.once('close', (code, signal) => void finish(code, signal));
-    child.once('exit', (code, signal) => {
+    // Tracked since the spawn: a helper that died at once has already exited by now.
+    const events = trackExit(child);
+    void events.closed.then(({ code, signal }) => finish(code, signal));
+    void events.exited.then(({ code, signal }) => {
       setTimeout(() => {
         child.stdout?.destroy();
         child.stderr?.destroy();
