@@ -11,7 +11,9 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { mountPartition, type MountPartitionOptions } from '../../lib/mount';
+import { FuseDriver } from '../../lib/drivers/fuse';
+import { kernelMountFunc } from '../../lib/drivers/kernel';
+import { MS_NODEV, MS_NOSUID, MS_RDONLY, mountPartition, type MountPartitionOptions } from '../../lib/mount';
 
 const repoRoot = path.resolve(__dirname, '..', '..', '..');
 const sharedDir = path.resolve(process.env.IMGMOUNT_SHARED ?? path.join(repoRoot, '..', 'shared'));
@@ -70,6 +72,25 @@ async function ourBatch(w: Workload, dir: string, cycles: number, opts: Partial<
   return Number(process.hrtime.bigint() - t0) / 1000 / cycles;
 }
 
+/** The same cycle through the FUSE driver: squashfuse_ll with a passed /dev/fuse fd, then unmount and stop. */
+async function fuseBatch(w: Workload, dir: string, cycles: number): Promise<number> {
+  const probe = path.join(dir, w.inside);
+  const driver = new FuseDriver();
+  await driver.start({ sessionPath: '', usernsFd: -1, fuseFd: -1 });
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < cycles; i++) {
+    const m = await driver.mount(
+      { source: w.image, target: dir, filesystem: w.fstype, flags: MS_RDONLY | MS_NOSUID | MS_NODEV, offset: w.offset, size: w.size, fsOptions: [] },
+      kernelMountFunc,
+    );
+    fs.statSync(probe);
+    await m.close();
+  }
+  const us = Number(process.hrtime.bigint() - t0) / 1000 / cycles;
+  await driver.stop('');
+  return us;
+}
+
 function cBatch(bin: string, w: Workload, dir: string, cycles: number): number {
   const out = execFileSync(bin, [w.image, String(w.offset), String(w.size), w.fstype, dir, w.inside, String(cycles)], { encoding: 'utf8' });
   const m = /([\d.]+) us\/cycle/.exec(out);
@@ -93,6 +114,7 @@ async function main(): Promise<void> {
   const batches = arg('batches', 60);
   const cycles = arg('cycles', 20);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'imgmount-bench-'));
+  process.env.IMGMOUNT_STATE_DIR ??= path.join(tmp, 'state');
   try {
     const bin = path.join(tmp, 'loopmount');
     execFileSync('cc', ['-O2', '-o', bin, path.join(sharedDir, 'bench', 'loopmount.c')]);
@@ -105,6 +127,8 @@ async function main(): Promise<void> {
       { name: 'imgmount mountPartition, new mount API', run: () => ourBatch(w, dir, cycles, {}, false) },
       { name: 'imgmount mountPartition, mount(2)', run: () => ourBatch(w, dir, cycles, { api: 'legacy' }, false) },
       { name: 'imgmount mountPartition, new API, async stat', run: () => ourBatch(w, dir, cycles, {}, true) },
+      // FUSE is an order of magnitude slower (a helper process per mount): fewer cycles.
+      { name: 'imgmount FUSE driver (squashfuse_ll, fd passing)', run: () => fuseBatch(w, dir, Math.max(1, Math.floor(cycles / 4))) },
     ];
     // Warm-up: page cache, probes, JIT.
     for (const v of variants) await v.run();
