@@ -29,3 +29,19 @@ describe('errors', () => {
     expect(e.cause).to.equal('why');
   });
 });
+
+describe('native addon loading', () => {
+  it('a missing addon is one ERR_NATIVE_LOAD error that lists what was tried and how to fix it', () => {
+    const { spawnSync } = require('node:child_process') as typeof import('node:child_process');
+    const path = require('node:path') as typeof import('node:path');
+    const lib = path.join(__dirname, '..', '..', 'lib');
+    const script = `const b = require(${JSON.stringify(path.join(lib, 'native', 'binding'))});
+      try { b.binding(); console.log('loaded'); } catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message, tried: e.details.tried })); }`;
+    const r = spawnSync(process.execPath, ['-e', script], { env: { ...process.env, IMGMOUNT_NATIVE_PATH: '/nonexistent/imgmount.node' }, encoding: 'utf8' });
+    const out = JSON.parse(r.stdout) as { code: string; message: string; tried: string[] };
+    expect(out.code).to.equal('ERR_NATIVE_LOAD');
+    expect(out.tried).to.deep.equal(['/nonexistent/imgmount.node']);
+    expect(out.message).to.match(/could not load the imgmount native addon; tried:\n {2}\/nonexistent\/imgmount\.node/);
+    expect(out.message).to.match(/npm install|node-gyp rebuild/);
+  });
+});
