@@ -249,19 +249,6 @@ Napi::Value MoveMountJs(const Napi::CallbackInfo& info) {
       [](Napi::Env env, int&) { return env.Undefined(); });
 }
 
-// closeFd(fd[, sync]) -> void: closing a detached mount fd dissolves the mount, which may
-// take time, so it runs off the event loop too.
-Napi::Value CloseFdJs(const Napi::CallbackInfo& info) {
-  int fd = ArgInt(info, 0, "fd");
-  return Dispatch<int>(
-      info, IsSync(info, 1), "imgmount:close",
-      [fd](int&, Failure& f) {
-        if (close(fd) != 0 && errno != EINTR) return f.Set("close");
-        return true;
-      },
-      [](Napi::Env env, int&) { return env.Undefined(); });
-}
-
 // mountApiProbe([sync]) -> { fsopen: errno, mountSetattr: errno } of harmless calls:
 // fsopen(NULL) and mount_setattr(-1, NULL, 0, NULL, 0). ENOSYS = missing, EPERM = filtered.
 struct Probe {
@@ -424,7 +411,6 @@ void InitMount(Napi::Env env, Napi::Object exports) {
   exports.Set("openTree", Napi::Function::New(env, OpenTreeJs, "openTree"));
   exports.Set("mountSetattr", Napi::Function::New(env, MountSetattrJs, "mountSetattr"));
   exports.Set("moveMount", Napi::Function::New(env, MoveMountJs, "moveMount"));
-  exports.Set("closeFd", Napi::Function::New(env, CloseFdJs, "closeFd"));
   exports.Set("mountApiProbe", Napi::Function::New(env, MountApiProbe, "mountApiProbe"));
   exports.Set("loopAttachMount", Napi::Function::New(env, LoopAttachMountJs, "loopAttachMount"));
   exports.Set("MountTableWatcher", MountTableWatcher::Define(env));

@@ -10,7 +10,7 @@ import type { Image } from '../image/image';
 import { readPartitionInfo } from '../image/partition-info';
 import type { Section } from '../image/section';
 import { capabilities } from '../mount/capabilities';
-import { deviceMapperAvailable, encryptionUnsupported } from './kernel';
+import { encryptionUnsupported } from './kernel';
 import { kernelSquashfsCompressions } from './kernel-support';
 import type { DriverName } from './types';
 
@@ -137,4 +137,3 @@ function noDriver(image: Image, partition: Section, fs: string, which: string, w
   );
 }
 
-export { deviceMapperAvailable };

@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { debuglog } from 'node:util';
 import { fromNodeError } from '../errors';
+import { fstatFd } from '../io/fd';
 import { native } from '../native/binding';
 
 const debug = debuglog('imgmount');
@@ -35,9 +36,9 @@ export async function authorizedPath(imagePath: string, limitPaths: readonly str
 }
 
 function fstat(fd: number): Promise<fs.Stats> {
-  return new Promise((resolve, reject) =>
-    fs.fstat(fd, (err, st) => (err ? reject(fromNodeError(err, 'failed to get stat for image')) : resolve(st))),
-  );
+  return fstatFd(fd).catch((err: unknown) => {
+    throw fromNodeError(err, 'failed to get stat for image');
+  });
 }
 
 async function resolveIds(names: readonly string[], lookup: (name: string) => Promise<number | null>): Promise<number[]> {

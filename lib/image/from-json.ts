@@ -8,7 +8,7 @@ import * as fsp from 'node:fs/promises';
 import { ImgmountError, fromNodeError, invalidArgType } from '../errors';
 import { NO_FD, SANDBOX, type ImageType } from './constants';
 import { Image, type ImageJSON } from './image';
-import { fstatFd } from './open-file';
+import { fstatFd } from '../io/fd';
 import { sectionFromJSON, type SectionJSON } from './section';
 
 export interface FromJSONOptions {

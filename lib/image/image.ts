@@ -18,7 +18,7 @@ import {
   type ImageType,
   type Usage,
 } from './constants';
-import { closeFd } from './open-file';
+import { closeFd } from '../io/fd';
 import { sectionToJSON, type Section, type SectionJSON } from './section';
 
 /** Image JSON with Apptainer's field names, so the two interoperate. */

@@ -18,7 +18,8 @@ import { sifFormat } from './formats/sif';
 import { squashfsFormat } from './formats/squashfs';
 import { Image } from './image';
 import { lockExt3Partitions } from './lock';
-import { closeFd, openImageFile, reopenReadWrite, type OpenedFile } from './open-file';
+import { closeFd } from '../io/fd';
+import { openImageFile, reopenReadWrite, type OpenedFile } from './open-file';
 import { resolvePath } from './path';
 import { NotThisFormat, type FormatRejection } from './probe';
 

@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { ImgmountError, fromNodeError } from '../errors';
+import { closeFd, fstatFd } from '../io/fd';
 
 export type FileKind = 'file' | 'directory' | 'block';
 
@@ -56,13 +57,6 @@ function openFd(p: string, flags: number): Promise<number> {
   return new Promise((resolve, reject) => fs.open(p, flags, (err, fd) => (err ? reject(err) : resolve(fd))));
 }
 
-function fstatFd(fd: number): Promise<fs.Stats> {
-  return new Promise((resolve, reject) => fs.fstat(fd, (err, st) => (err ? reject(err) : resolve(st))));
-}
-
-export function closeFd(fd: number): Promise<void> {
-  return new Promise((resolve, reject) => fs.close(fd, (err) => (err ? reject(err) : resolve())));
-}
 
 /**
  * Opens `resolvedPath` read-only (Node adds O_CLOEXEC). O_NONBLOCK keeps a FIFO swapped in
@@ -122,4 +116,3 @@ export async function reopenReadWrite(file: OpenedFile, displayPath: string): Pr
   return fd;
 }
 
-export { fstatFd };

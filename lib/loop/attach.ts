@@ -8,6 +8,7 @@
 // and undoing it when anything after the binding fails or the caller aborts.
 
 import * as fs from 'node:fs';
+import { closeFd } from '../io/fd';
 import { promisify } from 'node:util';
 import { ImgmountError, SystemError, invalidArgType, outOfRange, throwIfAborted } from '../errors';
 import { native, type NativeLoopInfo } from '../native/binding';
@@ -47,7 +48,6 @@ import { attachShared } from './share';
 import { loopNumber } from './status';
 
 const openAsync = promisify(fs.open);
-const closeAsync = promisify(fs.close);
 
 const EBADF = 9;
 const LOOP_APIS = ['auto', 'configure', 'legacy'] as const;
@@ -397,7 +397,7 @@ export class LoopDevice implements AsyncDisposable {
       // ENXIO: nothing is bound any more (someone else detached it): the goal is reached.
       if (!isSystemError(err, 'ENXIO')) throw err;
     } finally {
-      if (this.#imageFd !== undefined) await closeAsync(this.#imageFd).catch(() => undefined);
+      if (this.#imageFd !== undefined) await closeFd(this.#imageFd).catch(() => undefined);
     }
   }
 
@@ -542,7 +542,7 @@ async function attachLoopImpl(source: LoopSource, options: AttachLoopOptions = {
       throw abortError(o.signal);
     }
   } catch (err) {
-    if (src.owned) await closeAsync(src.fd).catch(() => undefined);
+    if (src.owned) await closeFd(src.fd).catch(() => undefined);
     throw err;
   }
   return new LoopDevice(src.owned ? { ...init, imageFd: src.fd } : init);

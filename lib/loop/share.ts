@@ -10,6 +10,7 @@
 // between the sysfs scan and the open simply fails the check.
 
 import * as fs from 'node:fs';
+import { closeFd } from '../io/fd';
 import { promisify } from 'node:util';
 import { ImgmountError } from '../errors';
 import { native, type NativeLoopInfo } from '../native/binding';
@@ -19,7 +20,6 @@ import { KeyedMutex, backoffMs, counters, debug, isSystemError, sleep, toBig } f
 import { listLoopDevices } from './status';
 
 const openAsync = promisify(fs.open);
-const closeAsync = promisify(fs.close);
 const fstatAsync = promisify(fs.fstat);
 
 const LOCK_PATH = '/dev/loop-control';
@@ -80,7 +80,7 @@ export async function attachShared(src: OpenedSource, o: ResolvedLoopOptions): P
       return (await findShared(src, st.dev, st.ino, o)) ?? (await attachNew(src, o));
     } finally {
       // Closing the fd drops the flock.
-      await closeAsync(lockFd).catch(() => undefined);
+      await closeFd(lockFd).catch(() => undefined);
     }
   });
 }

@@ -3,8 +3,8 @@
 // attached anywhere (no moment where it is writable or setuid-capable) and can be moved into
 // another mount namespace; mount(2) needs a bind and then a remount.
 
-import * as fs from 'node:fs';
 import { throwIfAborted } from '../errors';
+import { closeFd } from '../io/fd';
 import { native } from '../native/binding';
 import { moveMountIntoNamespace } from '../ns/mount';
 import type { NamespaceTarget } from '../ns/namespace';
@@ -49,7 +49,7 @@ export async function bindMount(source: string, target: string, options: BindMou
       if (options.namespace) await moveMountIntoNamespace(options.namespace, fd, target);
       else await native((b) => b.moveMount(fd, '', target, MOVE_MOUNT_F_EMPTY_PATH));
     } finally {
-      fs.closeSync(fd);
+      await closeFd(fd);
     }
     return 'new';
   }

@@ -2,6 +2,7 @@
 // (probe syscalls, and detached ID-mapped mounts of tiny built-in images), memoised.
 
 import * as fs from 'node:fs';
+import { closeFd } from '../io/fd';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -147,7 +148,7 @@ async function probeIdmap(userns: NamespaceFd, filesystems: string[], canLoop: b
           await fsp.writeFile(file, gunzipSync(Buffer.from(PROBE_IMAGES[image], 'base64')));
           mountFd = (await buildMount(file, { detached: true }, { fstype, idmap: userns, api: 'new' })).mountFd;
         }
-        if (mountFd !== null) await native((b) => b.closeFd(mountFd!));
+        if (mountFd !== null) await closeFd(mountFd!);
         out[fstype] = true;
       } catch (err) {
         const code = (err as { code?: string }).code;

@@ -9,6 +9,7 @@
 // verification fails or the caller aborts after the kernel succeeded.
 
 import { RetryableOnce } from '../util/once';
+import { closeFd } from '../io/fd';
 import * as fsp from 'node:fs/promises';
 import { ImgmountError, invalidArgType, throwIfAborted } from '../errors';
 import {
@@ -381,7 +382,7 @@ export async function buildMount(source: LoopSource | LoopDevice, place: Placeme
     throw mapMountError(err, ctx);
   };
   const undo = async (b: { mountFd: number | null }): Promise<void> => {
-    if (b.mountFd !== null) await native((n) => n.closeFd(b.mountFd!)).catch(() => undefined);
+    if (b.mountFd !== null) await closeFd(b.mountFd).catch(() => undefined);
     else await native((n) => n.umount(target, 0)).catch(() => undefined);
   };
 
@@ -515,7 +516,7 @@ async function fusedAttachMount(
     });
   if (failure) {
     // The loop fd is already closed: undoing the mount auto-clears the device.
-    if (r.mountFd !== null) await native((b) => b.closeFd(r.mountFd!)).catch(() => undefined);
+    if (r.mountFd !== null) await closeFd(r.mountFd!).catch(() => undefined);
     else await native((b) => b.umount(built.target, 0)).catch(() => undefined);
     throw failure;
   }

@@ -110,7 +110,6 @@ export interface NativeBinding {
   openTree(path: string, flags: number, sync?: boolean): Promise<number>;
   mountSetattr(fd: number, path: string, atFlags: number, attr: { attrSet?: number; attrClr?: number; propagation?: number; usernsFd?: number }, sync?: boolean): Promise<void>;
   moveMount(fromFd: number, fromPath: string, toPath: string, flags: number, sync?: boolean): Promise<void>;
-  closeFd(fd: number, sync?: boolean): Promise<void>;
   /** errnos of fsopen(NULL) and mount_setattr(-1, NULL, 0, NULL, 0): ENOSYS missing, EPERM filtered. */
   mountApiProbe(sync?: boolean): Promise<{ fsopen: number; mountSetattr: number }>;
   loopAttachMount(loop: NativeLoopAttachSpec, mount: NativeMountSpec, keepLoopFd: boolean, sync?: boolean): Promise<NativeAttachMounted>;

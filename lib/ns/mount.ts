@@ -7,11 +7,11 @@
 // thread never changes namespace and the loop device is auto-cleared with the mount.
 
 import { RetryableOnce } from '../util/once';
+import { closeFd } from '../io/fd';
 import type { ChildProcess } from 'node:child_process';
 import { ImgmountError, invalidArgType, throwIfAborted } from '../errors';
 import { LoopDevice, attachLoop, checkSource, type LoopSource } from '../loop/attach';
 import { api, debug, signalOf } from '../loop/internal';
-import { native } from '../native/binding';
 import { MNT_DETACH, MNT_FORCE, umountFlagsToNumber, type UmountFlags } from '../mount/flags';
 import { buildMount, resolvePartitionOptions, type MountMethod, type MountPartitionOptions } from '../mount/mount';
 import { resolveMountApi } from '../mount/new-api';
@@ -124,7 +124,7 @@ async function mountInNamespaceImpl(
       } finally {
         // Once moved, the fd no longer holds the only reference; if the move failed, closing
         // it dissolves the detached mount and auto-clears its loop device.
-        await native((b) => b.closeFd(built.mountFd!)).catch(() => undefined);
+        await closeFd(built.mountFd!).catch(() => undefined);
       }
     } else {
       if (options.idmap !== undefined)

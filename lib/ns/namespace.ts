@@ -4,13 +4,13 @@
 // the single-threaded helper (lib/ns/helper.ts).
 
 import * as fs from 'node:fs';
+import { closeFd } from '../io/fd';
 import { promisify } from 'node:util';
 import { ImgmountError, invalidArgType, invalidArgValue } from '../errors';
 import { toBig } from '../loop/internal';
 import { native } from '../native/binding';
 
 const openAsync = promisify(fs.open);
-const closeAsync = promisify(fs.close);
 const statAsync = promisify(fs.stat);
 
 export type NamespaceType = 'user' | 'mnt';
@@ -53,7 +53,7 @@ export class NamespaceFd implements Disposable, AsyncDisposable {
     try {
       return await NamespaceFd.#make(fd, expect, true, path);
     } catch (err) {
-      await closeAsync(fd).catch(() => undefined);
+      await closeFd(fd).catch(() => undefined);
       throw err;
     }
   }
@@ -89,7 +89,7 @@ export class NamespaceFd implements Disposable, AsyncDisposable {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.owned) await closeAsync(this.fd).catch(() => undefined);
+    if (this.owned) await closeFd(this.fd).catch(() => undefined);
   }
 
   [Symbol.asyncDispose](): Promise<void> {

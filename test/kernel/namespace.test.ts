@@ -15,6 +15,7 @@ import {
   spawnInNamespaces,
   unmountInNamespace,
 } from '../../lib/ns';
+import { closeFd } from '../../lib/io/fd';
 import { native } from '../../lib/native/binding';
 import { finished } from 'node:stream/promises';
 import { readOutput, trackExit } from '../../lib/util/child-exit';
@@ -254,7 +255,7 @@ describe('kernel: mounting into other namespaces', function () {
       try {
         await moveMountIntoNamespace({ pid: holder.pid! }, fd, dir);
       } finally {
-        await native((b) => b.closeFd(fd));
+        await closeFd(fd);
       }
       expect(findMounts(await readMountInfo(holder.pid!), { mountPoint: dir })).to.have.length(1);
       expect(mountPoints()).to.not.include(dir);

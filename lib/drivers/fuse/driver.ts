@@ -42,7 +42,8 @@ import type { HelperProcess, StopTimings } from './helper-process';
 import { overlayArgs, overlayOptions } from './overlayfs';
 import { removeSessionDir } from '../mount-record';
 import { mntnsOf, removeMountRecordSync, type FuseMountRecord } from './release';
-import { closeFd, releaseLayer, serve, type Layer, type ServeContext, type Step } from './serve';
+import { closeFd } from '../../io/fd';
+import { releaseLayer, serve, type Layer, type ServeContext, type Step } from './serve';
 import { squashfuseArgs } from './squashfuse';
 import { DEFAULT_MOUNT_TIMEOUT_MS } from './wait-mount';
 
@@ -431,7 +432,7 @@ export class FuseDriver extends DriverSession {
       for (const e of undo) debug('fuse: undoing a failed mount: %s', (e as Error).message);
       throw err;
     } finally {
-      for (const fd of fds) await closeFd(fd);
+      for (const fd of fds) await closeFd(fd).catch(() => undefined); // the helper has its own copy
     }
   }
 

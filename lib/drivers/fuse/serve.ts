@@ -16,6 +16,7 @@
 // leaves no mount and no process behind.
 
 import { execFile } from 'node:child_process';
+import { closeFd } from '../../io/fd';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
@@ -37,7 +38,6 @@ import {
 } from '../../mount/flags';
 import { mount as mountFs, umount } from '../../mount/mount';
 import { findMounts, readMountInfo, type MountInfoEntry } from '../../mount/mountinfo';
-import { native } from '../../native/binding';
 import { runHelper } from '../../ns/helper';
 import { unmountInNamespace } from '../../ns/mount';
 import { openTarget, type NamespaceTarget } from '../../ns/namespace';
@@ -45,7 +45,6 @@ import { describeExit, startHelper, type HelperExit, type HelperProcess, type St
 import { waitForMount } from './wait-mount';
 
 const openAsync = promisify(fs.open);
-const closeAsync = promisify(fs.close);
 
 /** What the driver asks of one helper. */
 export interface Step {
@@ -181,7 +180,7 @@ async function serveWithFd(step: Step, ctx: ServeContext): Promise<Layer> {
   } finally {
     // The helper has its own copy now; ours must go, or the connection would outlive the
     // helper and requests to the mount would hang instead of failing with ENOTCONN.
-    await closeAsync(fuseFd).catch(() => undefined);
+    await closeFd(fuseFd).catch(() => undefined);
   }
   const layer: Layer = { helper, target: step.target, fstype: `fuse.${name}`, how: 'fd', readOnly: step.readOnly };
   ctx.onStart?.(helper, step);
@@ -389,7 +388,3 @@ export async function releaseLayer(layer: Layer, ctx: Pick<ServeContext, 'fuserm
   return errors;
 }
 
-/** Closes an fd we opened for a helper (it has its own copy). */
-export async function closeFd(fd: number): Promise<void> {
-  await native((b) => b.closeFd(fd)).catch(() => undefined);
-}

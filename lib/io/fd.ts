@@ -1,0 +1,13 @@
+// File descriptors the library opens itself (images, loop devices, namespace and mount
+// fds): closed and stat'ed on the libuv pool, never on the event loop. Closing a detached
+// mount's fd can tear down a whole mount tree, so it is not "always cheap".
+
+import * as fs from 'node:fs';
+
+export function closeFd(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.close(fd, (err) => (err ? reject(err) : resolve())));
+}
+
+export function fstatFd(fd: number): Promise<fs.Stats> {
+  return new Promise((resolve, reject) => fs.fstat(fd, (err, st) => (err ? reject(err) : resolve(st))));
+}
