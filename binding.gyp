@@ -8,6 +8,7 @@
         "native/loop.cc",
         "native/mount.cc",
         "native/namespace.cc",
+        "native/path.cc",
         "native/users.cc"
       ],
       "dependencies": [

@@ -56,7 +56,9 @@ export type ImgmountErrorCode =
   | 'ERR_FUSE_UNAVAILABLE'
   | 'ERR_KEY_REJECTED'
   | 'ERR_NO_DRIVER'
-  | 'ERR_ENCRYPTION_UNSUPPORTED';
+  | 'ERR_ENCRYPTION_UNSUPPORTED'
+  | 'ERR_UNSAFE_TARGET'
+  | 'ERR_UNSAFE_PATH';
 
 export interface ImgmountErrorOptions {
   cause?: unknown;

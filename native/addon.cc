@@ -96,6 +96,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitLoop(env, exports);
   InitMount(env, exports);
   InitNamespace(env, exports);
+  InitPath(env, exports);
   InitUsers(env, exports);
   return exports;
 }

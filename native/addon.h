@@ -121,6 +121,7 @@ void InitLock(Napi::Env env, Napi::Object exports);
 void InitLoop(Napi::Env env, Napi::Object exports);
 void InitMount(Napi::Env env, Napi::Object exports);
 void InitNamespace(Napi::Env env, Napi::Object exports);
+void InitPath(Napi::Env env, Napi::Object exports);
 void InitUsers(Napi::Env env, Napi::Object exports);
 
 }  // namespace imgmount

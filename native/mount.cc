@@ -5,6 +5,9 @@
 
 #include <fcntl.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
+
+#include <cstring>
 #include <unistd.h>
 #include <uv.h>
 
@@ -24,6 +27,14 @@ bool FailCtx(Failure& f, int fsfd, const std::string& call, const MountSpec& s) 
   f.Set(call.c_str(), s.source, s.target);
   if (fsfd >= 0) imgmount_drain_fs_messages(fsfd, CollectMessage, &f.kernelMessages);
   return false;
+}
+
+// The mount's identity, so that it can be recognised later wherever it was moved to.
+uint64_t MountIdOf(int mfd) {
+  struct statx sx;
+  memset(&sx, 0, sizeof sx);
+  if (statx(mfd, "", AT_EMPTY_PATH, STATX_MNT_ID_UNIQUE | STATX_MNT_ID, &sx) != 0) return 0;
+  return (sx.stx_mask & (STATX_MNT_ID_UNIQUE | STATX_MNT_ID)) ? sx.stx_mnt_id : 0;
 }
 
 bool DoNewMount(const MountSpec& s, MountDone& out, Failure& f) {
@@ -48,6 +59,7 @@ bool DoNewMount(const MountSpec& s, MountDone& out, Failure& f) {
   if (mfd < 0) return fail("fsmount");
   imgmount_drain_fs_messages(fsfd, CollectMessage, &out.messages);
   close(fsfd);
+  out.mountId = MountIdOf(mfd);
   if (s.usernsFd >= 0) {
     struct imgmount_mount_attr attr = {};
     attr.attr_set = MOUNT_ATTR_IDMAP;
@@ -62,20 +74,30 @@ bool DoNewMount(const MountSpec& s, MountDone& out, Failure& f) {
     out.mountFd = mfd;
     return true;
   }
-  if (imgmount_move_mount(mfd, "", AT_FDCWD, s.target.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0) {
+  int moved = s.targetFd >= 0
+                  ? imgmount_move_mount(mfd, "", s.targetFd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)
+                  : imgmount_move_mount(mfd, "", AT_FDCWD, s.target.c_str(), MOVE_MOUNT_F_EMPTY_PATH);
+  if (moved != 0) {
     f.Set("move_mount", s.source, s.target);
     close(mfd);
     return false;
   }
-  close(mfd);
+  if (s.keepMountFd) out.mountFd = mfd;
+  else close(mfd);
   return true;
+}
+
+// mount(2) reaches a pinned directory through its fd's /proc link, which the kernel follows to
+// exactly the dentry the fd holds.
+std::string LegacyTarget(const MountSpec& s) {
+  return s.targetFd >= 0 ? "/proc/self/fd/" + std::to_string(s.targetFd) : s.target;
 }
 
 }  // namespace
 
 bool DoMount(const MountSpec& s, MountDone& out, Failure& f) {
   if (!s.legacy) return DoNewMount(s, out, f);
-  if (mount(s.source.empty() ? nullptr : s.source.c_str(), s.target.c_str(),
+  if (mount(s.source.empty() ? nullptr : s.source.c_str(), LegacyTarget(s).c_str(),
             s.fstype.empty() ? nullptr : s.fstype.c_str(), s.flags, s.hasData ? s.data.c_str() : nullptr) != 0)
     return f.Set("mount", s.source, s.target);
   return true;
@@ -96,6 +118,8 @@ MountSpec ParseMountSpec(Napi::Object o) {
   else if (api != "new") throw Napi::TypeError::New(env, "api must be 'new' or 'legacy'");
   s.source = OptString(o, "source");
   s.target = OptString(o, "target");
+  Napi::Value tfd = o.Get("targetFd");
+  if (tfd.IsNumber()) s.targetFd = tfd.As<Napi::Number>().Int32Value();
   s.fstype = OptString(o, "fstype");
   Napi::Value v = o.Get("flags");
   if (!v.IsUndefined()) s.flags = static_cast<unsigned long>(ArgUint64(v, "flags"));
@@ -127,9 +151,10 @@ MountSpec ParseMountSpec(Napi::Object o) {
   v = o.Get("usernsFd");
   if (v.IsNumber()) s.usernsFd = v.As<Napi::Number>().Int32Value();
   s.detached = ArgBool(o.Get("detached"), false);
-  if (s.legacy && (s.detached || s.usernsFd >= 0))
-    throw Napi::TypeError::New(env, "detached and usernsFd need api 'new'");
-  if (!s.detached && s.target.empty()) throw Napi::TypeError::New(env, "target must be a non-empty string");
+  s.keepMountFd = ArgBool(o.Get("keepMountFd"), false);
+  if (s.legacy && (s.detached || s.usernsFd >= 0 || s.keepMountFd))
+    throw Napi::TypeError::New(env, "detached, keepMountFd and usernsFd need api 'new'");
+  if (!s.detached && s.target.empty() && s.targetFd < 0) throw Napi::TypeError::New(env, "target must be a non-empty string");
   return s;
 }
 
@@ -142,6 +167,7 @@ static Napi::Array Strings(Napi::Env env, const std::vector<std::string>& v) {
 void MountDoneToJs(Napi::Env env, Napi::Object r, const MountDone& d) {
   r.Set("mountFd", d.mountFd >= 0 ? Napi::Value(Napi::Number::New(env, d.mountFd)) : env.Null());
   r.Set("messages", Strings(env, d.messages));
+  r.Set("mountId", BigOrNumber(env, d.mountId));
 }
 
 namespace {
@@ -198,14 +224,17 @@ Napi::Value FsMountJs(const Napi::CallbackInfo& info) {
       });
 }
 
-// openTree(path, flags[, sync]) -> fd     (open_tree; OPEN_TREE_CLOEXEC is always added)
+// openTree(dirfd, path, flags[, sync]) -> fd     (open_tree; OPEN_TREE_CLOEXEC is always added;
+// dirfd -1 is AT_FDCWD; an fd with path "" and AT_EMPTY_PATH clones what the fd holds)
 Napi::Value OpenTreeJs(const Napi::CallbackInfo& info) {
-  std::string path = ArgString(info, 0, "path");
-  unsigned int flags = static_cast<unsigned int>(ArgUint64(info[1], "flags")) | OPEN_TREE_CLOEXEC;
+  int dirfd = ArgInt(info, 0, "dirfd");
+  std::string path = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
+  unsigned int flags = static_cast<unsigned int>(ArgUint64(info[2], "flags")) | OPEN_TREE_CLOEXEC;
+  if (dirfd < 0) dirfd = AT_FDCWD;
   return Dispatch<int>(
-      info, IsSync(info, 2), "imgmount:mount.openTree",
-      [path, flags](int& out, Failure& f) {
-        out = imgmount_open_tree(AT_FDCWD, path.c_str(), flags);
+      info, IsSync(info, 3), "imgmount:mount.openTree",
+      [dirfd, path, flags](int& out, Failure& f) {
+        out = imgmount_open_tree(dirfd, path.c_str(), flags);
         if (out < 0) return f.Set("open_tree", path);
         return true;
       },
@@ -233,16 +262,18 @@ Napi::Value MountSetattrJs(const Napi::CallbackInfo& info) {
       [](Napi::Env env, int&) { return env.Undefined(); });
 }
 
-// moveMount(fromFd, fromPath, toPath, flags[, sync]) -> void    (to is relative to the cwd)
+// moveMount(fromFd, fromPath, toFd, toPath, flags[, sync]) -> void    (toFd -1: AT_FDCWD)
 Napi::Value MoveMountJs(const Napi::CallbackInfo& info) {
   int from = ArgInt(info, 0, "fromFd");
   std::string fromPath = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
-  std::string to = ArgString(info, 2, "toPath");
-  unsigned int flags = static_cast<unsigned int>(ArgUint64(info[3], "flags"));
+  int toFd = ArgInt(info, 2, "toFd");
+  std::string to = info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : "";
+  unsigned int flags = static_cast<unsigned int>(ArgUint64(info[4], "flags"));
+  if (toFd < 0) toFd = AT_FDCWD;
   return Dispatch<int>(
-      info, IsSync(info, 4), "imgmount:mount.move",
-      [from, fromPath, to, flags](int&, Failure& f) {
-        if (imgmount_move_mount(from, fromPath.c_str(), AT_FDCWD, to.c_str(), flags) != 0)
+      info, IsSync(info, 5), "imgmount:mount.move",
+      [from, fromPath, toFd, to, flags](int&, Failure& f) {
+        if (imgmount_move_mount(from, fromPath.c_str(), toFd, to.c_str(), flags) != 0)
           return f.Set("move_mount", fromPath, to);
         return true;
       },

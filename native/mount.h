@@ -19,7 +19,8 @@ struct FsOption {
 struct MountSpec {
   bool legacy = false;
   std::string source;  // empty in a fused attach: the loop device's path
-  std::string target;
+  std::string target;              // for messages when targetFd >= 0
+  int targetFd = -1;               // a pinned directory: mount onto it (T_EMPTY_PATH, /proc/self/fd/N)
   std::string fstype;
   unsigned long flags = 0;  // mount(2) flags
   bool hasData = false;
@@ -28,10 +29,12 @@ struct MountSpec {
   unsigned int attrs = 0;          // MOUNT_ATTR_* for fsmount
   int usernsFd = -1;               // MOUNT_ATTR_IDMAP when >= 0
   bool detached = false;           // return the mount fd instead of attaching it at target
+  bool keepMountFd = false;        // attached, but also return the mount fd (its root)
 };
 
 struct MountDone {
-  int mountFd = -1;
+  int mountFd = -1;  // detached or keepMountFd: the mount's fd (the caller closes it)
+  uint64_t mountId = 0;  // statx mount id of the new mount (new API; 0 if unknown)
   std::vector<std::string> messages;  // kernel messages of the fs context, also on success
 };
 

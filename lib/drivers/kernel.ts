@@ -7,7 +7,8 @@ import * as fs from 'node:fs';
 import { ImgmountError, hasErrorCode } from '../errors';
 import { Ext3Feature, OverlayFeature, SquashFeature } from '../image/constants';
 import type { MountFunc } from '../image/driver';
-import { mount as mountFs, mountPartition, umount, type Mount } from '../mount/mount';
+import { mount as mountFs, mountPartition, unmountPinnedOnce, umount, type Mount } from '../mount/mount';
+import { pinTarget, type PinnedDir } from '../path/pinned';
 import { MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY } from '../mount/flags';
 import { mountInNamespace, type NamespaceMount } from '../ns/mount';
 import { DriverSession } from './session';
@@ -42,9 +43,13 @@ export class KernelMounted implements MountedFilesystem {
   }
 }
 
-/** A kernel mount without a loop device (tmpfs, overlay, bind) that close() unmounts. */
-export function plainKernelMount(target: string, fstype: string, readOnly: boolean): KernelMounted {
-  return new KernelMounted(target, fstype, readOnly, null, () => alreadyGoneIsFine(umount(target)));
+/**
+ * A kernel mount without a loop device (tmpfs, overlay, bind) that close() unmounts: through
+ * its pinned mount point (which it then owns), or by path for our own session directories.
+ */
+export function plainKernelMount(target: string | PinnedDir, fstype: string, readOnly: boolean): KernelMounted {
+  if (typeof target === 'string') return new KernelMounted(target, fstype, readOnly, null, () => alreadyGoneIsFine(umount(target)));
+  return new KernelMounted(target.path, fstype, readOnly, null, () => alreadyGoneIsFine(unmountPinnedOnce(target, 0)));
 }
 
 /** Someone else (`imgmount umount`, an operator) may have unmounted it first: nothing left to do. */
@@ -114,16 +119,23 @@ export class KernelDriver extends DriverSession {
     const source = await loopSourceOf(params.source);
     let m: Mount | NamespaceMount;
     if (params.namespace) m = await mountInNamespace(params.namespace, source, params.target, options);
-    else m = await mountPartition(source, params.target, options);
-    return new KernelMounted(params.target, options.fstype, readOnly, m.loopDevice, () => alreadyGoneIsFine(m.unmount()));
+    else m = await mountPartition(source, params.pinned ?? params.target, options);
+    return new KernelMounted(m.target, options.fstype, readOnly, m.loopDevice, () => alreadyGoneIsFine(m.unmount()));
   }
 
   async #mountVirtual(params: DriverMountParams, readOnly: boolean, mountFunc: MountFunc): Promise<MountedFilesystem> {
     if (params.namespace) {
       throw new ImgmountError('ERR_DRIVER_UNAVAILABLE', `the kernel driver mounts ${params.filesystem} in this mount namespace only; move the result`);
     }
-    await mountFunc(params.source, params.target, params.filesystem, params.flags, params.fsOptions.join(','));
-    return plainKernelMount(params.target, params.filesystem, readOnly);
+    // Pinned here (or by the caller): the MountFunc gets the fd's path, the handle the fd.
+    const pinned = params.pinned ?? (await pinTarget(params.target));
+    try {
+      await mountFunc(params.source, pinned.procPath, params.filesystem, params.flags, params.fsOptions.join(','));
+    } catch (err) {
+      if (!params.pinned) await pinned.close();
+      throw err;
+    }
+    return plainKernelMount(pinned, params.filesystem, readOnly);
   }
 }
 

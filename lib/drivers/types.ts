@@ -2,13 +2,20 @@
 
 import type { NamespaceRef, NamespaceTarget } from '../ns/namespace';
 import type { MountParams } from '../image/driver';
+import type { PinnedDir } from '../path/pinned';
 
 export type DriverName = 'kernel' | 'fuse';
 
 /** Our extensions of Apptainer's MountParams (all optional). */
 export interface DriverMountParams extends MountParams {
-  /** Mount into this mount namespace (a container's) instead of ours. */
+  /** Mount into this mount namespace (a container's) instead of ours; `target` is a path there. */
   namespace?: NamespaceTarget;
+  /**
+   * The target, already pinned (lib/path): the mount lands on this fd and `target` only names
+   * it. The returned handle owns it once mounted (a failed mount leaves it the caller's).
+   * Without it a driver pins `target` itself.
+   */
+  pinned?: PinnedDir;
   /** ID-map the mount through this user namespace (kernel driver, new mount API). */
   idmap?: NamespaceRef;
   /** How long a FUSE helper may take to serve its mount (default 10 s). */

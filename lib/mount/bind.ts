@@ -1,14 +1,16 @@
 // Bind mounts with the image defaults (read-only, nosuid, nodev, private propagation), for
 // sandbox directories. With the new mount API the clone gets its attributes before it is
 // attached anywhere (no moment where it is writable or setuid-capable) and can be moved into
-// another mount namespace; mount(2) needs a bind and then a remount.
+// another mount namespace; mount(2) needs a bind and then a remount of the new mount's root.
+// The target is pinned (see lib/path): the bind lands on the directory that was checked.
 
 import { throwIfAborted } from '../errors';
 import { closeFd } from '../io/fd';
 import { native } from '../native/binding';
 import { moveMountIntoNamespace } from '../ns/mount';
 import type { NamespaceTarget } from '../ns/namespace';
-import { MNT_DETACH, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY, MS_BIND, MS_NODEV, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT } from './flags';
+import { PinnedDir, openMountRoot, pinTarget } from '../path/pinned';
+import { MNT_DETACH, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT } from './flags';
 import { mount, umount } from './mount';
 import { resolveMountApi, type MountApi } from './new-api';
 
@@ -16,6 +18,7 @@ const OPEN_TREE_CLONE = 1;
 const AT_EMPTY_PATH = 0x1000;
 const AT_RECURSIVE = 0x8000;
 const MOVE_MOUNT_F_EMPTY_PATH = 0x4;
+const MOVE_MOUNT_T_EMPTY_PATH = 0x40;
 
 export interface BindMountOptions {
   /** Default true. */
@@ -24,43 +27,62 @@ export interface BindMountOptions {
   nosuid?: boolean;
   /** Default true. */
   nodev?: boolean;
+  /** Default false. */
+  noexec?: boolean;
   /** Include mounts below the source (default true). */
   recursive?: boolean;
-  /** Put the bind mount into this mount namespace (new mount API only). */
+  /** Put the bind mount into this mount namespace (new mount API only); `target` is a path there. */
   namespace?: NamespaceTarget;
   api?: MountApi;
   signal?: AbortSignal;
 }
 
-/** Bind-mounts `source` on `target` with safe attributes; returns which API did it. */
-export async function bindMount(source: string, target: string, options: BindMountOptions = {}): Promise<'new' | 'legacy'> {
+/**
+ * Bind-mounts `source` on `target` with safe attributes; returns which API did it. A string
+ * target is pinned (and refused if it is a system directory); a PinnedDir stays the caller's.
+ */
+export async function bindMount(source: string, target: string | PinnedDir, options: BindMountOptions = {}): Promise<'new' | 'legacy'> {
   const readOnly = options.readOnly ?? true;
   const nosuid = options.nosuid ?? true;
   const nodev = options.nodev ?? true;
+  const noexec = options.noexec ?? false;
   const recursive = options.recursive ?? true;
   throwIfAborted(options.signal);
   const method = options.namespace ? 'new' : await resolveMountApi(options.api ?? 'auto');
-  if (method === 'new') {
-    const fd = await native((b) => b.openTree(source, OPEN_TREE_CLONE | (recursive ? AT_RECURSIVE : 0)));
-    try {
-      const attrSet = (readOnly ? MOUNT_ATTR_RDONLY : 0) | (nosuid ? MOUNT_ATTR_NOSUID : 0) | (nodev ? MOUNT_ATTR_NODEV : 0);
-      await native((b) => b.mountSetattr(fd, '', AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), { attrSet, propagation: MS_PRIVATE }));
-      throwIfAborted(options.signal);
-      if (options.namespace) await moveMountIntoNamespace(options.namespace, fd, target);
-      else await native((b) => b.moveMount(fd, '', target, MOVE_MOUNT_F_EMPTY_PATH));
-    } finally {
-      await closeFd(fd);
-    }
-    return 'new';
-  }
-  await mount(source, target, null, MS_BIND | (recursive ? MS_REC : 0), null, { api: 'legacy' });
+  if (options.namespace && target instanceof PinnedDir) throw new TypeError('bindMount: a target in another namespace is a path there, not a PinnedDir');
+  const own = !options.namespace && !(target instanceof PinnedDir) ? await pinTarget(target) : undefined;
+  const pinned = target instanceof PinnedDir ? target : own;
   try {
-    const flags = MS_BIND | MS_REMOUNT | (readOnly ? MS_RDONLY : 0) | (nosuid ? MS_NOSUID : 0) | (nodev ? MS_NODEV : 0);
-    await mount(null, target, null, flags, null, { api: 'legacy' });
-    await mount(null, target, null, MS_PRIVATE | (recursive ? MS_REC : 0), null, { api: 'legacy' });
-  } catch (err) {
-    await umount(target, MNT_DETACH).catch(() => undefined);
-    throw err;
+    if (method === 'new') {
+      const fd = await native((b) => b.openTree(-1, source, OPEN_TREE_CLONE | (recursive ? AT_RECURSIVE : 0)));
+      try {
+        const attrSet = (readOnly ? MOUNT_ATTR_RDONLY : 0) | (nosuid ? MOUNT_ATTR_NOSUID : 0) | (nodev ? MOUNT_ATTR_NODEV : 0) | (noexec ? MOUNT_ATTR_NOEXEC : 0);
+        await native((b) => b.mountSetattr(fd, '', AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), { attrSet, propagation: MS_PRIVATE }));
+        throwIfAborted(options.signal);
+        if (options.namespace) await moveMountIntoNamespace(options.namespace, fd, target as string);
+        else await native((b) => b.moveMount(fd, '', pinned!.fd, '', MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH));
+      } finally {
+        await closeFd(fd);
+      }
+      return 'new';
+    }
+    await mount(source, pinned!, null, MS_BIND | (recursive ? MS_REC : 0), null, { api: 'legacy' });
+    try {
+      // Remounts act on the new mount's root, which the pinned fd (the dentry below it) is not.
+      const root = await openMountRoot(pinned!);
+      try {
+        const flags = MS_BIND | MS_REMOUNT | (readOnly ? MS_RDONLY : 0) | (nosuid ? MS_NOSUID : 0) | (nodev ? MS_NODEV : 0) | (noexec ? MS_NOEXEC : 0);
+        await native((b) => b.mount(null, root.procPath, null, flags, null));
+        await native((b) => b.mount(null, root.procPath, null, MS_PRIVATE | (recursive ? MS_REC : 0), null));
+      } finally {
+        await root.close();
+      }
+    } catch (err) {
+      await umount(pinned!, MNT_DETACH).catch(() => undefined);
+      throw err;
+    }
+    return 'legacy';
+  } finally {
+    await own?.close();
   }
-  return 'legacy';
 }

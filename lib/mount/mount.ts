@@ -10,8 +10,10 @@
 
 import { RetryableOnce } from '../util/once';
 import { closeFd } from '../io/fd';
-import * as fsp from 'node:fs/promises';
+import * as nodePath from 'node:path';
 import { ImgmountError, invalidArgType, throwIfAborted } from '../errors';
+import { O_PATH, PinnedDir, pinTarget, umountPinned } from '../path/pinned';
+import { systemTargetReason } from '../path/system-targets';
 import {
   LoopDevice,
   attachLoop,
@@ -28,16 +30,24 @@ import {
   type LoopSource,
 } from '../loop/attach';
 import { abortError, api, backoffMs, bool, choice, counters, debug, isSystemError, signalOf, sleep } from '../loop/internal';
+import { constants as fsConstants } from 'node:fs';
 import { native, type NativeMountDone, type NativeMountSpec } from '../native/binding';
 import { openNamespace, type NamespaceFd, type NamespaceRef } from '../ns/namespace';
 import { mapMountError } from './errors';
 import {
   MNT_DETACH,
   MNT_FORCE,
+  MS_BIND,
+  MS_MOVE,
   MS_NODEV,
   MS_NOEXEC,
   MS_NOSUID,
+  MS_PRIVATE,
   MS_RDONLY,
+  MS_REMOUNT,
+  MS_SHARED,
+  MS_SLAVE,
+  MS_UNBINDABLE,
   formatMountFlags,
   mountDataToString,
   mountFlagsToNumber,
@@ -47,7 +57,6 @@ import {
   type MountFlags,
   type UmountFlags,
 } from './flags';
-import { findMounts, readMountInfo } from './mountinfo';
 import { MOUNT_APIS, noteNewApiFailure, resolveMountApi, type MountApi } from './new-api';
 
 export type MountMethod = 'new' | 'legacy';
@@ -71,15 +80,26 @@ function str(name: string, v: unknown): string {
   return v;
 }
 
+/** Whether mount(2) flags attach something at the target (rather than change a mount already there). */
+function attaches(flags: number): boolean {
+  if (flags & MS_REMOUNT) return false;
+  const propagation = MS_SHARED | MS_PRIVATE | MS_SLAVE | MS_UNBINDABLE;
+  return !(flags & propagation) || (flags & (MS_BIND | MS_MOVE)) !== 0;
+}
+
 /**
- * The seed's MountFunc: mount(source, target, fstype, flags, data). Flags are the numeric
+ * Apptainer's MountFunc: mount(source, target, fstype, flags, data). Flags are the numeric
  * uintptr or named options. A plain filesystem mount goes through the new API where usable;
  * bind, move, remount and propagation changes go through mount(2). Nothing is defaulted:
  * image partitions get their safe defaults from mountPartition().
+ *
+ * A target that something is attached to is pinned first (opened once, as the caller wrote
+ * it; a system directory is ERR_UNSAFE_TARGET) and mounted onto by fd. A PinnedDir is used
+ * as it is and stays the caller's.
  */
 export function mount(
   source: string | null,
-  target: string,
+  target: string | PinnedDir,
   fstype: string | null,
   flags: MountFlags = 0,
   data?: MountData | null,
@@ -90,14 +110,14 @@ export function mount(
 
 async function mountImpl(
   source: string | null,
-  target: string,
+  target: string | PinnedDir,
   fstype: string | null,
   flags: MountFlags = 0,
   data?: MountData | null,
   options: MountCallOptions = {},
 ): Promise<MountResult> {
   if (source !== null) str('source', source);
-  str('target', target);
+  if (!(target instanceof PinnedDir)) str('target', target);
   if (fstype !== null) str('fstype', fstype);
   const n = mountFlagsToNumber(flags);
   const d = data == null ? undefined : mountDataToString(data);
@@ -105,36 +125,80 @@ async function mountImpl(
   const signal = signalOf(options.signal);
   throwIfAborted(signal);
   let api = await resolveMountApi(requested);
-  const ctx = { fstype: fstype ?? '', target, ...(source !== null ? { source } : {}) };
-  for (;;) {
-    const spec = api === 'new' && fstype !== null ? toNewApi(n, d) : null;
+  const own = !(target instanceof PinnedDir) && attaches(n) ? await pinTarget(target) : undefined;
+  const pinned = target instanceof PinnedDir ? target : own;
+  const where = pinned ? pinned.path : (target as string);
+  const ctx = { fstype: fstype ?? '', target: where, ...(source !== null ? { source } : {}) };
+  try {
+    for (;;) {
+      const spec = api === 'new' && fstype !== null ? toNewApi(n, d) : null;
+      try {
+        let messages: string[] = [];
+        if (spec) {
+          // mount(2) reads "fuse.squashfuse" as type fuse, subtype squashfuse; fsopen() takes
+          // the type alone and the subtype as a parameter.
+          const dot = fstype!.indexOf('.');
+          const fsType = dot > 0 ? fstype!.slice(0, dot) : fstype!;
+          const options: Array<[string, string | null]> = dot > 0 ? [['subtype', fstype!.slice(dot + 1)], ...spec.options] : spec.options;
+          messages = (
+            await native((b) =>
+              b.fsMount({ api: 'new', fstype: fsType, target: where, ...(pinned ? { targetFd: pinned.fd } : {}), options, attrs: spec.attrs, ...(source !== null ? { source } : {}) }),
+            )
+          ).messages;
+        } else {
+          await native((b) => b.mount(source, pinned ? pinned.procPath : where, fstype, n, d ?? null));
+        }
+        const result: MountResult = { method: spec ? 'new' : 'legacy', messages };
+        debug('mount %s on %s (%s, %s) via %s', source, where, fstype, formatMountFlags(n), result.method);
+        if (signal?.aborted) {
+          if (pinned && attaches(n)) await umountPinned(pinned, 0).catch(() => undefined);
+          throw abortError(signal);
+        }
+        return result;
+      } catch (err) {
+        if (spec && noteNewApiFailure(err, requested)) {
+          api = 'legacy';
+          continue;
+        }
+        throw mapMountError(err, ctx);
+      }
+    }
+  } finally {
+    await own?.close();
+  }
+}
+
+/**
+ * A filesystem mount made with the new API and kept detached: nothing is attached anywhere
+ * until the caller moves it (into another namespace, or onto a pinned directory). Returns the
+ * mount fd (closing it dissolves the mount) and its mount id.
+ */
+export async function mountDetached(source: string | null, fstype: string, flags: number, data: string | undefined): Promise<{ fd: number; mountId: number | bigint }> {
+  const spec = toNewApi(flags, data);
+  if (!spec) throw new ImgmountError('ERR_MOUNT_FAILED', `flags ${formatMountFlags(flags)} cannot be used for a detached mount`);
+  const dot = fstype.indexOf('.');
+  const fsType = dot > 0 ? fstype.slice(0, dot) : fstype;
+  const options: Array<[string, string | null]> = dot > 0 ? [['subtype', fstype.slice(dot + 1)], ...spec.options] : spec.options;
+  try {
+    const done = await native((b) => b.fsMount({ api: 'new', fstype: fsType, options, attrs: spec.attrs, detached: true, ...(source !== null ? { source } : {}) }));
+    return { fd: done.mountFd!, mountId: done.mountId ?? 0 };
+  } catch (err) {
+    throw mapMountError(err, { fstype, ...(source !== null ? { source } : {}) });
+  }
+}
+
+/** Retries `attempt` while the kernel says EBUSY (with back-off), up to `retries` times. */
+export async function withBusyRetries(attempt: () => Promise<void>, retries: number, signal?: AbortSignal): Promise<void> {
+  for (let i = 0; ; i++) {
+    throwIfAborted(signal);
     try {
-      let messages: string[] = [];
-      if (spec) {
-        // mount(2) reads "fuse.squashfuse" as type fuse, subtype squashfuse; fsopen() takes
-        // the type alone and the subtype as a parameter.
-        const dot = fstype!.indexOf('.');
-        const fsType = dot > 0 ? fstype!.slice(0, dot) : fstype!;
-        const options: Array<[string, string | null]> = dot > 0 ? [['subtype', fstype!.slice(dot + 1)], ...spec.options] : spec.options;
-        messages = (
-          await native((b) => b.fsMount({ api: 'new', fstype: fsType, target, options, attrs: spec.attrs, ...(source !== null ? { source } : {}) }))
-        ).messages;
-      } else {
-        await native((b) => b.mount(source, target, fstype, n, d ?? null));
-      }
-      const result: MountResult = { method: spec ? 'new' : 'legacy', messages };
-      debug('mount %s on %s (%s, %s) via %s', source, target, fstype, formatMountFlags(n), result.method);
-      if (signal?.aborted) {
-        await native((b) => b.umount(target, 0)).catch(() => undefined);
-        throw abortError(signal);
-      }
-      return result;
+      return await attempt();
     } catch (err) {
-      if (spec && noteNewApiFailure(err, requested)) {
-        api = 'legacy';
+      if (isSystemError(err, 'EBUSY') && i < retries) {
+        await sleep(backoffMs(i, 5, 500), signal);
         continue;
       }
-      throw mapMountError(err, ctx);
+      throw err;
     }
   }
 }
@@ -146,40 +210,51 @@ export interface UmountOptions {
 }
 
 /**
- * The seed's umount(target, flags): umount2. EINVAL on a path that mountinfo confirms is not
- * a mount point, or ENOENT (no such path), becomes ERR_NOT_MOUNTED (the SystemError is its cause).
+ * Apptainer's umount(target, flags): umount2. A PinnedDir is unmounted through its fd (the
+ * topmost mount on that very directory). A path is looked up once: its parent as written,
+ * then its last component without following a symlink there (UMOUNT_NOFOLLOW). Nothing
+ * mounted there (EINVAL), or no such path (ENOENT), is ERR_NOT_MOUNTED (the SystemError is
+ * its cause); a system directory (/, /proc, ...) is ERR_UNSAFE_TARGET.
  */
-export function umount(target: string, flags?: UmountFlags, options: UmountOptions = {}): Promise<void> {
+export function umount(target: string | PinnedDir, flags?: UmountFlags, options: UmountOptions = {}): Promise<void> {
   return api(umount, () => umountImpl(target, flags, options));
 }
 
-async function umountImpl(target: string, flags?: UmountFlags, options: UmountOptions = {}): Promise<void> {
-  str('target', target);
+async function umountImpl(target: string | PinnedDir, flags?: UmountFlags, options: UmountOptions = {}): Promise<void> {
   const n = umountFlagsToNumber(flags);
   const signal = signalOf(options.signal);
   const retries = options.busyRetries ?? 0;
-  for (let attempt = 0; ; attempt++) {
-    throwIfAborted(signal);
-    try {
-      await native((b) => b.umount(target, n));
-      debug('umount %s', target);
-      return;
-    } catch (err) {
-      if (isSystemError(err, 'EBUSY') && attempt < retries) {
-        await sleep(backoffMs(attempt, 5, 500), signal);
-        continue;
-      }
-      if ((isSystemError(err, 'EINVAL') && !(await isMountPoint(target))) || isSystemError(err, 'ENOENT')) {
-        throw new ImgmountError('ERR_NOT_MOUNTED', `${target} is not a mount point`, { cause: err, path: target });
-      }
-      throw err;
-    }
+  if (target instanceof PinnedDir) {
+    await withBusyRetries(() => umountPinned(target, n), retries, signal);
+    debug('umount %s', target.path);
+    return;
+  }
+  str('target', target);
+  const abs = nodePath.resolve(target);
+  const name = nodePath.basename(abs);
+  let parent;
+  try {
+    parent = await native((b) => b.openAt(-1, nodePath.dirname(abs), O_PATH | fsConstants.O_DIRECTORY, 0));
+  } catch (err) {
+    if (isSystemError(err, 'ENOENT') || isSystemError(err, 'ENOTDIR')) throw notMounted(abs, err);
+    throw err;
+  }
+  try {
+    const canonical = name === '' ? parent.path : nodePath.join(parent.path, name);
+    const why = systemTargetReason(canonical);
+    if (why) throw new ImgmountError('ERR_UNSAFE_TARGET', `refusing to unmount ${abs}: ${why}`, { path: abs });
+    await withBusyRetries(() => native((b) => b.umountAt(parent.fd, name, n, abs)), retries, signal);
+    debug('umount %s', abs);
+  } catch (err) {
+    if (isSystemError(err, 'EINVAL') || isSystemError(err, 'ENOENT')) throw notMounted(abs, err);
+    throw err;
+  } finally {
+    await closeFd(parent.fd).catch(() => undefined);
   }
 }
 
-async function isMountPoint(target: string): Promise<boolean> {
-  const real = await fsp.realpath(target).catch(() => target);
-  return findMounts(await readMountInfo(), { mountPoint: real }).length > 0;
+function notMounted(target: string, cause: unknown): ImgmountError {
+  return new ImgmountError('ERR_NOT_MOUNTED', `${target} is not a mount point`, { cause, path: target });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -246,9 +321,12 @@ export class Mount implements AsyncDisposable {
   readonly idmapped: boolean;
   readonly messages: readonly string[];
   readonly #release = new RetryableOnce();
+  /** The mount point as an fd: unmounted through it, never by looking its name up again. */
+  readonly #pinned: PinnedDir | null;
 
   /** @internal */
-  constructor(init: MountInit) {
+  constructor(init: MountInit, pinned: PinnedDir | null = null) {
+    this.#pinned = pinned;
     this.target = init.target;
     this.source = init.source;
     this.fstype = init.fstype;
@@ -270,10 +348,11 @@ export class Mount implements AsyncDisposable {
 
   unmount(options: UnmountOptions = {}): Promise<void> {
     const flags = (options.lazy ? MNT_DETACH : 0) | (options.force ? MNT_FORCE : 0);
-    return this.#release.run(() => umount(this.target, flags, {
+    const how = {
       ...(options.busyRetries !== undefined ? { busyRetries: options.busyRetries } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
-    }));
+    };
+    return this.#release.run(() => (this.#pinned ? unmountPinnedOnce(this.#pinned, flags, how) : umount(this.target, flags, how)));
   }
 
   [Symbol.asyncDispose](): Promise<void> {
@@ -285,15 +364,33 @@ export class Mount implements AsyncDisposable {
   }
 }
 
+/**
+ * Unmounts through a pinned mount point and closes it once the mount is gone (or was gone
+ * already: ERR_NOT_MOUNTED, and later calls say so without touching the closed fd).
+ */
+export async function unmountPinnedOnce(pinned: PinnedDir, flags: number, options: UmountOptions = {}): Promise<void> {
+  if (pinned.closed) throw notMounted(pinned.path, undefined);
+  try {
+    await umount(pinned, flags, options);
+  } catch (err) {
+    if (isSystemError(err) || !(err instanceof ImgmountError) || err.code !== 'ERR_NOT_MOUNTED') throw err;
+    await pinned.close();
+    throw err;
+  }
+  await pinned.close();
+}
+
 // ---------------------------------------------------------------------------------------
 // buildMount(): the shared machinery of mountPartition() and lib/ns mountInNamespace().
 
-/** Where the mount goes: a target path here, or kept detached and returned as an fd. */
-export type Placement = { target: string } | { detached: true };
+/** Where the mount goes: onto a pinned directory here, or kept detached and returned as an fd. */
+export type Placement = { target: PinnedDir; keepMountFd?: boolean } | { detached: true };
 
 export interface BuiltMount extends MountInit {
-  /** For a detached placement: the mount fd (owned by the caller; closing it unmounts). */
+  /** For a detached placement (or keepMountFd): the mount fd (owned by the caller; for a detached mount closing it unmounts). */
   mountFd: number | null;
+  /** statx mount id of the new mount (0 where unknown). */
+  mountId: number | bigint;
 }
 
 export interface Prepared {
@@ -342,8 +439,10 @@ export async function buildMount(source: LoopSource | LoopDevice, place: Placeme
   const p = resolvePartitionOptions(options);
   throwIfAborted(p.signal);
   const detached = 'detached' in place;
-  const target = detached ? '' : str('target', place.target);
-  const needsNew = detached || options.idmap !== undefined;
+  const pinned = detached ? undefined : place.target;
+  const keepMountFd = !detached && place.keepMountFd === true;
+  const target = pinned?.path ?? '';
+  const needsNew = detached || keepMountFd || options.idmap !== undefined;
   let api: MountMethod = await resolveMountApi(p.requested);
   if (needsNew && api === 'legacy')
     throw new ImgmountError(
@@ -363,13 +462,15 @@ export async function buildMount(source: LoopSource | LoopDevice, place: Placeme
           api: 'new',
           fstype: p.fstype,
           target,
+          ...(pinned ? { targetFd: pinned.fd } : {}),
           options: fresh.options,
           attrs: fresh.attrs,
           detached,
+          keepMountFd,
           ...(src ? { source: src } : {}),
           ...(userns ? { usernsFd: userns.fd } : {}),
         }
-      : { api: 'legacy', fstype: p.fstype, target, flags: p.flags, ...(p.data !== undefined ? { data: p.data } : {}), ...(src ? { source: src } : {}) };
+      : { api: 'legacy', fstype: p.fstype, target, targetFd: pinned!.fd, flags: p.flags, ...(p.data !== undefined ? { data: p.data } : {}), ...(src ? { source: src } : {}) };
   };
   // A mount step failed (its loop device is already released): fall back to mount(2) if the
   // new API turned out to be missing, else report the mapped error.
@@ -383,7 +484,7 @@ export async function buildMount(source: LoopSource | LoopDevice, place: Placeme
   };
   const undo = async (b: { mountFd: number | null }): Promise<void> => {
     if (b.mountFd !== null) await closeFd(b.mountFd).catch(() => undefined);
-    else await native((n) => n.umount(target, 0)).catch(() => undefined);
+    if (pinned) await umountPinned(pinned, 0).catch(() => undefined);
   };
 
   try {
@@ -436,7 +537,8 @@ async function mountExisting(
     try {
       if (spec.api === 'new') done = await native((b) => b.fsMount(spec));
       else {
-        await native((b) => b.mount(dev.path, spec.target!, p.fstype, p.flags, p.data ?? null));
+        const at = spec.targetFd !== undefined ? `/proc/self/fd/${spec.targetFd}` : spec.target!;
+        await native((b) => b.mount(dev.path, at, p.fstype, p.flags, p.data ?? null));
         done = { mountFd: null, messages: [] };
       }
     } catch (err) {
@@ -454,6 +556,7 @@ async function mountExisting(
       idmapped,
       messages: done.messages,
       mountFd: done.mountFd,
+      mountId: done.mountId ?? 0,
     };
   }
 }
@@ -506,6 +609,7 @@ async function fusedAttachMount(
     idmapped,
     messages: r.messages,
     mountFd: r.mountFd,
+    mountId: r.mountId ?? 0,
   };
   const bad = r.status ? statusMismatches(r.status, expectationOf(o, r.imageDevice, r.imageInode)) : ['no status'];
   let failure: Error | undefined;
@@ -517,7 +621,8 @@ async function fusedAttachMount(
   if (failure) {
     // The loop fd is already closed: undoing the mount auto-clears the device.
     if (r.mountFd !== null) await closeFd(r.mountFd!).catch(() => undefined);
-    else await native((b) => b.umount(built.target, 0)).catch(() => undefined);
+    const placed = mountSpec();
+    if (!placed.detached && placed.targetFd !== undefined) await native((b) => b.umountAt(placed.targetFd!, '', 0, placed.target ?? '')).catch(() => undefined);
     throw failure;
   }
   counters.attached++;
@@ -531,11 +636,18 @@ async function fusedAttachMount(
  * The loop device is auto-cleared when the mount goes away (a LoopDevice passed in stays
  * the caller's). If `signal` fires after the kernel mounted, the mount is undone.
  */
-export function mountPartition(source: LoopSource | LoopDevice, target: string, options: MountPartitionOptions): Promise<Mount> {
+export function mountPartition(source: LoopSource | LoopDevice, target: string | PinnedDir, options: MountPartitionOptions): Promise<Mount> {
   return api(mountPartition, () => mountPartitionImpl(source, target, options));
 }
 
-async function mountPartitionImpl(source: LoopSource | LoopDevice, target: string, options: MountPartitionOptions): Promise<Mount> {
-  const built = await buildMount(source, { target }, options);
-  return new Mount(built);
+async function mountPartitionImpl(source: LoopSource | LoopDevice, target: string | PinnedDir, options: MountPartitionOptions): Promise<Mount> {
+  // Pinned here: the Mount owns it. Given pinned: the Mount takes it over once mounted.
+  const pinned = target instanceof PinnedDir ? target : await pinTarget(str('target', target));
+  try {
+    const built = await buildMount(source, { target: pinned }, options);
+    return new Mount(built, pinned);
+  } catch (err) {
+    if (!(target instanceof PinnedDir)) await pinned.close();
+    throw err;
+  }
 }

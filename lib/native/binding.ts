@@ -73,11 +73,31 @@ export interface NativeMountSpec {
   usernsFd?: number;
   /** Keep the mount detached and return its fd. */
   detached?: boolean;
+  /** A pinned directory to mount onto (move_mount T_EMPTY_PATH; /proc/self/fd/N for mount(2)); `target` then only names it. */
+  targetFd?: number;
+  /** Attach it, and return its fd too (the root of the new mount). */
+  keepMountFd?: boolean;
 }
 
 export interface NativeMountDone {
   mountFd: number | null;
   messages: string[];
+  /** statx mount id of the new mount (new API; 0 where unknown). */
+  mountId?: number | bigint;
+}
+
+/** An fd the path calls opened, with its fstat, mount id and the kernel's name for it. */
+export interface NativePathInfo {
+  fd: number;
+  dev: number | bigint;
+  ino: number | bigint;
+  mode: number;
+  uid: number;
+  gid: number;
+  /** statx mount id (the unique one where the kernel has it); 0 if unknown. */
+  mountId: number | bigint;
+  mountRoot: boolean;
+  path: string;
 }
 
 export type NativeAttachMounted = Omit<NativeLoopAttached, 'fd'> & NativeMountDone & { fd: number | null };
@@ -107,9 +127,9 @@ export interface NativeBinding {
   mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null, sync?: boolean): Promise<void>;
   umount(target: string, flags: number, sync?: boolean): Promise<void>;
   fsMount(spec: NativeMountSpec, sync?: boolean): Promise<NativeMountDone>;
-  openTree(path: string, flags: number, sync?: boolean): Promise<number>;
+  openTree(dirfd: number, path: string, flags: number, sync?: boolean): Promise<number>;
   mountSetattr(fd: number, path: string, atFlags: number, attr: { attrSet?: number; attrClr?: number; propagation?: number; usernsFd?: number }, sync?: boolean): Promise<void>;
-  moveMount(fromFd: number, fromPath: string, toPath: string, flags: number, sync?: boolean): Promise<void>;
+  moveMount(fromFd: number, fromPath: string, toFd: number, toPath: string, flags: number, sync?: boolean): Promise<void>;
   /** errnos of fsopen(NULL) and mount_setattr(-1, NULL, 0, NULL, 0): ENOSYS missing, EPERM filtered. */
   mountApiProbe(sync?: boolean): Promise<{ fsopen: number; mountSetattr: number }>;
   loopAttachMount(loop: NativeLoopAttachSpec, mount: NativeMountSpec, keepLoopFd: boolean, sync?: boolean): Promise<NativeAttachMounted>;
@@ -119,6 +139,11 @@ export interface NativeBinding {
    * stays the caller's; close() the watcher before closing it.
    */
   MountTableWatcher: new (fd: number, onChange: (error: string | null) => void) => { close(): void };
+  // pinned paths (native/path.cc); dirfd -1 is AT_FDCWD
+  openAt(dirfd: number, path: string, flags: number, resolve: number, sync?: boolean): Promise<NativePathInfo>;
+  walkAt(dirfd: number, path: string, flags: number, mode: { inRoot: boolean; noXdev: boolean }, sync?: boolean): Promise<NativePathInfo>;
+  openMountRoot(fd: number, sync?: boolean): Promise<NativePathInfo>;
+  umountAt(dirfd: number, name: string, flags: number, display: string, sync?: boolean): Promise<void>;
   // namespaces (native/namespace.cc)
   nsInfo(fd: number, sync?: boolean): Promise<{ type: string; inode: number | bigint; device: number | bigint }>;
   [name: string]: unknown;

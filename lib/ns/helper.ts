@@ -29,6 +29,13 @@ export interface HelperCall {
   /** For exec: stdio of the program (default ['ignore', 'pipe', 'pipe']). */
   stdio?: HelperStdio[];
   env?: NodeJS.ProcessEnv;
+  /** For exec: setsid() before exec'ing the program. */
+  setsid?: boolean;
+  /**
+   * For exec with a mount namespace: the caller knows the program (and its loader and
+   * libraries) comes from that namespace's filesystem. Without it the helper refuses.
+   */
+  namespaceProgram?: boolean;
   /** Where path arguments came from, for error messages. */
   path?: string;
   dest?: string;
@@ -65,6 +72,8 @@ function layout(call: HelperCall): { stdio: HelperStdio[]; argv: string[]; resul
   const resultFd = stdio.length;
   stdio.push('pipe');
   const argv = ['--result', String(resultFd)];
+  if (call.setsid) argv.push('--setsid');
+  if (call.namespaceProgram) argv.push('--namespace-program');
   if (call.userns != null) {
     argv.push('--userns', String(stdio.length));
     stdio.push(call.userns);

@@ -201,13 +201,19 @@ export interface SpawnInNamespacesOptions {
   /** Parent fds the program inherits, at fds 3, 4, ... in this order (e.g. a /dev/fuse fd). */
   fds?: number[];
   env?: NodeJS.ProcessEnv;
+  /** Start it in a session (and process group) of its own. */
+  setsid?: boolean;
   /** Aborting before the program started kills the helper; afterwards the program is yours. */
   signal?: AbortSignal;
 }
 
 /**
  * Starts `file` (looked up in PATH inside the mount namespace, if one is joined) with `args`
- * inside the namespaces of `ns`, and resolves once it is running (exec succeeded). A failure
+ * inside the namespaces of `ns`, and resolves once it is running (exec succeeded). With a
+ * mount namespace, the program, its loader and its libraries are that namespace's own (a
+ * container's): this runs the container's program, never one of yours, so do not use it to
+ * start a privileged helper there (imgmount serves its mounts from its own namespace and
+ * moves them in instead). A failure
  * to join or to exec rejects with errno and the failing step. Its working directory is the
  * namespace's root. The program may already have exited when this resolves: wait for it with
  * `trackExit(child)` (lib/util/child-exit), never with a late 'exit'/'close' listener.
@@ -232,6 +238,8 @@ async function spawnInNamespacesImpl(ns: NamespaceTarget, file: string, args: re
         passFds: options.fds ?? [],
         stdio: options.stdio ?? ['ignore', 'pipe', 'pipe'],
         env: options.env ?? process.env,
+        setsid: options.setsid ?? false,
+        namespaceProgram: true,
         path: file,
         where: describe(ns),
       },

@@ -7,12 +7,14 @@ import { ImgmountError, throwIfAborted } from '../errors';
 import { EXT3, SANDBOX, SQUASHFS } from '../image/constants';
 import type { Image } from '../image/image';
 import type { Section } from '../image/section';
-import { KernelDriver, kernelMountFunc, plainKernelMount } from '../drivers/kernel';
+import { KernelDriver, KernelMounted, alreadyGoneIsFine, kernelMountFunc, plainKernelMount } from '../drivers/kernel';
 import { chooseDriver, type DriverPolicy } from '../drivers/select';
 import type { DriverMountParams, MountedFilesystem } from '../drivers/types';
 import { bindMount } from '../mount/bind';
 import { MS_NODEV, MS_NOSUID, MS_RDONLY } from '../mount/flags';
+import { unmountInNamespace } from '../ns/mount';
 import type { NamespaceRef, NamespaceTarget } from '../ns/namespace';
+import { PinnedDir, pinTarget } from '../path/pinned';
 
 export interface MountImageOptions extends DriverPolicy {
   /** The partition to mount (default: the root filesystem partition). */
@@ -44,8 +46,12 @@ export function writableProblem(image: Image, partition: Section): string | unde
   return undefined;
 }
 
-/** Mounts one partition of `image` at `target`. */
-export async function mountImage(image: Image, target: string, options: MountImageOptions = {}): Promise<MountedFilesystem> {
+/**
+ * Mounts one partition of `image` at `target`: a path (pinned here; a system directory is
+ * ERR_UNSAFE_TARGET), a PinnedDir (taken over by the returned handle), or with `namespace` a
+ * path inside that namespace.
+ */
+export async function mountImage(image: Image, target: string | PinnedDir, options: MountImageOptions = {}): Promise<MountedFilesystem> {
   image.assertOpen();
   throwIfAborted(options.signal);
   const partition = options.partition ?? image.getRootFsPartition();
@@ -54,19 +60,44 @@ export async function mountImage(image: Image, target: string, options: MountIma
     const problem = writableProblem(image, partition);
     if (problem) throw new ImgmountError(partition.type === SQUASHFS ? 'ERR_READ_ONLY_FS' : 'ERR_IMAGE_NOT_WRITABLE', `could not mount ${problem}`, { path: image.path });
   }
+  if (options.namespace && target instanceof PinnedDir) throw new TypeError('mountImage: a target in another namespace is a path there, not a PinnedDir');
   const choice = await chooseDriver(image, partition, options);
+  const pinned = options.namespace ? undefined : target instanceof PinnedDir ? target : await pinTarget(target);
+  try {
+    return await mountWith(image, partition, choice, pinned, options.namespace ? path.resolve(target as string) : pinned!.path, options, writable);
+  } catch (err) {
+    if (pinned && !(target instanceof PinnedDir)) await pinned.close();
+    throw err;
+  }
+}
+
+async function mountWith(
+  image: Image,
+  partition: Section,
+  choice: Awaited<ReturnType<typeof chooseDriver>>,
+  pinned: PinnedDir | undefined,
+  target: string,
+  options: MountImageOptions,
+  writable: boolean,
+): Promise<MountedFilesystem> {
   if (choice.filesystem === 'sandbox') {
-    await bindMount(image.source, target, {
+    // The image's own fd (/proc/self/fd/N) is cloned: the directory detection looked at.
+    await bindMount(image.source, pinned ?? target, {
       readOnly: !writable,
       nosuid: !options.allowSetuid,
       ...(options.namespace ? { namespace: options.namespace } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     });
-    return plainKernelMount(path.resolve(target), 'bind', !writable);
+    if (options.namespace) {
+      const ns = options.namespace;
+      return new KernelMounted(target, 'bind', !writable, null, () => alreadyGoneIsFine(unmountInNamespace(ns, target)));
+    }
+    return plainKernelMount(pinned!, 'bind', !writable);
   }
   const params: DriverMountParams = {
     source: image.source,
-    target: path.resolve(target),
+    target,
+    ...(pinned ? { pinned } : {}),
     filesystem: choice.filesystem,
     flags: MS_NODEV | (options.allowSetuid ? 0 : MS_NOSUID) | (writable ? 0 : MS_RDONLY),
     offset: partition.offset,

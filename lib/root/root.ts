@@ -12,6 +12,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { debuglog } from 'node:util';
 import { ImgmountError, hasErrorCode, invalidArgValue, throwIfAborted } from '../errors';
+import { openMountRoot, pinOwnDir, pinTarget, resolveBeneath, resolveInRoot, type PinnedDir } from '../path/pinned';
 import { EXT3, OverlayUsage, SANDBOX, SQUASHFS } from '../image/constants';
 import type { Image } from '../image/image';
 import { init } from '../image/init';
@@ -73,6 +74,10 @@ class Root implements MountedRoot {
   top: MountedFilesystem | undefined;
   sessionDir: string | undefined;
   recorded = false;
+  /** The pinned target until the top mount takes it over. */
+  target: PinnedDir | undefined;
+  /** fds that pin layers while the root is built (they keep mounts busy): closed once built. */
+  readonly transient: PinnedDir[] = [];
   #closing: Promise<void> | undefined;
   root: OciRoot;
 
@@ -89,6 +94,10 @@ class Root implements MountedRoot {
     return this.#closing;
   }
 
+  async closeTransient(): Promise<void> {
+    for (const d of this.transient.splice(0)) await d.close();
+  }
+
   async #release(): Promise<void> {
     const errors: unknown[] = [];
     const attempt = async (fn: () => Promise<unknown>) => {
@@ -98,9 +107,11 @@ class Root implements MountedRoot {
         errors.push(err);
       }
     };
+    await this.closeTransient();
     // Data mounts first, then the root (overlay or partition), then the layers below it.
     for (const m of [...this.mounts].reverse()) await attempt(() => m.close());
     for (const img of this.images) await attempt(() => img.close());
+    await this.target?.close();
     // Never recursive through a mount that failed to go: removeSessionDir stops at mount points.
     if (this.sessionDir) await attempt(() => removeSessionDir(this.sessionDir!));
     if (this.recorded) await attempt(() => removeMountRecord(this.root.path));
@@ -125,26 +136,50 @@ async function mkSession(): Promise<string> {
   return fs.mkdtemp(path.join(base, 'root-'));
 }
 
-/** Makes the upper/work directories overlayfs needs inside a writable layer. */
-async function upperDirs(dir: string): Promise<{ upper: string; work: string }> {
-  const upper = path.join(dir, 'upper');
-  const work = path.join(dir, 'work');
-  await fs.mkdir(upper, { recursive: true, mode: 0o755 });
-  await fs.mkdir(work, { recursive: true, mode: 0o700 });
-  return { upper, work };
+/** A directory of our own session for a layer (trusted: root's, 0700 above it). */
+async function sessionSubdir(r: Root, name: string): Promise<string> {
+  r.sessionDir ??= await mkSession();
+  const dir = path.join(r.sessionDir, name);
+  await fs.mkdir(dir);
+  return dir;
+}
+
+/**
+ * The upper/work directories overlayfs needs inside a writable layer that came from an image
+ * or a directory someone else controls: created or found strictly inside the layer, never
+ * through a symlink (ERR_UNSAFE_PATH), and handed to overlayfs as pinned fds.
+ */
+async function pinnedUpperDirs(r: Root, layer: PinnedDir): Promise<{ upper: string; work: string }> {
+  const upper = await resolveBeneath(layer, 'upper', { create: 0o755 });
+  r.transient.push(upper);
+  const work = await resolveBeneath(layer, 'work', { create: 0o700 });
+  r.transient.push(work);
+  return { upper: upper.procPath, work: work.procPath };
+}
+
+/** The root of the layer mounted on a session directory (a path of ours; the lookup enters the mount). */
+async function layerRoot(r: Root, dir: string): Promise<PinnedDir> {
+  const d = await pinOwnDir(dir);
+  r.transient.push(d);
+  return d;
 }
 
 /**
  * Mounts the root filesystem of `image` at `target` (with overlays and data partitions as
  * asked) and returns the OCI Root plus the handle that undoes it all.
+ *
+ * The target is pinned once (a system directory is ERR_UNSAFE_TARGET) and every mount lands
+ * on fds: the root on the pinned target, data partitions on directories resolved inside the
+ * mounted root (a symlink in the image never leads out of it), overlay layers from images or
+ * directories by fds of their upper/work directories (never through a symlink).
  */
 export async function root(image: Image, target: string, options: RootOptions = {}): Promise<MountedRoot> {
   image.assertOpen();
   throwIfAborted(options.signal);
-  const abs = path.resolve(target);
   const rootPart = image.getRootFsPartition();
   const { writable = false, writableTmpfs = false, overlays = [], data = [], ...common } = options;
-  const r = new Root(abs);
+  const ns = options.namespace;
+  const r = new Root(path.resolve(target));
   try {
     // Which writable layer, if any: the root itself, tmpfs, the SIF's overlay partition, or an external overlay.
     const external = overlays.map((o) => (typeof o === 'string' ? { path: o, writable: false } : { path: o.path, writable: o.writable ?? false }));
@@ -160,29 +195,67 @@ export async function root(image: Image, target: string, options: RootOptions = 
         { path: image.path },
       );
     }
+    if (needsOverlay && common.idmap !== undefined)
+      throw new ImgmountError('ERR_IDMAP_UNSUPPORTED', 'ID-mapped roots cannot have overlays (overlayfs itself cannot be ID-mapped); mount the root without overlays');
+    // Where the root is built: the caller's directory, pinned. A root with layers or data
+    // partitions for another mount namespace is built here on a staging directory and its
+    // finished tree moved there; a plain one is mounted straight into it.
+    const staged = ns !== undefined && (needsOverlay || data.length > 0);
+    const { namespace: _ns, ...here } = common;
+    const local: Omit<MountImageOptions, 'partition' | 'writable'> = staged ? here : common;
+    let at: PinnedDir | string;
+    if (!ns) {
+      r.target = await pinTarget(target);
+      r.root.path = r.target.path;
+      at = r.target;
+    } else if (staged) {
+      r.target = await pinOwnDir(await sessionSubdir(r, 'root'));
+      at = r.target;
+    } else {
+      at = r.root.path;
+    }
     if (!needsOverlay) {
-      const m = await mountImage(image, abs, { ...common, partition: rootPart, writable: rootWritable });
+      const m = await mountImage(image, at, { ...local, partition: rootPart, writable: rootWritable });
+      r.target = undefined; // the mount owns it now
       r.mounts.push(m);
       r.top = m;
-      r.root = { path: abs, readonly: m.readOnly };
+      r.root.readonly = m.readOnly;
     } else {
-      if (common.idmap !== undefined) throw new ImgmountError('ERR_IDMAP_UNSUPPORTED', 'ID-mapped roots cannot have overlays (overlayfs itself cannot be ID-mapped); mount the root without overlays');
-      await assembleOverlay(image, abs, r, { ...common, rootPart, writable, writableTmpfs, external, sifOverlay, tmpfsSize: options.tmpfsSize ?? '64m' });
+      await assembleOverlay(image, at as PinnedDir, r, { ...local, rootPart, writable, writableTmpfs, external, sifOverlay, tmpfsSize: options.tmpfsSize ?? '64m' });
     }
-    for (const d of data) {
-      const part = findPartition(image, d.partition);
-      const at = path.join(abs, path.resolve('/', d.path));
-      const st = await fs.stat(at).catch(() => null);
-      if (!st?.isDirectory()) throw invalidArgValue('data[].path', d.path, `must be an existing directory in the image (${at})`);
-      const m = await mountImage(image, at, { ...common, partition: part, writable: false });
-      r.mounts.push(m);
-      r.nested.push(m);
-    }
-    if (r.sessionDir || r.nested.length) await record(r, options.namespace === undefined);
+    if (data.length > 0) await mountData(image, r, at as PinnedDir, data, local);
+    await r.closeTransient();
+    if (staged) await moveTreeIntoNamespace(r, ns!, path.resolve(target), data.length > 0);
+    if (!ns && (r.sessionDir || r.nested.length)) await record(r);
     return r;
   } catch (err) {
     await r.close().catch((e: unknown) => debug('cleanup after failed root(): %s', (e as Error).message));
     throw err;
+  }
+}
+
+/** Data partitions on directories resolved inside the mounted root (RESOLVE_IN_ROOT). */
+async function mountData(image: Image, r: Root, at: PinnedDir, data: DataMount[], local: Omit<MountImageOptions, 'partition' | 'writable'>): Promise<void> {
+  const top = await openMountRoot(at);
+  r.transient.push(top);
+  for (const d of data) {
+    const part = findPartition(image, d.partition);
+    let dir: PinnedDir;
+    try {
+      dir = await resolveInRoot(top, d.path);
+    } catch (err) {
+      if (hasErrorCode(err, 'ENOENT') || hasErrorCode(err, 'ENOTDIR'))
+        throw invalidArgValue('data[].path', d.path, `must be an existing directory in the image (${(err as Error).message})`);
+      throw err;
+    }
+    try {
+      const m = await mountImage(image, dir, { ...local, partition: part, writable: false });
+      r.mounts.push(m);
+      r.nested.push(m);
+    } catch (err) {
+      await dir.close();
+      throw err;
+    }
   }
 }
 
@@ -195,17 +268,15 @@ interface OverlayPlan extends Omit<MountImageOptions, 'partition' | 'writable'> 
   tmpfsSize: string;
 }
 
-async function assembleOverlay(image: Image, target: string, r: Root, plan: OverlayPlan): Promise<void> {
-  const { rootPart, writable, writableTmpfs, external, sifOverlay, tmpfsSize, ...common } = plan;
-  const { namespace, ...local } = common; // layers are built here; only the overlay goes elsewhere
-  r.sessionDir = await mkSession();
+async function assembleOverlay(image: Image, target: PinnedDir, r: Root, plan: OverlayPlan): Promise<void> {
+  const { rootPart, writable, writableTmpfs, external, sifOverlay, tmpfsSize, ...local } = plan;
   const lowers: string[] = [];
   let upper: { upper: string; work: string } | undefined;
+  let upperOnFuse = false;
 
   // External overlays come first (top-most lower layers, or the upper layer).
   for (const [i, ov] of external.entries()) {
-    const dir = path.join(r.sessionDir, `overlay-${i}`);
-    await fs.mkdir(dir);
+    const dir = await sessionSubdir(r, `overlay-${i}`);
     const img = await init(ov.path, ov.writable);
     r.images.push(img);
     // Used as an overlay, an image offers its overlay-capable partitions (Apptainer's usage gate).
@@ -216,25 +287,41 @@ async function assembleOverlay(image: Image, target: string, r: Root, plan: Over
     if (ov.writable && !rw) throw new ImgmountError('ERR_READ_ONLY_FS', `overlay ${img.path} cannot be the writable layer: ${writableProblem(img, part) ?? 'another overlay already is'}`, { path: img.path });
     const m = await mountImage(img, dir, { ...local, partition: part, writable: rw });
     r.mounts.push(m);
-    if (rw) upper = await upperDirs(dir);
-    else lowers.push(part.type === SQUASHFS || !(await exists(path.join(dir, 'upper'))) ? dir : path.join(dir, 'upper'));
+    if (part.type === SQUASHFS) {
+      lowers.push(dir);
+      continue;
+    }
+    const layer = await layerRoot(r, dir);
+    if (rw) {
+      upper = await pinnedUpperDirs(r, layer);
+      upperOnFuse = m.driver === 'fuse';
+    } else {
+      // A read-only overlay image or directory offers its upper/ if it has one (a real directory).
+      const up = await resolveBeneath(layer, 'upper').catch((err: unknown) => {
+        if (hasErrorCode(err, 'ENOENT')) return null;
+        throw err;
+      });
+      if (up) r.transient.push(up);
+      lowers.push(up ? up.procPath : dir);
+    }
   }
   if (!upper && writableTmpfs) {
-    const dir = path.join(r.sessionDir, 'tmpfs');
-    await fs.mkdir(dir);
+    // Our own fresh tmpfs in our own session directory: its paths are ours to trust.
+    const dir = await sessionSubdir(r, 'tmpfs');
     await mount('tmpfs', dir, 'tmpfs', MS_NOSUID | MS_NODEV, `size=${tmpfsSize},mode=0755`);
     r.mounts.push(plainKernelMount(dir, 'tmpfs', false));
-    upper = await upperDirs(dir);
+    upper = { upper: path.join(dir, 'upper'), work: path.join(dir, 'work') };
+    await fs.mkdir(upper.upper, { mode: 0o755 });
+    await fs.mkdir(upper.work, { mode: 0o700 });
   }
   if (!upper && writable && sifOverlay) {
-    const dir = path.join(r.sessionDir, 'sif-overlay');
-    await fs.mkdir(dir);
+    const dir = await sessionSubdir(r, 'sif-overlay');
     const m = await mountImage(image, dir, { ...local, partition: sifOverlay, writable: true });
     r.mounts.push(m);
-    upper = await upperDirs(dir);
+    upper = await pinnedUpperDirs(r, await layerRoot(r, dir));
+    upperOnFuse = m.driver === 'fuse';
   }
-  const lower = path.join(r.sessionDir, 'lower');
-  await fs.mkdir(lower);
+  const lower = await sessionSubdir(r, 'lower');
   r.mounts.push(await mountImage(image, lower, { ...local, partition: rootPart, writable: false }));
   lowers.push(lower);
 
@@ -243,13 +330,11 @@ async function assembleOverlay(image: Image, target: string, r: Root, plan: Over
   const flags = MS_NOSUID | MS_NODEV | (upper ? 0 : MS_RDONLY);
   const caps = await capabilities();
   const privileged = plan.privileged ?? process.geteuid?.() === 0;
-  const kernelOverlay = privileged && caps.filesystems.includes('overlay') && plan.driver !== 'fuse';
+  // The kernel's overlayfs refuses a FUSE upper layer (no tmpfile, no RENAME_WHITEOUT).
+  const kernelOverlay = privileged && caps.filesystems.includes('overlay') && plan.driver !== 'fuse' && !upperOnFuse;
   let top: MountedFilesystem;
-  if (namespace) {
-    if (!kernelOverlay) throw new ImgmountError('ERR_NAMESPACE', 'an overlay root in another mount namespace needs the kernel overlayfs (and root)');
-    top = await overlayIntoNamespace(r, namespace, target, flags, opts.join(','), !upper);
-  } else if (kernelOverlay) {
-    await mount('overlay', target, 'overlay', flags, opts.join(','));
+  if (kernelOverlay) {
+    await mount('overlay', target, 'overlay', flags, opts.join(','), plan.signal ? { signal: plan.signal } : {});
     top = plainKernelMount(target, 'overlay', !upper);
   } else {
     // Without the right to mount (or when FUSE is asked for): fuse-overlayfs.
@@ -257,40 +342,43 @@ async function assembleOverlay(image: Image, target: string, r: Root, plan: Over
     const driver = new FuseDriver(plan.persist ? { persist: true } : {});
     await driver.start({ sessionPath: '', usernsFd: -1, fuseFd: -1 });
     top = await driver.mount(
-      { source: 'fuse-overlayfs', target, filesystem: 'overlay', flags, offset: 0, size: 0, fsOptions: opts, ...(plan.signal ? { signal: plan.signal } : {}) },
+      { source: 'fuse-overlayfs', target: target.path, pinned: target, filesystem: 'overlay', flags, offset: 0, size: 0, fsOptions: opts, ...(plan.signal ? { signal: plan.signal } : {}) },
       kernelMountFunc,
     );
   }
+  if (r.target === target) r.target = undefined; // the top mount owns it now
   r.mounts.push(top);
   r.top = top;
-  r.root = { path: target, readonly: !upper };
+  r.root.readonly = !upper;
 }
 
 /**
- * Builds the overlay here, on a staging directory, and moves a clone of it into the other
- * namespace (as detached mounts can be). The layers are then detached here: they live on as
- * references of that overlay and go away with it, so nothing of the root stays in ours.
+ * A root built here on a staging directory goes to another mount namespace: a recursive
+ * clone of its tree (the root and its data partitions) is moved there, then everything is
+ * detached here. The layers live on as references of that tree and go away with it, so
+ * nothing of the root stays in ours.
  */
-async function overlayIntoNamespace(r: Root, ns: NamespaceTarget, target: string, flags: number, data: string, readOnly: boolean): Promise<MountedFilesystem> {
+async function moveTreeIntoNamespace(r: Root, ns: NamespaceTarget, target: string, nested: boolean): Promise<void> {
   const staging = path.join(r.sessionDir!, 'root');
-  await fs.mkdir(staging);
-  await mount('overlay', staging, 'overlay', flags, data);
-  try {
-    await bindMount(staging, target, { namespace: ns, readOnly, recursive: false });
-  } finally {
-    await umount(staging, MNT_DETACH);
-  }
-  for (const m of r.mounts) await umount(m.target, MNT_DETACH).catch((err: unknown) => debug('detach %s: %s', m.target, (err as Error).message));
+  await bindMount(staging, target, { namespace: ns, readOnly: r.root.readonly, recursive: true });
+  const inner = [...r.mounts].reverse();
+  for (const m of inner) await umount(m.target, MNT_DETACH).catch((err: unknown) => debug('detach %s: %s', m.target, (err as Error).message));
   await removeSessionDir(r.sessionDir!);
   r.sessionDir = undefined;
-  return new KernelMounted(target, 'overlay', readOnly, null, async () => {
+  const readOnly = r.root.readonly;
+  const there = new KernelMounted(target, r.top?.fstype ?? 'unknown', readOnly, null, async () => {
     try {
-      await unmountInNamespace(ns, target);
+      // With data partitions below it, the tree goes as a whole.
+      await unmountInNamespace(ns, target, nested ? MNT_DETACH : 0);
     } catch (err) {
       // Unmounted there already, or the namespace is gone (and its mounts with it).
       if (!hasErrorCode(err, 'ERR_NOT_MOUNTED') && !hasErrorCode(err, 'ERR_NAMESPACE')) throw err;
     }
   });
+  r.mounts.push(there);
+  r.nested = [];
+  r.top = there;
+  r.root = { path: target, readonly: readOnly };
 }
 
 function escapeLayer(p: string): string {
@@ -298,16 +386,8 @@ function escapeLayer(p: string): string {
   return p.replace(/[\\:,]/g, (c) => `\\${c}`);
 }
 
-async function exists(p: string): Promise<boolean> {
-  return fs.stat(p).then(
-    () => true,
-    () => false,
-  );
-}
-
 /** Writes the mount record that lets `imgmount umount TARGET` undo this root from anywhere. */
-async function record(r: Root, local: boolean): Promise<void> {
-  if (!local) return;
+async function record(r: Root): Promise<void> {
   // A FUSE top layer (fuse-overlayfs) already has a record under the same target: keep its
   // helpers and session directory in ours, which replaces it.
   const top = await findMountRecord(r.root.path);

@@ -7,12 +7,19 @@
  * it), and makes no decision of its own: lib/ns/ chooses the namespaces, the order and what
  * to do on failure.
  *
- *   imgmount-nsenter [--userns FD] [--mntns FD] --result FD OP ARG...
+ *   imgmount-nsenter [--userns FD] [--mntns FD] [--setsid] [--namespace-program] --result FD OP ARG...
  *     exec PROGRAM ARG...           execvp PROGRAM; the result fd is close-on-exec, so EOF
- *                                   without a line means the exec succeeded
- *     move-mount FD TARGET          move_mount(FD, "", AT_FDCWD, TARGET, MOVE_MOUNT_F_EMPTY_PATH)
+ *                                   without a line means the exec succeeded. After --mntns
+ *                                   the program, its loader and its libraries come from that
+ *                                   namespace's filesystem: refused unless the caller said so
+ *                                   with --namespace-program (spawnInNamespaces; imgmount's own
+ *                                   helpers never do).
+ *     move-mount FD TARGET          TARGET resolved inside the namespace's root (openat2
+ *                                   RESOLVE_IN_ROOT: no symlink leads out of it), then
+ *                                   move_mount(FD, "", that fd, "", F_EMPTY_PATH|T_EMPTY_PATH)
  *     mount SOURCE TARGET FSTYPE FLAGS DATA    mount(2); "-" stands for NULL
- *     umount TARGET FLAGS           umount2(2)
+ *     umount TARGET FLAGS [MOUNTID] umount2(2) with UMOUNT_NOFOLLOW; with MOUNTID, only if
+ *                                   the mount at TARGET has that id (else ERR ESTALE)
  *     userns-hold                   unshare(CLONE_NEWUSER), report, then wait for EOF on stdin
  *                                   (the parent writes the id maps and opens /proc/PID/ns/user)
  *
@@ -25,6 +32,9 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,10 +76,29 @@ static int parse_fd(const char *s) {
 
 static const char *nullable(const char *s) { return strcmp(s, "-") == 0 ? NULL : s; }
 
+
+/* TARGET as an O_PATH fd, resolved with the mount namespace's root as its root. -1 with
+ * errno ENOSYS when the kernel has no openat2 (the caller then uses the path). */
+static int open_in_root(const char *target) {
+  int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root < 0) return -1;
+  struct open_how how;
+  memset(&how, 0, sizeof how);
+  how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+  int fd = (int)syscall(SYS_openat2, root, target, &how, sizeof how);
+  int saved = errno;
+  close(root);
+  errno = saved;
+  return fd;
+}
+
 int main(int argc, char **argv) {
-  int userns = -1, mntns = -1, i = 1;
+  int userns = -1, mntns = -1, new_session = 0, namespace_program = 0, i = 1;
   for (; i < argc; i++) {
-    if (strcmp(argv[i], "--userns") == 0 && i + 1 < argc) userns = parse_fd(argv[++i]);
+    if (strcmp(argv[i], "--setsid") == 0) new_session = 1;
+    else if (strcmp(argv[i], "--namespace-program") == 0) namespace_program = 1;
+    else if (strcmp(argv[i], "--userns") == 0 && i + 1 < argc) userns = parse_fd(argv[++i]);
     else if (strcmp(argv[i], "--mntns") == 0 && i + 1 < argc) mntns = parse_fd(argv[++i]);
     else if (strcmp(argv[i], "--result") == 0 && i + 1 < argc) result_fd = parse_fd(argv[++i]);
     else break;
@@ -105,14 +134,24 @@ int main(int argc, char **argv) {
   }
 
   if (strcmp(op, "exec") == 0 && nargs >= 1) {
+    if (mntns >= 0 && !namespace_program) return report_err(EPERM, "exec-after-setns(CLONE_NEWNS)");
+    if (new_session && setsid() < 0) return report_err(errno, "setsid");
     execvp(args[0], args);
     return report_err(errno, "execve");
   }
   if (strcmp(op, "move-mount") == 0 && nargs == 2) {
     int fd = parse_fd(args[0]);
     if (fd < 0) return report_err(EBADF, "usage");
-    if (imgmount_move_mount(fd, "", AT_FDCWD, args[1], MOVE_MOUNT_F_EMPTY_PATH) != 0)
-      return report_err(errno, "move_mount");
+    int target = open_in_root(args[1]);
+    int rc;
+    if (target >= 0) {
+      rc = imgmount_move_mount(fd, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+    } else if (errno == ENOSYS) {
+      rc = imgmount_move_mount(fd, "", AT_FDCWD, args[1], MOVE_MOUNT_F_EMPTY_PATH);
+    } else {
+      return report_err(errno, "openat2(RESOLVE_IN_ROOT)");
+    }
+    if (rc != 0) return report_err(errno, "move_mount");
     report_ok();
     return 0;
   }
@@ -123,8 +162,15 @@ int main(int argc, char **argv) {
     report_ok();
     return 0;
   }
-  if (strcmp(op, "umount") == 0 && nargs == 2) {
-    if (umount2(args[0], (int)strtol(args[1], NULL, 0)) != 0) return report_err(errno, "umount2");
+  if (strcmp(op, "umount") == 0 && (nargs == 2 || nargs == 3)) {
+    if (nargs == 3) {
+      unsigned long long want = strtoull(args[2], NULL, 0);
+      struct statx sx;
+      memset(&sx, 0, sizeof sx);
+      if (statx(AT_FDCWD, args[0], AT_SYMLINK_NOFOLLOW, STATX_MNT_ID_UNIQUE | STATX_MNT_ID, &sx) != 0) return report_err(errno, "statx");
+      if ((sx.stx_mask & (STATX_MNT_ID_UNIQUE | STATX_MNT_ID)) && sx.stx_mnt_id != want) return report_err(ESTALE, "mount-id");
+    }
+    if (umount2(args[0], (int)strtol(args[1], NULL, 0) | UMOUNT_NOFOLLOW) != 0) return report_err(errno, "umount2");
     report_ok();
     return 0;
   }

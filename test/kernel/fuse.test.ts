@@ -263,7 +263,7 @@ describe('kernel: FUSE driver', function () {
   });
 
   describe('ext3 by fuse2fs', () => {
-    it('mounts the ext3 partition of a SIF at its offset read-only (no LD_PRELOAD), remounted ro by the driver', async () => {
+    it('mounts the ext3 partition of a SIF at its offset read-only (no LD_PRELOAD), staged and placed ro, nosuid, nodev by the driver', async () => {
       const d = await driver();
       const data = sif.getDataPartitions()[0]!;
       expect(data.offset).to.be.greaterThan(0);
@@ -271,7 +271,13 @@ describe('kernel: FUSE driver', function () {
       const m = await d.mount(params({ source: sif.source, target: t, filesystem: 'ext3', offset: data.offset, size: data.size }), kernelMountFunc);
       expect(m.helpers.map((h) => h.program)).to.deep.equal(['fuse2fs']);
       const pid = m.helpers[0]!.pid;
-      expect(fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')).to.include.members(['/proc/self/fd/3', t]);
+      // fuse2fs (libfuse 2) mounts by itself: on a staging directory of our own session, never
+      // on the caller's target, which only ever gets the finished clone.
+      const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      expect(argv).to.include('/proc/self/fd/3');
+      expect(argv).to.not.include(t);
+      expect(argv.find((a) => a.endsWith('/stage-0'))).to.match(/\/sessions\/fuse-[^/]+\/stage-0$/);
+      expect(await entryAt(argv.find((a) => a.endsWith('/stage-0'))!)).to.equal(undefined); // detached once placed
       expect(fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8')).to.include(`offset=${data.offset}`);
       expect(fs.readFileSync(`/proc/${pid}/environ`, 'utf8')).to.not.include('LD_PRELOAD');
       expect(fs.readFileSync(path.join(t, 'etc/hello.txt'), 'utf8')).to.equal(HELLO);
@@ -458,25 +464,24 @@ describe('kernel: FUSE driver', function () {
     }
 
     for (const fsName of ['squashfs', 'ext3'] as const) {
-      it(`${fsName}: the helper runs as root in the container's user namespace, mounts there, visible there only`, async () => {
+      it(`${fsName}: served from our namespaces (never the container's filesystem), moved into the container's, visible there only`, async () => {
         const pid = await startHolder();
         const d = await driver();
         const t = target(`userns-${fsName}`);
         const part = fsName === 'squashfs' ? sif.getRootFsPartition() : sif.getDataPartitions()[0]!;
         const m = await d.mount(params({ source: sif.source, target: t, filesystem: fsName, offset: part.offset, namespace: { pid } }), kernelMountFunc);
         const helper = m.helpers[0]!.pid;
-        expect(fs.readlinkSync(`/proc/${helper}/ns/user`)).to.equal(fs.readlinkSync(`/proc/${pid}/ns/user`));
-        expect(fs.readlinkSync(`/proc/${helper}/ns/mnt`)).to.equal(fs.readlinkSync(`/proc/${pid}/ns/mnt`));
-        expect(fs.readlinkSync(`/proc/${helper}/ns/user`)).to.not.equal(fs.readlinkSync('/proc/self/ns/user'));
-        // Own session there too (started through setsid).
+        // The helper is ours: our user and mount namespaces, our filesystem's program.
+        for (const ns of ['user', 'mnt']) expect(fs.readlinkSync(`/proc/${helper}/ns/${ns}`)).to.equal(fs.readlinkSync(`/proc/self/ns/${ns}`));
+        expect(fs.readlinkSync(`/proc/${helper}/exe`)).to.equal(fsName === 'squashfs' ? '/usr/bin/squashfuse_ll' : '/usr/bin/fuse2fs');
+        // Its own session (no terminal's signals reach it).
         const st = fs.readFileSync(`/proc/${helper}/stat`, 'utf8');
         expect(Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[3])).to.equal(helper);
         const inside = (await entryAt(t, pid))!;
         expect(inside.fstype).to.match(/^fuse/);
         expect(inside.mountOptions).to.include.members(['ro', 'nosuid', 'nodev']);
         expect(await entryAt(t)).to.equal(undefined);
-        // FUSE serves only processes of the mounting user namespace (and below), even with
-        // allow_other: read it from inside.
+        // Readable from inside the container's namespaces.
         expect(await catInNamespace(pid, path.join(t, 'etc/hello.txt'))).to.equal(HELLO);
         const record = (await findMountRecord(t, /\[(\d+)\]/.exec(fs.readlinkSync(`/proc/${pid}/ns/mnt`))![1]))!;
         expect(record.helpers[0]!.pid).to.equal(helper);

@@ -230,7 +230,8 @@ describe('kernel: mounting into other namespaces', function () {
       const err = await mountInNamespace({ pid: holder.pid! }, img.squashfs, missing, { fstype: 'squashfs' }).catch((e: unknown) => e);
       expect(err).to.be.instanceOf(SystemError);
       expect((err as SystemError).code).to.equal('ENOENT');
-      expect((err as SystemError).syscall).to.equal('move_mount');
+      // The target is resolved inside the namespace's root before anything moves.
+      expect((err as SystemError).syscall).to.equal('openat2(RESOLVE_IN_ROOT)');
       expect((err as SystemError).dest).to.equal(missing);
       expect((err as SystemError).message).to.match(/in the namespaces of pid/);
       expect(boundTo(img.squashfs)).to.deep.equal([]);
@@ -251,7 +252,7 @@ describe('kernel: mounting into other namespaces', function () {
     const dir = registerMountPoint(mountDir('moved'));
     try {
       await using _m = await mountPartition(img.squashfs, src, { fstype: 'squashfs' });
-      const fd = await native((b) => b.openTree(src, 1 /* OPEN_TREE_CLONE */));
+      const fd = await native((b) => b.openTree(-1, src, 1 /* OPEN_TREE_CLONE */));
       try {
         await moveMountIntoNamespace({ pid: holder.pid! }, fd, dir);
       } finally {

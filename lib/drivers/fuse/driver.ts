@@ -30,18 +30,20 @@ import { MNT_DETACH, MS_NOEXEC, MS_RDONLY } from '../../mount/flags';
 import { binding } from '../../native/binding';
 import type { NamespaceRef, NamespaceTarget } from '../../ns/namespace';
 import { encryptionUnsupported } from '../kernel';
-import { currentMountNamespace, saveMountRecord, stateDir, removeMountRecord } from '../mount-record';
+import { currentMountNamespace, processStartTime, saveMountRecord, stateDir, removeMountRecord } from '../mount-record';
+import { openFileBeneath, pinOwnDir, pinTarget, umountPinnedSync } from '../../path/pinned';
+import { openTarget } from '../../ns/namespace';
 import { DriverSession } from '../session';
 import { sourceFd } from '../source';
 import type { DriverMountParams, MountedFilesystem } from '../types';
-import { findInPath, fuseBinaries, locateFuseBinaries, missingProgram, squashfuseOwnerOptions, type FuseBinaries, type FuseBinaryOptions } from './binaries';
+import { fuseBinaries, locateFuseBinaries, missingProgram, squashfuseOwnerOptions, type FuseBinaries, type FuseBinaryOptions } from './binaries';
 import { checkPartitionBounds } from './bounds';
 import { fuse2fsArgs } from './fuse2fs';
 import { GOCRYPTFS_EXIT_PASSWORD_INCORRECT, findInnerSquashfs, gocryptfsArgs, gocryptfsInput } from './gocryptfs';
 import type { HelperProcess, StopTimings } from './helper-process';
 import { overlayArgs, overlayOptions } from './overlayfs';
 import { removeSessionDir } from '../mount-record';
-import { mntnsOf, removeMountRecordSync, type FuseMountRecord } from './release';
+import { removeMountRecordSync, type FuseMountRecord } from './release';
 import { closeFd } from '../../io/fd';
 import { releaseLayer, serve, type Layer, type ServeContext, type Step } from './serve';
 import { squashfuseArgs } from './squashfuse';
@@ -176,7 +178,8 @@ class FuseMounted implements MountedFilesystem {
     for (const layer of [...this.#layers].reverse()) {
       if (!layer.namespace && euid() === 0) {
         try {
-          binding().umount(layer.target, MNT_DETACH, true);
+          if (layer.pinned) umountPinnedSync(layer.pinned, MNT_DETACH);
+          else binding().umount(layer.target, MNT_DETACH, true);
         } catch {
           // not mounted any more
         }
@@ -306,71 +309,95 @@ export class FuseDriver extends DriverSession {
     const layers: Layer[] = [];
     const fds: number[] = [];
     let sessionDir: string | undefined;
+    let pinTaken = false;
     const timings = (layer: Layer): StopTimings => {
       const t = { ...this.#options.stop };
       // A writable fuse2fs writes back on its way out: give it the mount timeout, not 1 s.
       if (!layer.readOnly) t.graceMs = Math.max(t.graceMs ?? 1000, timeoutMs);
       return t;
     };
+    // Where the mount goes: onto the pinned target here, or (as root) served here and moved
+    // into another mount namespace. A helper never runs in another mount namespace.
+    const moveInto = namespace && ('pid' in namespace || namespace.mntns != null) ? namespace : undefined;
+    const userns = namespace && !moveInto ? namespace : undefined;
+    if (moveInto && euid() !== 0)
+      throw new ImgmountError(
+        'ERR_NAMESPACE',
+        'FUSE mounts into another mount namespace need root: imgmount serves them from its own namespace and moves them in, ' +
+          "and will not run a helper from that namespace's filesystem",
+      );
+    const pinned = moveInto ? undefined : (p.pinned ?? (await pinTarget(p.target)));
+    const ownsPin = pinned !== undefined && p.pinned === undefined;
     try {
-      // Where the target is, as its namespace's mountinfo will show it.
-      const target = namespace ? path.resolve(p.target) : await realDirectory(p.target);
-      if (persist || p.filesystem === 'gocryptfs') sessionDir = await this.#makeSessionDir();
-      const own = !namespace;
+      const target = moveInto ? path.resolve(p.target) : pinned!.path;
+      const staged = euid() === 0 && !userns; // self-mounting helpers mount on our staging directory first
+      if (persist || p.filesystem === 'gocryptfs' || staged) sessionDir = await this.#makeSessionDir();
       const logFile = (n: string): string | undefined => (persist ? path.join(sessionDir!, `${layers.length}-${n}.log`) : undefined);
-      const base = (program: string, t: string, inNs: boolean): Omit<Step, 'argv'> => {
-        const fdPassing = !inNs && euid() === 0 && this.#options.fdPassing !== false && bins.fdPassing[program] === true;
+      // A step whose mount is the final one (at the target) or an internal one (a session path).
+      const base = (program: string, internal: string | null): Omit<Step, 'argv'> => {
+        // A helper asked to run in a user namespace mounts by itself from inside it.
+        const fdPassing = euid() === 0 && !(userns && internal === null) && this.#options.fdPassing !== false && bins.fdPassing[program] === true;
         const lf = logFile(path.basename(program));
-        return {
+        const step: Omit<Step, 'argv'> = {
           program,
-          target: t,
+          target: internal ?? target,
           readOnly,
-          allowOther: inNs || allowOtherHere,
+          allowOther: internal === null && (moveInto !== undefined || userns !== undefined || allowOtherHere),
           noexec: (p.flags & MS_NOEXEC) !== 0,
           fdPassing,
           timeoutMs,
-          setsid: inNs ? findInPath('setsid') : null,
-          ...(inNs ? { namespace: namespace! } : {}),
           ...(lf !== undefined ? { logFile: lf } : {}),
           ...(p.signal ? { signal: p.signal } : {}),
         };
+        if (internal === null) {
+          if (pinned) step.pinned = pinned;
+          if (moveInto) step.moveInto = moveInto;
+          if (userns) step.userns = userns;
+        }
+        if (!fdPassing && staged && internal === null) step.staging = path.join(sessionDir!, `stage-${layers.length}`);
+        return step;
       };
-      const squashfuse = (srcFd: number, offset: number, t: string, inNs: boolean, internal: boolean): Step => {
+      const squashfuse = (srcFd: number, offset: number, internal: string | null): Step => {
         if (!bins.squashfuse) throw missingProgram('squashfuse', 'mount squashfs', bins.searched);
-        const b = base(bins.squashfuse, t, inNs);
-        if (internal) b.allowOther = false; // only we read internal mounts
+        const b = base(bins.squashfuse, internal);
         return {
           ...b,
           sourceFd: srcFd,
           argv: (src, mp) =>
-            squashfuseArgs({ offset, allowOther: b.allowOther, selfMount: !b.fdPassing, ...(p.owner && !internal ? { owner: p.owner } : {}) }, src!, mp),
+            squashfuseArgs({ offset, allowOther: b.allowOther, selfMount: !b.fdPassing, ...(p.owner && internal === null ? { owner: p.owner } : {}) }, src!, mp),
         };
+      };
+      const serveStep = async (step: Step): Promise<void> => {
+        if (step.staging) await fsp.mkdir(step.staging, { mode: 0o700 });
+        const layer = await serve(step, ctx);
+        layers.push(layer);
+        // The final layer owns the pinned target from now on.
+        if (layer.pinned === pinned) pinTaken = true;
       };
 
       switch (p.filesystem) {
         case 'squashfs': {
           const src = await openSource(p.source, false, fds);
           await checkPartitionBounds(src, 'squashfs', p.offset, p.size, await imageName(p.source));
-          layers.push(await serve(squashfuse(src, p.offset, target, !own, false), ctx));
+          await serveStep(squashfuse(src, p.offset, null));
           break;
         }
         case 'ext3': {
           if (!bins.fuse2fs) throw missingProgram('fuse2fs', 'mount ext3', bins.searched);
           const src = await openSource(p.source, !readOnly, fds);
           await checkPartitionBounds(src, 'ext3', p.offset, p.size, await imageName(p.source));
-          const b = base(bins.fuse2fs, target, !own);
-          const fakeroot = euid() !== 0 && own;
-          layers.push(
-            await serve({ ...b, sourceFd: src, argv: (s, mp) => fuse2fsArgs({ offset: p.offset, readOnly, allowOther: b.allowOther, fakeroot }, s!, mp) }, ctx),
-          );
+          const b = base(bins.fuse2fs, null);
+          const fakeroot = euid() !== 0 && !userns;
+          await serveStep({ ...b, sourceFd: src, argv: (s, mp) => fuse2fsArgs({ offset: p.offset, readOnly, allowOther: b.allowOther, fakeroot }, s!, mp) });
           break;
         }
         case 'overlay': {
           if (!bins.fuseOverlayfs) throw missingProgram('fuse-overlayfs', 'mount overlays', bins.searched);
-          const options = overlayOptions(p.fsOptions);
-          const ro = readOnly || !options.some((o) => o.startsWith('upperdir='));
-          const b = { ...base(bins.fuseOverlayfs, target, !own), readOnly: ro };
-          layers.push(await serve({ ...b, argv: (_s, mp) => overlayArgs({ readOnly: ro, allowOther: b.allowOther }, options, mp) }, ctx));
+          // Layers given as pinned fds (/proc/self/fd/N) become the helper's own fds 3, 4, ...
+          const layerFds = handOverLayers(overlayOptions(p.fsOptions));
+          const ro = readOnly || !layerFds.options.some((o) => o.startsWith('upperdir='));
+          const b = { ...base(bins.fuseOverlayfs, null), readOnly: ro, extraFds: layerFds.fds };
+          await serveStep({ ...b, argv: (_s, mp) => overlayArgs({ readOnly: ro, allowOther: b.allowOther }, layerFds.options, mp) });
           break;
         }
         case 'gocryptfs': {
@@ -381,16 +408,15 @@ export class FuseDriver extends DriverSession {
           const plain = path.join(sessionDir!, 'plain');
           await fsp.mkdir(cipher, { mode: 0o700 });
           await fsp.mkdir(plain, { mode: 0o700 });
-          // The chain's inner mounts live in our namespace; only the last one goes where asked.
+          // The chain's inner mounts live in our session directory; only the last one goes where asked.
           const src = await openSource(p.source, false, fds);
           await checkPartitionBounds(src, 'squashfs', p.offset, p.size, await imageName(p.source));
-          layers.push(await serve(squashfuse(src, p.offset, cipher, false, true), ctx));
+          await serveStep(squashfuse(src, p.offset, cipher));
           const inner = await findInnerSquashfs(cipher, await imageName(p.source));
           throwIfAborted(p.signal);
-          const g = base(bins.gocryptfs, plain, false);
-          g.allowOther = false;
+          const g = base(bins.gocryptfs, plain);
           try {
-            layers.push(await serve({ ...g, input, argv: (_s, mp) => gocryptfsArgs({ allowOther: false }, cipher, mp) }, ctx));
+            await serveStep({ ...g, input, argv: (_s, mp) => gocryptfsArgs({ allowOther: false }, cipher, mp) });
           } catch (err) {
             const e = err as ImgmountError;
             if (e.code === 'ERR_HELPER_FAILED' && e.details?.code === GOCRYPTFS_EXIT_PASSWORD_INCORRECT)
@@ -400,14 +426,23 @@ export class FuseDriver extends DriverSession {
               });
             throw err;
           }
-          const innerFd = await openSource(path.join(plain, inner), false, fds);
-          layers.push(await serve(squashfuse(innerFd, 0, target, !own, false), ctx));
+          // The decrypted image is a file inside the encrypted filesystem: opened there without
+          // following any symlink (one could point at a host file).
+          const plainRoot = await pinOwnDir(plain);
+          try {
+            fds.push(await openFileBeneath(plainRoot, inner));
+          } finally {
+            await plainRoot.close();
+          }
+          await serveStep(squashfuse(fds[fds.length - 1]!, 0, null));
           break;
         }
       }
       throwIfAborted(p.signal);
       const final = layers[layers.length - 1]!;
-      const mntns = (namespace ? await mntnsOf(final.helper.pid) : null) ?? (await currentMountNamespace());
+      const here = await currentMountNamespace();
+      const mntns = moveInto ? await mountNamespaceInode(moveInto) : here;
+      const enter = moveInto ? await entryProcess(moveInto) : undefined;
       const record: FuseMountRecord = {
         target: final.target,
         mntns,
@@ -416,12 +451,13 @@ export class FuseDriver extends DriverSession {
         helpers: layers.map((l) => ({ program: l.helper.name, pid: l.helper.pid, startTime: l.helper.startTime ?? '' })),
         internalMounts: layers.slice(0, -1).map((l) => l.target).reverse(),
         ...(sessionDir ? { sessionDir } : {}),
-        ...(namespace ? { internalMntns: await currentMountNamespace() } : {}),
+        ...(moveInto ? { internalMntns: here } : {}),
+        ...(enter ? { enter } : {}),
         persist,
         created: new Date().toISOString(),
       };
       await saveMountRecord(record);
-      const mounted = new FuseMounted({ target: p.target, readOnly: final.readOnly, layers, sessionDir, record: { target: record.target, mntns }, ctx, timings });
+      const mounted = new FuseMounted({ target: final.target, readOnly: final.readOnly, layers, sessionDir, record: { target: record.target, mntns }, ctx, timings });
       if (!persist) trackUntilClosed(mounted);
       debug('fuse: %s at %s served by %s', p.filesystem, final.target, mounted.helpers.map((h) => `${h.program}[${h.pid}]`).join(' <- '));
       return mounted;
@@ -430,6 +466,7 @@ export class FuseDriver extends DriverSession {
       const undo = await releaseLayers(layers, ctx, timings);
       if (sessionDir) await removeSessionDir(sessionDir).catch((e: unknown) => undo.push(e));
       for (const e of undo) debug('fuse: undoing a failed mount: %s', (e as Error).message);
+      if (ownsPin && !pinTaken) await pinned!.close();
       throw err;
     } finally {
       for (const fd of fds) await closeFd(fd).catch(() => undefined); // the helper has its own copy
@@ -443,16 +480,6 @@ export class FuseDriver extends DriverSession {
   }
 }
 
-async function realDirectory(target: string): Promise<string> {
-  try {
-    const real = await fsp.realpath(target);
-    const st = await fsp.stat(real);
-    if (!st.isDirectory()) throw new ImgmountError('ERR_INVALID_ARG_VALUE', `mount point ${target} is not a directory`, { path: target });
-    return real;
-  } catch (err) {
-    throw fromNodeError(err, `mount point ${target}`);
-  }
-}
 
 /** The image as an fd for the helper: `/proc/self/fd/N` is used as is, a path is opened (and closed later). */
 async function openSource(source: string, writable: boolean, owned: number[]): Promise<number> {
@@ -470,4 +497,37 @@ async function openSource(source: string, writable: boolean, owned: number[]): P
 async function imageName(source: string): Promise<string> {
   if (sourceFd(source) === undefined) return source;
   return fsp.readlink(source).catch(() => source);
+}
+
+/**
+ * fuse-overlayfs runs as another process, where our /proc/self/fd/N layer paths mean nothing:
+ * those fds are handed to it (at 3, 4, ... in order of appearance) and the options rewritten.
+ */
+export function handOverLayers(options: readonly string[]): { options: string[]; fds: number[] } {
+  const fds: number[] = [];
+  const childFd = (fd: number): number => {
+    let i = fds.indexOf(fd);
+    if (i < 0) i = fds.push(fd) - 1;
+    return 3 + i;
+  };
+  const rewritten = options.map((o) => o.replace(/\/proc\/self\/fd\/(\d+)(?=$|[:,])/g, (_m, n: string) => `/proc/self/fd/${childFd(Number(n))}`));
+  return { options: rewritten, fds };
+}
+
+/** The inode of the mount namespace a NamespaceTarget names (as records keep it). */
+async function mountNamespaceInode(ns: NamespaceTarget): Promise<string> {
+  const opened = await openTarget(ns);
+  try {
+    return String(opened.mntns?.inode ?? (await currentMountNamespace()));
+  } finally {
+    await opened.close();
+  }
+}
+
+/** A process whose namespaces another process can enter later to release the mount: { pid } targets only. */
+async function entryProcess(ns: NamespaceTarget): Promise<{ pid: number; startTime: string } | undefined> {
+  const pid = 'pid' in ns ? ns.pid : typeof ns.mntns === 'object' && ns.mntns !== null && 'pid' in ns.mntns ? (ns.mntns as { pid: number }).pid : undefined;
+  if (pid === undefined) return undefined;
+  const startTime = await processStartTime(pid);
+  return startTime ? { pid, startTime } : undefined;
 }

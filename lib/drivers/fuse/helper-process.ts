@@ -50,10 +50,11 @@ export interface StartHelperOptions {
   fds?: readonly number[];
   /** Written to the helper's stdin, which is then closed (gocryptfs' key); else stdin is /dev/null. */
   input?: Buffer;
-  /** Start it inside these namespaces (through lib/ns' single-threaded helper). */
-  namespace?: NamespaceTarget;
-  /** A `setsid` program to start it through when `namespace` is given (own session there too). */
-  setsid?: string | null;
+  /**
+   * Start it inside this user namespace (through lib/ns' single-threaded helper, in a session
+   * of its own). Never a mount namespace: a program is only ever run from our own filesystem.
+   */
+  userns?: NamespaceTarget;
   /** Write stdout and stderr to this file (helpers that outlive us) instead of pipes. */
   logFile?: string;
   signal?: AbortSignal;
@@ -229,12 +230,13 @@ export async function startHelper(o: StartHelperOptions): Promise<HelperProcess>
   const stdin = o.input ? 'pipe' : 'ignore';
   let child: ChildProcess;
   try {
-    if (o.namespace) {
-      const [file, args] = o.setsid ? [o.setsid, [o.program, ...o.args]] : [o.program, [...o.args]];
-      child = await spawnInNamespaces(o.namespace, file, args, {
+    if (o.userns) {
+      if ('pid' in o.userns || o.userns.mntns != null) throw new TypeError('startHelper: helpers never run in another mount namespace');
+      child = await spawnInNamespaces(o.userns, o.program, [...o.args], {
         stdio: [stdin, out, out],
         fds: [...(o.fds ?? [])],
         env: helperEnv(),
+        setsid: true,
         ...(o.signal ? { signal: o.signal } : {}),
       });
     } else {

@@ -24,6 +24,8 @@ export interface FuseMountRecord extends MountRecord {
   internalMntns?: string;
   /** The helpers were meant to outlive the process that started them. */
   persist?: boolean;
+  /** A process of the target's mount namespace (the one named when mounting), to enter it again to unmount. */
+  enter?: { pid: number; startTime: string };
 }
 
 /** The mount namespace of `pid`, as its inode number; null if it is gone. */
@@ -63,7 +65,9 @@ export async function releaseMountRecord(record: MountRecord, options: ReleaseOp
   // A process in the target's namespace, for unmounting there: a live helper of the record.
   let nsPid: number | undefined;
   if (r.mntns !== own) {
-    for (const h of r.helpers) {
+    const e = r.enter;
+    if (e && (await processStartTime(e.pid)) === e.startTime && (await mntnsOf(e.pid)) === r.mntns) nsPid = e.pid;
+    for (const h of nsPid === undefined ? r.helpers : []) {
       if ((await processStartTime(h.pid)) === h.startTime && (await mntnsOf(h.pid)) === r.mntns) nsPid = h.pid;
     }
   }

@@ -1,16 +1,20 @@
 // One FUSE mount served by one helper process (a "layer"), and its release.
 //
 // Two ways to get there:
-//  - fd passing (root, our own mount namespace, a helper that understands /dev/fd/N): we open
-//    /dev/fuse, mount `fuse.<program>` at the target ourselves through the MountFunc (nosuid,
-//    nodev, ro as asked, fd=N), start the helper with that fd and tell it /dev/fd/<n>, close our
-//    copy, and confirm it serves by stat()ing the target, racing its exit. No privilege goes to
-//    the helper and there is nothing to wait for in mountinfo.
-//  - self mount (not root, inside a user namespace, or a libfuse 2 helper such as fuse2fs): the
-//    helper mounts by itself (directly as root, or through fusermount3), and we wait for the
-//    target to appear in the mountinfo of its mount namespace (wait-mount.ts), racing its exit.
-//    Where the kernel mount lacks ro/nosuid/nodev (fuse2fs keeps `ro` to itself), we remount it
-//    with them.
+//  - fd passing (root, a helper that understands /dev/fd/N): we open /dev/fuse, mount
+//    `fuse.<program>` ourselves (nosuid, nodev, ro as asked, fd=N) onto the pinned target (or,
+//    for another mount namespace, detached), start the helper with that fd and tell it
+//    /dev/fd/<n>, close our copy, and confirm it serves by stat()ing the new mount's root,
+//    racing its exit. No privilege goes to the helper and there is nothing to wait for in
+//    mountinfo.
+//  - self mount (a libfuse 2 helper such as fuse2fs, or no root): the helper mounts by itself
+//    and we wait for that mount in mountinfo (wait-mount.ts), racing its exit. As root it
+//    mounts on a staging directory of our own session, and the finished mount is cloned with
+//    ro/nosuid/nodev set before it is attached (bindMount) onto the pinned target or into the
+//    other namespace. Without root it mounts through fusermount3 at the target's path.
+// Helpers always run from our own filesystem, in our own mount namespace: a mount meant for
+// another namespace is served from here and moved there when it works, so no program of that
+// namespace's filesystem ever runs.
 // Either way an early exit is ERR_HELPER_FAILED with its (filtered) output, a helper that does
 // not serve in time is killed (ERR_HELPER_TIMEOUT), an abort kills it, and a failed attempt
 // leaves no mount and no process behind.
@@ -36,11 +40,12 @@ import {
   MS_REMOUNT,
   MS_STRICTATIME,
 } from '../../mount/flags';
-import { mount as mountFs, umount } from '../../mount/mount';
+import { bindMount } from '../../mount/bind';
+import { mount as mountFs, mountDetached, umount } from '../../mount/mount';
 import { findMounts, readMountInfo, type MountInfoEntry } from '../../mount/mountinfo';
-import { runHelper } from '../../ns/helper';
-import { unmountInNamespace } from '../../ns/mount';
-import { openTarget, type NamespaceTarget } from '../../ns/namespace';
+import { moveMountIntoNamespace, unmountInNamespace } from '../../ns/mount';
+import type { NamespaceTarget } from '../../ns/namespace';
+import { openMountRoot, type PinnedDir } from '../../path/pinned';
 import { describeExit, startHelper, type HelperExit, type HelperProcess, type StopTimings } from './helper-process';
 import { waitForMount } from './wait-mount';
 
@@ -56,28 +61,39 @@ export interface Step {
   sourceFd?: number;
   /** Written to its stdin (gocryptfs' key). */
   input?: Buffer;
-  /** Mount point: a real path in our namespace, or as seen in `namespace`. */
+  /** More fds the helper gets after sourceFd (fuse-overlayfs' layers), at the following fd numbers. */
+  extraFds?: number[];
+  /** Mount point: its name for messages, the path for a helper mounting there by itself, or the path inside `moveInto`. */
   target: string;
+  /** The target as a pinned fd (our namespace): the mount lands on it. */
+  pinned?: PinnedDir;
+  /** Serve here, then move the finished mount to `target` inside this mount namespace (root only). */
+  moveInto?: NamespaceTarget;
+  /** A self-mounting helper (as root) mounts here first, a directory of our own session. */
+  staging?: string;
   readOnly: boolean;
   allowOther: boolean;
   /** MS_NOEXEC if the caller asked for it. */
   noexec: boolean;
-  /** Start the helper in these namespaces (it then mounts by itself there). */
-  namespace?: NamespaceTarget;
-  /** Hand it a mounted /dev/fuse fd (root, own namespace, program that can take it). */
+  /** Start the helper inside this user namespace (our mount namespace; it mounts by itself). */
+  userns?: NamespaceTarget;
+  /** Hand it a mounted /dev/fuse fd (root, program that can take it). */
   fdPassing: boolean;
   timeoutMs: number;
   logFile?: string;
-  setsid?: string | null;
   signal?: AbortSignal;
 }
 
 /** A mount and the helper serving it. */
 export interface Layer {
   helper: HelperProcess;
+  /** Its name (pinned), path (self-mounted without root) or path inside `namespace`. */
   target: string;
+  /** The mount point as an fd: unmounted through it. Owned by the layer. */
+  pinned?: PinnedDir;
   fstype: string;
   how: 'fd' | 'self';
+  /** The mount namespace the mount is in, when not ours. */
   namespace?: NamespaceTarget;
   readOnly: boolean;
 }
@@ -156,16 +172,28 @@ async function serveWithFd(step: Step, ctx: ServeContext): Promise<Layer> {
   } catch (cause) {
     throw new ImgmountError('ERR_FUSE_UNAVAILABLE', `cannot open /dev/fuse: ${(cause as Error).message}`, { cause });
   }
-  const fds = step.sourceFd !== undefined ? [step.sourceFd] : [];
-  let mounted = false;
+  const fds = [...(step.sourceFd !== undefined ? [step.sourceFd] : []), ...(step.extraFds ?? [])];
+  let detached: number | undefined;
+  let attached = false;
   let helper: HelperProcess;
+  const undo = async (): Promise<void> => {
+    if (detached !== undefined) await closeFd(detached).catch(() => undefined);
+    detached = undefined;
+    if (attached) await unmountOwn(step.pinned ?? step.target).catch((e: unknown) => debug('fuse: undo mount of %s: %s', step.target, (e as Error).message));
+    attached = false;
+  };
   try {
     const flags = MS_NOSUID | MS_NODEV | (step.readOnly ? MS_RDONLY : 0) | (step.noexec ? MS_NOEXEC : 0);
     const data = [`fd=${fuseFd}`, 'rootmode=40000', `user_id=${euid()}`, `group_id=${egid()}`, 'default_permissions'];
     if (step.allowOther) data.push('allow_other');
-    data.push(`subtype=${name}`);
-    await ctx.mountFunc(name, step.target, 'fuse', flags, data.join(','));
-    mounted = true;
+    if (step.moveInto) {
+      // Nothing attached anywhere until it serves; then it goes to the other namespace.
+      detached = (await mountDetached(name, `fuse.${name}`, flags, data.join(','))).fd;
+    } else {
+      data.push(`subtype=${name}`);
+      await ctx.mountFunc(name, step.pinned ? step.pinned.procPath : step.target, 'fuse', flags, data.join(','));
+      attached = true;
+    }
     helper = await startHelper({
       program: step.program,
       args: step.argv(step.sourceFd !== undefined ? '/proc/self/fd/3' : null, `/dev/fd/${3 + fds.length}`),
@@ -175,7 +203,7 @@ async function serveWithFd(step: Step, ctx: ServeContext): Promise<Layer> {
       ...(step.signal ? { signal: step.signal } : {}),
     });
   } catch (err) {
-    if (mounted) await unmountOwn(step.target).catch((e: unknown) => debug('fuse: undo mount of %s: %s', step.target, (e as Error).message));
+    await undo();
     throw err;
   } finally {
     // The helper has its own copy now; ours must go, or the connection would outlive the
@@ -184,14 +212,31 @@ async function serveWithFd(step: Step, ctx: ServeContext): Promise<Layer> {
   }
   const layer: Layer = { helper, target: step.target, fstype: `fuse.${name}`, how: 'fd', readOnly: step.readOnly };
   ctx.onStart?.(helper, step);
-  // The first request on the mount waits for the helper's FUSE_INIT reply: a stat that returns
-  // means it serves; if it dies first, the connection aborts and the stat fails (ENOTCONN).
-  const stat = fs.promises.stat(step.target).then(
+  // The first request on the mount waits for the helper's FUSE_INIT reply: a stat of the new
+  // mount's root that returns means it serves; if it dies first, the connection aborts and
+  // the stat fails (ENOTCONN).
+  const stat = statMountRoot(step, detached).then(
     () => true,
     (e: unknown) => e,
   );
   const r = await race(stat, helper, step.timeoutMs, step.signal);
-  if (r.kind === 'done' && r.value === true && helper.running) return layer;
+  if (r.kind === 'done' && r.value === true && helper.running) {
+    try {
+      if (detached !== undefined) {
+        await moveMountIntoNamespace(step.moveInto!, detached, step.target);
+        layer.namespace = step.moveInto!;
+      } else if (step.pinned) {
+        layer.pinned = step.pinned;
+      }
+      attached = false; // it stays: the layer owns it now
+      await undo(); // closes the detached fd (moved: no longer the only reference)
+      return layer;
+    } catch (err) {
+      await killHelper(helper);
+      await undo();
+      throw err;
+    }
+  }
   let failure: Error;
   if (r.kind === 'timeout') {
     const exit = await killHelper(helper);
@@ -207,39 +252,48 @@ async function serveWithFd(step: Step, ctx: ServeContext): Promise<Layer> {
       ? helperFailed(name, step.target, exit, cause)
       : (cause ?? new ImgmountError('ERR_HELPER_FAILED', `${name} stopped serving ${step.target} right after it started`));
   }
-  await unmountOwn(step.target).catch((e: unknown) => debug('fuse: undo mount of %s: %s', step.target, (e as Error).message));
+  await undo();
   throw failure;
+}
+
+/** stat() of a new FUSE mount's root: the detached mount's fd, the mount on the pinned target, or the path. */
+async function statMountRoot(step: Step, detached: number | undefined): Promise<void> {
+  if (detached !== undefined) {
+    await fs.promises.stat(`/proc/self/fd/${detached}`);
+    return;
+  }
+  if (!step.pinned) {
+    await fs.promises.stat(step.target);
+    return;
+  }
+  // Opening the mount's root stats it (statx), which is the first request the helper serves.
+  const root = await openMountRoot(step.pinned);
+  await root.close();
 }
 
 async function serveSelf(step: Step, ctx: ServeContext): Promise<Layer> {
   const name = path.basename(step.program);
-  // Mounts already at the target (ours: we may unmount only what the helper added).
-  const before = step.namespace ? null : new Set(findMounts(await readMountInfo(), { mountPoint: step.target }).map((e) => e.id));
+  // Where the helper itself mounts: our staging directory (root), or the target's path.
+  const mountpoint = step.staging ?? step.target;
+  // Mounts already there (ours: we may unmount only what the helper added).
+  const before = new Set(findMounts(await readMountInfo(), { mountPoint: mountpoint }).map((e) => e.id));
   const helper = await startHelper({
     program: step.program,
-    args: step.argv(step.sourceFd !== undefined ? '/proc/self/fd/3' : null, step.target),
-    ...(step.sourceFd !== undefined ? { fds: [step.sourceFd] } : {}),
+    args: step.argv(step.sourceFd !== undefined ? '/proc/self/fd/3' : null, mountpoint),
+    fds: [...(step.sourceFd !== undefined ? [step.sourceFd] : []), ...(step.extraFds ?? [])],
     ...(step.input ? { input: step.input } : {}),
     ...(step.logFile ? { logFile: step.logFile } : {}),
-    ...(step.namespace ? { namespace: step.namespace, setsid: step.setsid ?? null } : {}),
+    ...(step.userns ? { userns: step.userns } : {}),
     ...(step.signal ? { signal: step.signal } : {}),
   });
   ctx.onStart?.(helper, step);
-  const layer: Layer = {
-    helper,
-    target: step.target,
-    fstype: 'fuse',
-    how: 'self',
-    readOnly: step.readOnly,
-    ...(step.namespace ? { namespace: step.namespace } : {}),
-  };
-  let seen: MountInfoEntry | undefined;
+  const layer: Layer = { helper, target: mountpoint, fstype: 'fuse', how: 'self', readOnly: step.readOnly };
   let failure: Error;
   try {
     const w = await waitForMount({
-      pid: step.namespace ? helper.pid : 'self',
-      target: step.target,
-      accept: (e) => (e.fstype === 'fuse' || e.fstype.startsWith('fuse.')) && !before?.has(e.id),
+      pid: step.userns ? helper.pid : 'self',
+      target: mountpoint,
+      accept: (e) => (e.fstype === 'fuse' || e.fstype.startsWith('fuse.')) && !before.has(e.id),
       timeoutMs: step.timeoutMs,
       until: helper.exited,
       ...(step.signal ? { signal: step.signal } : {}),
@@ -252,10 +306,10 @@ async function serveSelf(step: Step, ctx: ServeContext): Promise<Layer> {
       throw err;
     });
     if (w.status === 'mounted') {
-      seen = w.entry;
       layer.fstype = w.entry.fstype;
-      debug('fuse: %s mounted %s in %d ms', name, step.target, w.ms);
-      await fixMountFlags(layer, w.entry, step);
+      debug('fuse: %s mounted %s in %d ms', name, mountpoint, w.ms);
+      if (step.staging) await placeStaged(step, layer);
+      else await fixMountFlags(layer, w.entry, step);
       return layer;
     }
     if (w.status === 'timeout') {
@@ -269,14 +323,32 @@ async function serveSelf(step: Step, ctx: ServeContext): Promise<Layer> {
     await killHelper(helper);
     failure = err as Error;
   }
-  // Undo a mount it made before failing (only a new one at the target).
-  if (step.namespace) {
-    if (seen) await unmountLayer(layer, ctx).catch(() => undefined);
-  } else {
-    const added = findMounts(await readMountInfo(), { mountPoint: step.target }).filter((e) => !before!.has(e.id) && e.fstype.startsWith('fuse'));
-    if (added.length) await unmountLayer(layer, ctx).catch((e: unknown) => debug('fuse: undo mount of %s: %s', step.target, (e as Error).message));
-  }
+  // Undo a mount it made before failing (only a new one where it mounted), and a placed one.
+  if (layer.pinned || layer.namespace) await unmountLayer(layer, ctx).catch(() => undefined);
+  const added = findMounts(await readMountInfo(), { mountPoint: mountpoint }).filter((e) => !before.has(e.id) && e.fstype.startsWith('fuse'));
+  if (added.length) await unmountLayer({ target: mountpoint, helper }, ctx).catch((e: unknown) => debug('fuse: undo mount of %s: %s', mountpoint, (e as Error).message));
   throw failure;
+}
+
+/**
+ * A helper mounted by itself on our staging directory: its mount is cloned with the flags it
+ * must have (ro as asked, nosuid, nodev) set before the clone is attached anywhere, the clone
+ * goes onto the pinned target or into the other namespace, and the staging mount is detached.
+ * The helper keeps serving the clone (the FUSE connection belongs to the superblock).
+ */
+async function placeStaged(step: Step, layer: Layer): Promise<void> {
+  await bindMount(step.staging!, step.moveInto ? step.target : step.pinned!, {
+    readOnly: step.readOnly,
+    nosuid: true,
+    nodev: true,
+    noexec: step.noexec,
+    recursive: false,
+    ...(step.moveInto ? { namespace: step.moveInto } : {}),
+  });
+  layer.target = step.target;
+  if (step.moveInto) layer.namespace = step.moveInto;
+  else layer.pinned = step.pinned!;
+  await umount(step.staging!, MNT_DETACH);
 }
 
 const OPTION_FLAGS: Array<[string, number]> = [
@@ -292,8 +364,9 @@ const OPTION_FLAGS: Array<[string, number]> = [
 
 /**
  * Adds what the helper's own mount lacks (ro when read-only, nosuid, nodev, noexec if asked) by
- * a bind remount, which changes only this mount's flags. Needs privilege over its namespace:
- * root here, or root in the helper's user namespace; otherwise logged and left as it is.
+ * a bind remount, which changes only this mount's flags. Needs root (as root, helpers mount on
+ * a staging directory and placeStaged sets the flags instead); otherwise logged and left as it
+ * is (the helper was asked for nosuid,nodev itself).
  */
 async function fixMountFlags(layer: Layer, entry: MountInfoEntry, step: Step): Promise<void> {
   const have = new Set(entry.mountOptions);
@@ -304,14 +377,7 @@ async function fixMountFlags(layer: Layer, entry: MountInfoEntry, step: Step): P
   for (const [opt, f] of OPTION_FLAGS) if (have.has(opt) || want.includes(opt)) flags |= f;
   if (have.has('rw') && step.readOnly) flags |= MS_RDONLY;
   debug('fuse: %s lacks %s: remounting with them', layer.target, missing.join(','));
-  if (step.namespace) {
-    const opened = await openTarget({ pid: layer.helper.pid });
-    try {
-      await runHelper({ op: 'mount', args: ['-', layer.target, '-', String(flags), '-'], userns: opened.userns?.fd ?? null, mntns: opened.mntns?.fd ?? null, dest: layer.target });
-    } finally {
-      await opened.close();
-    }
-  } else if (euid() === 0) {
+  if (euid() === 0 && !step.userns) {
     await mountFs(null, layer.target, null, flags);
   } else {
     debug('fuse: cannot remount %s without privilege; the helper enforces %s itself', layer.target, missing.join(','));
@@ -320,14 +386,14 @@ async function fixMountFlags(layer: Layer, entry: MountInfoEntry, step: Step): P
 
 // ---------------------------------------------------------------------------------------
 
-/** umount2 in our namespace, retrying while busy (a helper above may still be exiting), then detaching. */
-export async function unmountOwn(target: string, busyRetries = 6): Promise<void> {
+/** umount2 in our namespace (a pinned mount point, or a path of ours), retrying while busy (a helper above may still be exiting), then detaching. */
+export async function unmountOwn(target: string | PinnedDir, busyRetries = 6): Promise<void> {
   try {
     await umount(target, 0, { busyRetries });
   } catch (err) {
     if (hasErrorCode(err, 'ERR_NOT_MOUNTED')) return;
     if (hasErrorCode(err, 'EBUSY')) {
-      debug('fuse: %s still busy: detaching it', target);
+      debug('fuse: %s still busy: detaching it', typeof target === 'string' ? target : target.path);
       await umount(target, MNT_DETACH);
       return;
     }
@@ -338,18 +404,22 @@ export async function unmountOwn(target: string, busyRetries = 6): Promise<void>
 const execFileAsync = promisify(execFile);
 
 /** Unmounts a layer where it is: our namespace (umount2, or fusermount3 -u without privilege) or the helper's. */
-export async function unmountLayer(layer: Pick<Layer, 'target' | 'namespace' | 'helper'>, ctx: Pick<ServeContext, 'fusermount'>): Promise<void> {
+export async function unmountLayer(layer: Pick<Layer, 'target' | 'namespace' | 'helper' | 'pinned'>, ctx: Pick<ServeContext, 'fusermount'>): Promise<void> {
   if (layer.namespace) {
-    const where: NamespaceTarget = layer.helper.running ? { pid: layer.helper.pid } : layer.namespace;
     try {
-      await unmountInNamespace(where, layer.target);
+      await unmountInNamespace(layer.namespace, layer.target);
     } catch (err) {
       if (hasErrorCode(err, 'ERR_NOT_MOUNTED')) return;
       // The namespace is gone (its last process exited): so is the mount.
-      if (!layer.helper.running && hasErrorCode(err, 'ERR_NAMESPACE')) return;
-      if (hasErrorCode(err, 'EBUSY')) return unmountInNamespace(where, layer.target, MNT_DETACH);
+      if (hasErrorCode(err, 'ERR_NAMESPACE')) return;
+      if (hasErrorCode(err, 'EBUSY')) return unmountInNamespace(layer.namespace, layer.target, MNT_DETACH);
       throw err;
     }
+    return;
+  }
+  if (layer.pinned) {
+    if (!layer.pinned.closed) await unmountOwn(layer.pinned);
+    await layer.pinned.close();
     return;
   }
   if (euid() === 0 || !ctx.fusermount) return unmountOwn(layer.target);

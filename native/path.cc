@@ -1,0 +1,321 @@
+// Pinned paths: opening a path once into an fd, resolved without escaping a given root, and
+// acting on that fd afterwards (lib/path/ decides which resolution a path gets and what is
+// acceptable; this file only performs it).
+//
+//   openAt(dirfd, path, flags, resolve[, sync])   openat(2), or openat2(2) when resolve != 0
+//   walkAt(dirfd, path, flags, mode[, sync])       the same resolution in user space, one
+//                                                  O_PATH|O_NOFOLLOW step per component, for
+//                                                  kernels without openat2 (before 5.6)
+//   openMountRoot(fd[, sync])                      the root of the mount stacked on a pinned
+//                                                  directory (for mount(2)'s remounts)
+//   umountAt(dirfd, name, flags, display[, sync])  umount2 of a pinned mount point (name "")
+//                                                  or of dirfd/name without following name
+//
+// Every call that returns an fd also returns its fstat, mount id and the kernel's name for it
+// (readlink of /proc/self/fd/N) from the same worker hop.
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <deque>
+
+#include "addon.h"
+#include "syscalls.h"
+
+
+namespace imgmount {
+
+namespace {
+
+struct PathInfo {
+  int fd = -1;
+  uint64_t dev = 0;
+  uint64_t ino = 0;
+  uint32_t mode = 0;
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint64_t mountId = 0;  // 0 when the kernel cannot tell (before 5.8)
+  bool mountRoot = false;
+  std::string path;
+};
+
+std::string FdPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+
+std::string KernelName(int fd) {
+  char buf[PATH_MAX + 1];
+  ssize_t n = readlink(FdPath(fd).c_str(), buf, PATH_MAX);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+}
+
+// Fills everything but fd from an open fd; closes it on failure.
+bool Describe(int fd, PathInfo& out, Failure& f, const std::string& display) {
+  struct statx sx;
+  memset(&sx, 0, sizeof sx);
+  if (statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS | STATX_MNT_ID_UNIQUE | STATX_MNT_ID, &sx) != 0) {
+    f.Set("statx", display);
+    close(fd);
+    return false;
+  }
+  out.fd = fd;
+  out.dev = (static_cast<uint64_t>(sx.stx_dev_major) << 32) | sx.stx_dev_minor;
+  struct stat st;
+  if (fstat(fd, &st) == 0) out.dev = st.st_dev;  // glibc's dev_t encoding, as Node's fs.Stats
+  out.ino = sx.stx_ino;
+  out.mode = sx.stx_mode;
+  out.uid = sx.stx_uid;
+  out.gid = sx.stx_gid;
+  out.mountId = (sx.stx_mask & (STATX_MNT_ID_UNIQUE | STATX_MNT_ID)) ? sx.stx_mnt_id : 0;
+  out.mountRoot = (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+  out.path = KernelName(fd);
+  return true;
+}
+
+Napi::Value PathInfoToJs(Napi::Env env, PathInfo& p) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("fd", Napi::Number::New(env, p.fd));
+  o.Set("dev", BigOrNumber(env, p.dev));
+  o.Set("ino", BigOrNumber(env, p.ino));
+  o.Set("mode", Napi::Number::New(env, p.mode));
+  o.Set("uid", Napi::Number::New(env, p.uid));
+  o.Set("gid", Napi::Number::New(env, p.gid));
+  o.Set("mountId", BigOrNumber(env, p.mountId));
+  o.Set("mountRoot", Napi::Boolean::New(env, p.mountRoot));
+  o.Set("path", Napi::String::New(env, p.path));
+  return o;
+}
+
+int DirFd(const Napi::CallbackInfo& info, size_t i) {
+  int fd = ArgInt(info, i, "dirfd");
+  return fd < 0 ? AT_FDCWD : fd;
+}
+
+bool IsSync(const Napi::CallbackInfo& info, size_t i) { return ArgBool(info[i], false); }
+
+// openAt(dirfd, path, flags, resolve[, sync]) -> PathInfo       (O_CLOEXEC is always added)
+Napi::Value OpenAtJs(const Napi::CallbackInfo& info) {
+  int dirfd = DirFd(info, 0);
+  std::string path = ArgString(info, 1, "path");
+  int flags = ArgInt(info, 2, "flags") | O_CLOEXEC;
+  uint64_t resolve = ArgUint64(info[3], "resolve");
+  return Dispatch<PathInfo>(
+      info, IsSync(info, 4), "imgmount:path.openAt",
+      [dirfd, path, flags, resolve](PathInfo& out, Failure& f) {
+        int fd;
+        if (resolve == 0) {
+          fd = openat(dirfd, path.c_str(), flags);
+          if (fd < 0) return f.Set("openat", path);
+        } else {
+          struct open_how how;
+          memset(&how, 0, sizeof how);
+          how.flags = static_cast<uint64_t>(flags);
+          how.resolve = resolve;
+          fd = static_cast<int>(syscall(SYS_openat2, dirfd, path.c_str(), &how, sizeof how));
+          if (fd < 0) return f.Set("openat2", path);
+        }
+        return Describe(fd, out, f, path);
+      },
+      PathInfoToJs);
+}
+
+// ---- walkAt: RESOLVE_IN_ROOT and RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS without openat2 ----
+//
+// Resolution holds an fd for every directory on the way (a stack rooted at dirfd), so ".."
+// pops our own stack and never asks the kernel for a parent a concurrent rename could have
+// moved; each step is openat(top, name, O_PATH|O_NOFOLLOW), which cannot follow anything.
+// In-root mode reads a symlink with readlinkat and splices its text into the remaining
+// components (an absolute one restarts at the root), as openat2(RESOLVE_IN_ROOT) does.
+
+constexpr int kMaxLinks = 40;
+
+void SplitInto(const std::string& s, std::deque<std::string>& out, bool front) {
+  std::deque<std::string> parts;
+  size_t i = 0;
+  while (i <= s.size()) {
+    size_t j = s.find('/', i);
+    if (j == std::string::npos) j = s.size();
+    std::string c = s.substr(i, j - i);
+    if (!c.empty() && c != ".") parts.push_back(c);
+    i = j + 1;
+  }
+  if (front) out.insert(out.begin(), parts.begin(), parts.end());
+  else out.insert(out.end(), parts.begin(), parts.end());
+}
+
+struct FdStack {
+  std::vector<int> fds;
+  ~FdStack() {
+    for (int fd : fds) close(fd);
+  }
+  int top() const { return fds.back(); }
+  void popToRoot() {
+    while (fds.size() > 1) {
+      close(fds.back());
+      fds.pop_back();
+    }
+  }
+};
+
+bool Walk(int dirfd, const std::string& path, int flags, bool inRoot, bool noXdev, PathInfo& out, Failure& f) {
+  if (!inRoot && !path.empty() && path[0] == '/') return f.Set("walk(/)", path, "", EXDEV);  // as RESOLVE_BENEATH
+  FdStack st;
+  int root = openat(dirfd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root < 0) return f.Set("openat", ".");
+  st.fds.push_back(root);
+  struct stat rootSt;
+  if (fstat(root, &rootSt) != 0) return f.Set("fstat", path);
+  std::deque<std::string> rest;
+  SplitInto(path, rest, false);
+  int links = 0;
+  while (!rest.empty()) {
+    std::string c = rest.front();
+    rest.pop_front();
+    if (c == "..") {
+      if (st.fds.size() > 1) {
+        close(st.fds.back());
+        st.fds.pop_back();
+      } else if (!inRoot) {
+        return f.Set("walk(..)", path, "", EXDEV);  // RESOLVE_BENEATH: no way above dirfd
+      }
+      continue;
+    }
+    int next = openat(st.top(), c.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (next < 0) return f.Set("openat", path);
+    struct stat ns;
+    if (fstat(next, &ns) != 0) {
+      close(next);
+      return f.Set("fstat", path);
+    }
+    if (S_ISLNK(ns.st_mode)) {
+      bool last = rest.empty();
+      if (!inRoot || (last && (flags & O_NOFOLLOW)) || ++links > kMaxLinks) {
+        close(next);
+        return f.Set("walk(symlink)", path, "", ELOOP);
+      }
+      char buf[PATH_MAX + 1];
+      ssize_t n = readlinkat(next, "", buf, PATH_MAX);
+      close(next);
+      if (n < 0) return f.Set("readlinkat", path);
+      std::string target(buf, static_cast<size_t>(n));
+      if (!target.empty() && target[0] == '/') st.popToRoot();
+      SplitInto(target, rest, true);
+      continue;
+    }
+    if (noXdev && ns.st_dev != rootSt.st_dev) {
+      close(next);
+      return f.Set("walk(xdev)", path, "", EXDEV);
+    }
+    if (!rest.empty() && !S_ISDIR(ns.st_mode)) {
+      close(next);
+      return f.Set("openat", path, "", ENOTDIR);
+    }
+    st.fds.push_back(next);
+  }
+  // The result, opened as asked: O_PATH directly; anything else by reopening the fd itself.
+  int want = flags & ~O_NOFOLLOW;
+  int fd;
+  if ((want & O_PATH) != 0) {
+    struct stat last;
+    if (fstat(st.top(), &last) != 0) return f.Set("fstat", path);
+    if ((want & O_DIRECTORY) && !S_ISDIR(last.st_mode)) return f.Set("openat", path, "", ENOTDIR);
+    fd = fcntl(st.top(), F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) return f.Set("fcntl(F_DUPFD_CLOEXEC)", path);
+  } else {
+    fd = open(FdPath(st.top()).c_str(), want | O_CLOEXEC);
+    if (fd < 0) return f.Set("open", path);
+  }
+  return Describe(fd, out, f, path);
+}
+
+// walkAt(dirfd, path, flags, { inRoot, noXdev }[, sync]) -> PathInfo
+Napi::Value WalkAtJs(const Napi::CallbackInfo& info) {
+  int dirfd = DirFd(info, 0);
+  std::string path = ArgString(info, 1, "path");
+  int flags = ArgInt(info, 2, "flags");
+  Napi::Object mode = ArgObject(info, 3, "mode");
+  bool inRoot = ArgBool(mode.Get("inRoot"), false);
+  bool noXdev = ArgBool(mode.Get("noXdev"), false);
+  return Dispatch<PathInfo>(
+      info, IsSync(info, 4), "imgmount:path.walkAt",
+      [dirfd, path, flags, inRoot, noXdev](PathInfo& out, Failure& f) { return Walk(dirfd, path, flags, inRoot, noXdev, out, f); },
+      PathInfoToJs);
+}
+
+// openMountRoot(fd[, sync]) -> PathInfo
+// A pinned directory fd names the dentry a mount was stacked on, and lookups through it do
+// not cross into that mount. Its root is found through the parent: openat(fd, "..") (no
+// mount is crossed going up from a non-root dentry), then the one name, not followed, whose
+// lookup does cross into the topmost mount there. Checked: the result is a mount root and
+// its ".." is that same parent, so a rename of the name in between is detected (ESTALE).
+Napi::Value OpenMountRootJs(const Napi::CallbackInfo& info) {
+  int fd = ArgInt(info, 0, "fd");
+  return Dispatch<PathInfo>(
+      info, IsSync(info, 1), "imgmount:path.openMountRoot",
+      [fd](PathInfo& out, Failure& f) {
+        std::string name = KernelName(fd);
+        size_t slash = name.rfind('/');
+        if (name.empty() || slash == std::string::npos || slash + 1 >= name.size()) return f.Set("readlink", FdPath(fd), "", ENOENT);
+        std::string base = name.substr(slash + 1);
+        int parent = openat(fd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (parent < 0) return f.Set("openat(..)", name);
+        int root = openat(parent, base.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (root < 0) {
+          f.Set("openat", name);
+          close(parent);
+          return false;
+        }
+        int up = openat(root, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        struct stat a, b;
+        bool same = up >= 0 && fstat(up, &a) == 0 && fstat(parent, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+        if (up >= 0) close(up);
+        close(parent);
+        if (!Describe(root, out, f, name)) return false;
+        if (!same || !out.mountRoot) {
+          close(out.fd);
+          out.fd = -1;
+          return f.Set("openMountRoot", name, "", ESTALE);
+        }
+        return true;
+      },
+      PathInfoToJs);
+}
+
+// umountAt(dirfd, name, flags, display[, sync]) -> void
+// name "": umount2("/proc/self/fd/D"): the kernel looks mount points up with LOOKUP_MOUNTPOINT,
+// so this unmounts the topmost mount stacked on the pinned dentry, whatever its name is now.
+// Otherwise "/proc/self/fd/D/name" with UMOUNT_NOFOLLOW: a symlink at name is never followed.
+Napi::Value UmountAtJs(const Napi::CallbackInfo& info) {
+  int dirfd = ArgInt(info, 0, "dirfd");
+  std::string name = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
+  int flags = ArgInt(info, 2, "flags");
+  std::string display = info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : "";
+  if (name.find('/') != std::string::npos) throw Napi::TypeError::New(info.Env(), "name must be a single path component");
+  return Dispatch<int>(
+      info, IsSync(info, 4), "imgmount:path.umountAt",
+      [dirfd, name, flags, display](int&, Failure& f) {
+        std::string p = FdPath(dirfd);
+        int fl = flags;
+        if (!name.empty()) {
+          p += "/" + name;
+          fl |= UMOUNT_NOFOLLOW;
+        }
+        if (umount2(p.c_str(), fl) != 0) return f.Set("umount2", display.empty() ? p : display);
+        return true;
+      },
+      [](Napi::Env env, int&) { return env.Undefined(); });
+}
+
+}  // namespace
+
+void InitPath(Napi::Env env, Napi::Object exports) {
+  exports.Set("openAt", Napi::Function::New(env, OpenAtJs, "openAt"));
+  exports.Set("walkAt", Napi::Function::New(env, WalkAtJs, "walkAt"));
+  exports.Set("openMountRoot", Napi::Function::New(env, OpenMountRootJs, "openMountRoot"));
+  exports.Set("umountAt", Napi::Function::New(env, UmountAtJs, "umountAt"));
+}
+
+}  // namespace imgmount
