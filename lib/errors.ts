@@ -56,7 +56,10 @@ export type ImgmountErrorCode =
   | 'ERR_FUSE_UNAVAILABLE'
   | 'ERR_KEY_REJECTED'
   | 'ERR_NO_DRIVER'
-  | 'ERR_ENCRYPTION_UNSUPPORTED';
+  | 'ERR_ENCRYPTION_UNSUPPORTED'
+  | 'ERR_UNSAFE_STATE_DIR'
+  | 'ERR_UNSAFE_OVERRIDE'
+  | 'ERR_MOUNT_RECORD_INVALID';
 
 export interface ImgmountErrorOptions {
   cause?: unknown;

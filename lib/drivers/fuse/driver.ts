@@ -34,7 +34,7 @@ import { currentMountNamespace, saveMountRecord, stateDir, removeMountRecord } f
 import { DriverSession } from '../session';
 import { sourceFd } from '../source';
 import type { DriverMountParams, MountedFilesystem } from '../types';
-import { findInPath, fuseBinaries, locateFuseBinaries, missingProgram, squashfuseOwnerOptions, type FuseBinaries, type FuseBinaryOptions } from './binaries';
+import { checkBinaryOptions, findSystemProgram, fuseBinaries, locateFuseBinaries, missingProgram, squashfuseOwnerOptions, type FuseBinaries, type FuseBinaryOptions } from './binaries';
 import { checkPartitionBounds } from './bounds';
 import { fuse2fsArgs } from './fuse2fs';
 import { GOCRYPTFS_EXIT_PASSWORD_INCORRECT, findInnerSquashfs, gocryptfsArgs, gocryptfsInput } from './gocryptfs';
@@ -235,8 +235,9 @@ export class FuseDriver extends DriverSession {
     if (options.fdPassing !== undefined && options.fdPassing !== 'auto' && options.fdPassing !== false)
       throw invalidArgValue('options.fdPassing', options.fdPassing, "must be 'auto' or false");
     this.#options = { ...options };
-    // Fail early on a malformed binary configuration (it is looked up lazily).
-    locateFuseBinaries(this.#binaryOptions());
+    // Fail early on a malformed binary configuration (it is looked up lazily; the
+    // environment's IMGMOUNT_FUSE_PATH is checked then, not at construction).
+    checkBinaryOptions(this.#binaryOptions());
   }
 
   #binaryOptions(): FuseBinaryOptions {
@@ -329,7 +330,7 @@ export class FuseDriver extends DriverSession {
           noexec: (p.flags & MS_NOEXEC) !== 0,
           fdPassing,
           timeoutMs,
-          setsid: inNs ? findInPath('setsid') : null,
+          setsid: inNs ? findSystemProgram('setsid') : null,
           ...(inNs ? { namespace: namespace! } : {}),
           ...(lf !== undefined ? { logFile: lf } : {}),
           ...(p.signal ? { signal: p.signal } : {}),

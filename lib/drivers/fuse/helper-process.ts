@@ -20,6 +20,7 @@ import { spawnInNamespaces } from '../../ns/mount';
 import { trackExit } from '../../util/child-exit';
 import type { NamespaceTarget } from '../../ns/namespace';
 import { processStartTime } from '../mount-record';
+import { SYSTEM_PATH } from './binaries';
 
 /** How much helper output is kept for error messages. */
 const TAIL_BYTES = 8192;
@@ -89,11 +90,9 @@ export function filterHelperOutput(text: string): string {
     .join('\n');
 }
 
-/** A minimal environment for helpers: no LD_PRELOAD, nothing of the caller's but PATH and locale. */
+/** The helpers' environment: fixed, nothing of the caller's (no LD_PRELOAD, no PATH with '.' in it). */
 export function helperEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' };
-  for (const k of ['LANG', 'LC_ALL', 'TZ']) if (process.env[k] !== undefined) env[k] = process.env[k];
-  return env;
+  return { PATH: SYSTEM_PATH, LC_ALL: 'C' };
 }
 
 export class HelperProcess {
