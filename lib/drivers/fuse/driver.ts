@@ -30,7 +30,7 @@ import { MNT_DETACH, MS_NOEXEC, MS_RDONLY } from '../../mount/flags';
 import { binding } from '../../native/binding';
 import type { NamespaceRef, NamespaceTarget } from '../../ns/namespace';
 import { encryptionUnsupported } from '../kernel';
-import { currentMountNamespace, saveMountRecord, stateDir, removeMountRecord } from '../mount-record';
+import { currentMountNamespace, saveMountRecord, sessionsDir, removeMountRecord } from '../mount-record';
 import { DriverSession } from '../session';
 import { sourceFd } from '../source';
 import type { DriverMountParams, MountedFilesystem } from '../types';
@@ -414,7 +414,10 @@ export class FuseDriver extends DriverSession {
         mntns,
         driver: 'fuse',
         fstype: final.fstype,
-        helpers: layers.map((l) => ({ program: l.helper.name, pid: l.helper.pid, startTime: l.helper.startTime ?? '' })),
+        // A helper whose start time could not be read had exited already: nothing to stop later.
+        helpers: layers.flatMap((l) =>
+          l.helper.startTime === null ? [] : [{ program: l.helper.name, pid: l.helper.pid, startTime: l.helper.startTime, ...(l.helper.exe !== null ? { exe: l.helper.exe } : {}) }],
+        ),
         internalMounts: layers.slice(0, -1).map((l) => l.target).reverse(),
         ...(sessionDir ? { sessionDir } : {}),
         ...(namespace ? { internalMntns: await currentMountNamespace() } : {}),
@@ -437,10 +440,13 @@ export class FuseDriver extends DriverSession {
     }
   }
 
+  /**
+   * A private directory for internal mounts and logs, directly under `<state dir>/sessions`
+   * (checked there): the only place a mount record may name. DriverParams.sessionPath is not
+   * used for it, since a record naming a directory elsewhere would be refused.
+   */
   async #makeSessionDir(): Promise<string> {
-    const parent = this.params.sessionPath || path.join(stateDir(), 'sessions');
-    await fsp.mkdir(parent, { recursive: true, mode: 0o700 });
-    return fsp.mkdtemp(path.join(parent, 'fuse-'));
+    return fsp.mkdtemp(path.join(await sessionsDir(), 'fuse-'));
   }
 }
 
