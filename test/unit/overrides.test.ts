@@ -9,18 +9,10 @@ import * as path from 'node:path';
 import type { ImgmountError } from '../../lib/errors';
 import { FuseDriver, locateFuseBinaries, resetFuseBinaries, squashfuseOwnerOptions } from '../../lib/drivers/fuse';
 import { SYSTEM_PATH, findSystemProgram } from '../../lib/drivers/fuse/binaries';
-import { testTmp } from '../support/hooks';
+import { restoreEnv, scratchDir as mkdir, setEnv } from '../support/forgery';
 import { repoRoot } from '../support/paths';
 
 const isRoot = process.geteuid?.() === 0;
-let n = 0;
-
-function mkdir(mode: number, name: string): string {
-  const d = path.join(testTmp, `${name}-${process.pid}-${n++}`);
-  fs.mkdirSync(d);
-  fs.chmodSync(d, mode);
-  return d;
-}
 
 function script(dir: string, name: string, body: string, mode = 0o755): string {
   const file = path.join(dir, name);
@@ -36,13 +28,6 @@ function requireRoot(ctx: Mocha.Context): void {
   }
 }
 
-/** Sets environment variables for one test, restored afterwards. */
-const saved = new Map<string, string | undefined>();
-function setEnv(name: string, value: string): void {
-  if (!saved.has(name)) saved.set(name, process.env[name]);
-  process.env[name] = value;
-}
-
 function environOf(file: string): string[] {
   return fs.readFileSync(file, 'utf8').split('\0').filter(Boolean).sort();
 }
@@ -50,11 +35,7 @@ function environOf(file: string): string[] {
 describe('environment overrides and program lookup', () => {
   beforeEach(() => resetFuseBinaries());
   afterEach(() => {
-    for (const [k, v] of saved) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-    saved.clear();
+    restoreEnv();
     resetFuseBinaries();
   });
 
