@@ -58,7 +58,10 @@ export type ImgmountErrorCode =
   | 'ERR_NO_DRIVER'
   | 'ERR_ENCRYPTION_UNSUPPORTED'
   | 'ERR_UNSAFE_TARGET'
-  | 'ERR_UNSAFE_PATH';
+  | 'ERR_UNSAFE_PATH'
+  | 'ERR_UNSAFE_STATE_DIR'
+  | 'ERR_UNSAFE_OVERRIDE'
+  | 'ERR_MOUNT_RECORD_INVALID';
 
 export interface ImgmountErrorOptions {
   cause?: unknown;

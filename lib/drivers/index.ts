@@ -8,7 +8,7 @@ export { FuseDriver, fuseBinaries, releaseMountRecord, releaseFuseMount, type Fu
 export { DriverSession } from './session';
 export { chooseDriver, SQUASHFUSE_COMPRESSIONS, type DriverChoice, type DriverMode, type DriverPolicy } from './select';
 export { kernelSquashfsCompressions } from './kernel-support';
-export { findMountRecord, saveMountRecord, removeMountRecord, stateDir, type MountRecord, type HelperRecord } from './mount-record';
+export { findMountRecord, saveMountRecord, removeMountRecord, stateDir, ensureStateDir, sessionsDir, type MountRecord, type HelperRecord } from './mount-record';
 export type { DriverMountParams, DriverName, MountedFilesystem } from './types';
 
 // Registered like Apptainer's drivers, so getDriver('kernel') / getDriver('fuse') work for

@@ -4,19 +4,42 @@
 // their loop devices are autoclear and go with the unmount.
 //
 // Records live in IMGMOUNT_STATE_DIR (default /run/imgmount, a tmpfs: gone after a reboot,
-// like the mounts they describe), one JSON file per (mount namespace, target).
+// like the mounts they describe), one JSON file per (mount namespace, target) in `mounts/`;
+// session directories in `sessions/`.
+//
+// A record drives kill, umount and rm, so it is trusted only as far as this holds:
+//  - the state directory (and `mounts/`, `sessions/`) passes the trust check of
+//    lib/util/trusted-path (root-owned, nobody else can write it or any directory above it)
+//    before anything in it is created or read, else ERR_UNSAFE_STATE_DIR; positive results are
+//    memoised per path for the process, and the resolved path is what is used afterwards;
+//  - records are written to a fresh temp file (O_EXCL|O_NOFOLLOW, 0600) renamed over the record;
+//  - a record is read through O_NOFOLLOW and must be a regular file of the effective uid, not
+//    writable by group or others, at most 64 KiB, and valid against the schema below: every
+//    field's type, the target and mount namespace that were looked up, mounts confined to the
+//    target or to the record's session directories, session directories directly under
+//    `<state dir>/sessions`. Anything else is ERR_MOUNT_RECORD_INVALID, and nothing in it is
+//    acted on.
 
-import { createHash } from 'node:crypto';
-import { hasErrorCode } from '../errors';
-import * as fs from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { constants as C } from 'node:fs';
+import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+import { ImgmountError, fromNodeError, hasErrorCode } from '../errors';
+import { pathContains } from '../image/authorize';
+import { checkTrustedPath } from '../util/trusted-path';
 import type { DriverName } from './types';
 
 export interface HelperRecord {
+  /** Program name (no directory), for messages. */
   program: string;
   pid: number;
   /** Process start time (field 22 of /proc/PID/stat), so a reused pid is never signalled. */
   startTime: string;
+  /**
+   * The helper's executable (/proc/PID/exe when it started): the pid is signalled only while it
+   * still runs this. A helper recorded without one is never signalled.
+   */
+  exe?: string;
 }
 
 export interface MountRecord {
@@ -29,38 +52,122 @@ export interface MountRecord {
   helpers: HelperRecord[];
   /** Mounts below the target (data partitions) to unmount before it. */
   nestedMounts?: string[];
-  /** Internal mounts to unmount after the target, in that order. */
+  /** Internal mounts to unmount after the target, in that order (inside the session directories). */
   internalMounts: string[];
-  /** Directory holding the internal mount points, removed last. */
+  /** Directory holding the internal mount points, removed last (directly under `<state dir>/sessions`). */
   sessionDir?: string;
   /** More session directories (a root whose top layer is a FUSE mount with its own). */
   moreSessionDirs?: string[];
   created: string;
 }
 
+export const DEFAULT_STATE_DIR = '/run/imgmount';
+
+/** Largest record read (or written). */
+export const MAX_RECORD_BYTES = 64 * 1024;
+
+/** The configured state directory, as given (IMGMOUNT_STATE_DIR or /run/imgmount); not checked: see ensureStateDir(). */
 export function stateDir(): string {
-  return process.env.IMGMOUNT_STATE_DIR ?? '/run/imgmount';
+  return process.env.IMGMOUNT_STATE_DIR ?? DEFAULT_STATE_DIR;
 }
 
-function recordsDir(): string {
-  return path.join(stateDir(), 'mounts');
+/** Directories that passed the trust check: as configured -> as resolved. */
+const trusted = new Map<string, string>();
+
+function unsafeStateDir(dir: string, reason: string): ImgmountError {
+  const fromEnv = process.env.IMGMOUNT_STATE_DIR !== undefined;
+  return new ImgmountError(
+    'ERR_UNSAFE_STATE_DIR',
+    `the state directory ${dir}${fromEnv ? ' (IMGMOUNT_STATE_DIR)' : ''} cannot hold mount records: ${reason}. ` +
+      'It and every directory above it must be owned by root and not writable by group or others (unless sticky, like /tmp)',
+    { path: dir, details: { reason, ...(fromEnv ? { variable: 'IMGMOUNT_STATE_DIR' } : {}) } },
+  );
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await fsp.lstat(p);
+    return true;
+  } catch (err) {
+    if (hasErrorCode(err, 'ENOENT')) return false;
+    throw err;
+  }
+}
+
+/**
+ * `dir` after the trust check (memoised when it passes), created first with `mode` when
+ * `create` ('parents': missing parents too, root-owned 0755); null if it does not exist and
+ * `create` is false.
+ */
+async function trustedDir(dir: string, create: 'parents' | 'one' | false, mode: number): Promise<string | null> {
+  const hit = trusted.get(dir);
+  if (hit !== undefined) return hit;
+  try {
+    if (create === 'parents') await fsp.mkdir(dir, { recursive: true, mode });
+    else if (create === 'one') await fsp.mkdir(dir, { mode }).catch((err: unknown) => (hasErrorCode(err, 'EEXIST') ? undefined : Promise.reject(err)));
+    else if (!(await exists(dir))) return null;
+  } catch (err) {
+    throw fromNodeError(err, `state directory ${dir}`);
+  }
+  const verdict = await checkTrustedPath(dir);
+  if (verdict.reason !== null) throw unsafeStateDir(dir, verdict.reason);
+  trusted.set(dir, verdict.path);
+  return verdict.path;
+}
+
+async function stateDirectory(create: boolean): Promise<string | null> {
+  return trustedDir(path.resolve(stateDir()), create ? 'parents' : false, 0o755);
+}
+
+async function subdir(name: 'mounts' | 'sessions', create: boolean): Promise<string | null> {
+  const base = await stateDirectory(create);
+  return base === null ? null : trustedDir(path.join(base, name), create ? 'one' : false, 0o700);
+}
+
+/**
+ * The state directory, created if missing (0755, missing parents root-owned) and checked (see
+ * the file comment): its resolved path, to use instead of the configured one. Rejects with
+ * ERR_UNSAFE_STATE_DIR naming the directory and why.
+ */
+export async function ensureStateDir(): Promise<string> {
+  return (await stateDirectory(true))!;
+}
+
+/** `<state dir>/sessions` (0700), created and checked as ensureStateDir(); session directories go directly in it. */
+export async function sessionsDir(): Promise<string> {
+  return (await subdir('sessions', true))!;
 }
 
 /** The mount namespace of this process, as its inode number. */
 export async function currentMountNamespace(): Promise<string> {
-  const link = await fs.readlink('/proc/self/ns/mnt');
+  const link = await fsp.readlink('/proc/self/ns/mnt');
   return /\[(\d+)\]/.exec(link)?.[1] ?? link;
 }
 
-function recordPath(mntns: string, target: string): string {
-  const key = createHash('sha256').update(`${mntns}\0${target}`).digest('hex').slice(0, 32);
-  return path.join(recordsDir(), `${key}.json`);
+function recordName(mntns: string, target: string): string {
+  return `${createHash('sha256').update(`${mntns}\0${target}`).digest('hex').slice(0, 32)}.json`;
+}
+
+/** Where the record of `target` in mount namespace `mntns` (default ours) is kept; the records directory is created and checked. */
+export async function mountRecordFile(target: string, mntns?: string): Promise<string> {
+  const ns = mntns ?? (await currentMountNamespace());
+  return path.join((await subdir('mounts', true))!, recordName(ns, target));
+}
+
+/**
+ * The record file of (mntns, target) if the records directory was already checked by this
+ * process, else null; synchronous, for the process-exit path.
+ */
+export function checkedRecordFile(target: string, mntns: string): string | null {
+  const base = trusted.get(path.resolve(stateDir()));
+  const dir = base === undefined ? undefined : trusted.get(path.join(base, 'mounts'));
+  return dir === undefined ? null : path.join(dir, recordName(mntns, target));
 }
 
 /** Start time of a process, or null if it does not exist. */
 export async function processStartTime(pid: number): Promise<string | null> {
   try {
-    const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
+    const stat = await fsp.readFile(`/proc/${pid}/stat`, 'utf8');
     // The command name (field 2) may hold spaces and parentheses: split after the last ')'.
     return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
   } catch {
@@ -68,44 +175,255 @@ export async function processStartTime(pid: number): Promise<string | null> {
   }
 }
 
-export async function saveMountRecord(record: MountRecord): Promise<void> {
-  await fs.mkdir(recordsDir(), { recursive: true, mode: 0o700 });
-  const file = recordPath(record.mntns, record.target);
-  const tmp = `${file}.${process.pid}.tmp`;
-  await fs.writeFile(tmp, JSON.stringify(record, null, 2) + '\n', { mode: 0o600 });
-  await fs.rename(tmp, file);
+/** The executable of a process (/proc/PID/exe, without the " (deleted)" of a replaced file), or null. */
+export async function processExe(pid: number): Promise<string | null> {
+  try {
+    return (await fsp.readlink(`/proc/${pid}/exe`)).replace(/ \(deleted\)$/, '');
+  } catch {
+    return null;
+  }
 }
 
+// ---------------------------------------------------------------------------------------
+// The schema: every field's type, unknown fields ignored, paths confined.
+
+function invalid(where: string, reason: string): ImgmountError {
+  return new ImgmountError('ERR_MOUNT_RECORD_INVALID', `mount record ${where} is refused, nothing in it is acted on: ${reason}`, {
+    path: where,
+    details: { reason },
+  });
+}
+
+class Refused extends Error {}
+
+function need(ok: boolean, reason: string): void {
+  if (!ok) throw new Refused(reason);
+}
+
+const DIGITS = /^\d{1,20}$/;
+const PLAIN_NAME = /^[\w.+-]{1,255}$/;
+const MAX_ENTRIES = 256;
+
+/** An absolute, normalised path (no '.', '..', '//', trailing '/' or NUL). */
+function isAbsolutePath(v: unknown): v is string {
+  return typeof v === 'string' && v.length <= 4096 && path.isAbsolute(v) && !v.includes('\0') && path.normalize(v) === v && (v === '/' || !v.endsWith('/'));
+}
+
+function optional<T>(o: Record<string, unknown>, key: string, check: (v: unknown, name: string) => T): T | undefined {
+  return o[key] === undefined ? undefined : check(o[key], key);
+}
+
+function list<T>(v: unknown, name: string, item: (x: unknown, name: string) => T): T[] {
+  need(Array.isArray(v), `${name} is not an array`);
+  const a = v as unknown[];
+  need(a.length <= MAX_ENTRIES, `${name} has ${a.length} entries (at most ${MAX_ENTRIES})`);
+  return a.map((x, i) => item(x, `${name}[${i}]`));
+}
+
+function absolutePath(v: unknown, name: string): string {
+  need(isAbsolutePath(v), `${name} is not an absolute normalised path (${JSON.stringify(v)?.slice(0, 80)})`);
+  return v as string;
+}
+
+function digits(v: unknown, name: string): string {
+  need(typeof v === 'string' && DIGITS.test(v), `${name} is not a string of digits`);
+  return v as string;
+}
+
+function text(v: unknown, name: string): string {
+  need(typeof v === 'string' && v.length <= 256, `${name} is not a string (of at most 256 characters)`);
+  return v as string;
+}
+
+function helper(v: unknown, name: string): HelperRecord {
+  need(typeof v === 'object' && v !== null && !Array.isArray(v), `${name} is not an object`);
+  const o = v as Record<string, unknown>;
+  need(typeof o.program === 'string' && PLAIN_NAME.test(o.program) && o.program !== '.' && o.program !== '..', `${name}.program is not a plain program name`);
+  need(Number.isSafeInteger(o.pid) && (o.pid as number) > 0, `${name}.pid is not a positive integer`);
+  const h: HelperRecord = { program: o.program as string, pid: o.pid as number, startTime: digits(o.startTime, `${name}.startTime`) };
+  const exe = optional(o, 'exe', (x) => absolutePath(x, `${name}.exe`));
+  if (exe !== undefined) h.exe = exe;
+  return h;
+}
+
+function sessionDirectory(sessions: string) {
+  return (v: unknown, name: string): string => {
+    const dir = absolutePath(v, name);
+    need(path.dirname(dir) === sessions, `${name} (${dir}) is not a directory directly under ${sessions}`);
+    return dir;
+  };
+}
+
+/** The record in `raw`, checked (see the file comment); throws Refused with the reason. */
+function parseRecord(raw: unknown, sessions: string, expected: { target: string; mntns: string } | undefined): MountRecord {
+  need(typeof raw === 'object' && raw !== null && !Array.isArray(raw), 'it is not a JSON object');
+  const o = raw as Record<string, unknown>;
+  const target = absolutePath(o.target, 'target');
+  const mntns = digits(o.mntns, 'mntns');
+  if (expected) {
+    need(target === expected.target, `it is for target ${target}, not ${expected.target}`);
+    need(mntns === expected.mntns, `it is for mount namespace ${mntns}, not ${expected.mntns}`);
+  }
+  need(o.driver === 'kernel' || o.driver === 'fuse', 'driver is not "kernel" or "fuse"');
+  const r: MountRecord = {
+    target,
+    mntns,
+    driver: o.driver as DriverName,
+    fstype: text(o.fstype, 'fstype'),
+    helpers: list(o.helpers, 'helpers', helper),
+    internalMounts: [],
+    created: text(o.created, 'created'),
+  };
+  const nested = optional(o, 'nestedMounts', (v, n) => list(v, n, absolutePath));
+  if (nested) {
+    for (const [i, m] of nested.entries()) need(m !== target && pathContains(target, m), `nestedMounts[${i}] (${m}) is not inside the target ${target}`);
+    r.nestedMounts = nested;
+  }
+  const sessionDir = optional(o, 'sessionDir', sessionDirectory(sessions));
+  if (sessionDir !== undefined) r.sessionDir = sessionDir;
+  const more = optional(o, 'moreSessionDirs', (v, n) => list(v, n, sessionDirectory(sessions)));
+  if (more) r.moreSessionDirs = more;
+  const dirs = [...(sessionDir !== undefined ? [sessionDir] : []), ...(more ?? [])];
+  r.internalMounts = list(o.internalMounts, 'internalMounts', absolutePath);
+  for (const [i, m] of r.internalMounts.entries())
+    need(dirs.some((d) => m !== d && pathContains(d, m)), `internalMounts[${i}] (${m}) is not inside the record's session directories (${dirs.join(', ') || 'none'})`);
+  // The FUSE driver's own fields (FuseMountRecord).
+  const extra = r as MountRecord & { internalMntns?: string; persist?: boolean; enter?: { pid: number; startTime: string } };
+  const internalMntns = optional(o, 'internalMntns', digits);
+  if (internalMntns !== undefined) extra.internalMntns = internalMntns;
+  const enter = optional(o, 'enter', (v, n) => {
+    need(typeof v === 'object' && v !== null && !Array.isArray(v), `${n} is not an object`);
+    const e = v as Record<string, unknown>;
+    need(Number.isSafeInteger(e.pid) && (e.pid as number) > 0, `${n}.pid is not a positive integer`);
+    return { pid: e.pid as number, startTime: digits(e.startTime, `${n}.startTime`) };
+  });
+  if (enter !== undefined) extra.enter = enter;
+  const persist = optional(o, 'persist', (v, n) => {
+    need(typeof v === 'boolean', `${n} is not a boolean`);
+    return v as boolean;
+  });
+  if (persist !== undefined) extra.persist = persist;
+  return r;
+}
+
+/**
+ * Checks a record (parsed JSON) against the schema and confinement rules, and against the
+ * (target, mntns) it was looked up by when given. Resolves with a copy holding only the known
+ * fields; rejects with ERR_MOUNT_RECORD_INVALID naming `where` and the reason.
+ */
+export async function validateMountRecord(raw: unknown, where: string, expected?: { target: string; mntns: string }): Promise<MountRecord> {
+  const sessions = path.join(await ensureStateDir(), 'sessions');
+  try {
+    return parseRecord(raw, sessions, expected);
+  } catch (err) {
+    if (err instanceof Refused) throw invalid(where, err.message);
+    throw err;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+
+export async function saveMountRecord(record: MountRecord): Promise<void> {
+  const dir = (await subdir('mounts', true))!;
+  const file = path.join(dir, recordName(record.mntns, record.target));
+  // What could not be read back is not written.
+  await validateMountRecord(JSON.parse(JSON.stringify(record)), file, { target: record.target, mntns: record.mntns });
+  const data = JSON.stringify(record, null, 2) + '\n';
+  if (Buffer.byteLength(data) > MAX_RECORD_BYTES) throw invalid(file, `it would be ${Buffer.byteLength(data)} bytes (at most ${MAX_RECORD_BYTES})`);
+  const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  const fh = await fsp.open(tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+  try {
+    try {
+      await fh.writeFile(data);
+    } finally {
+      await fh.close();
+    }
+    await fsp.rename(tmp, file);
+  } catch (err) {
+    await fsp.rm(tmp, { force: true }).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** The text of a record file, or undefined if there is none; checked before it is read (see the file comment). */
+async function readRecordFile(file: string): Promise<string | undefined> {
+  let fh: fsp.FileHandle;
+  try {
+    fh = await fsp.open(file, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
+  } catch (err) {
+    if (hasErrorCode(err, 'ENOENT')) return undefined;
+    if (hasErrorCode(err, 'ELOOP')) throw invalid(file, 'it is a symbolic link');
+    throw fromNodeError(err, `reading the mount record ${file}`);
+  }
+  try {
+    const st = await fh.stat();
+    const euid = process.geteuid?.() ?? -1;
+    if (!st.isFile()) throw invalid(file, 'it is not a regular file');
+    if (st.uid !== euid) throw invalid(file, `it is owned by uid ${st.uid}, not ${euid}`);
+    if ((st.mode & 0o022) !== 0) throw invalid(file, `it is writable by group or others (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')})`);
+    if (st.size > MAX_RECORD_BYTES) throw invalid(file, `it is ${st.size} bytes (at most ${MAX_RECORD_BYTES})`);
+    const buf = Buffer.alloc(MAX_RECORD_BYTES + 1);
+    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+    if (bytesRead > MAX_RECORD_BYTES) throw invalid(file, `it grew past ${MAX_RECORD_BYTES} bytes while read`);
+    return buf.subarray(0, bytesRead).toString('utf8');
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * The record of `target` in mount namespace `mntns` (default ours), checked (see the file
+ * comment); undefined if there is none. Rejects with ERR_UNSAFE_STATE_DIR or
+ * ERR_MOUNT_RECORD_INVALID.
+ */
 export async function findMountRecord(target: string, mntns?: string): Promise<MountRecord | undefined> {
   const ns = mntns ?? (await currentMountNamespace());
+  const dir = await subdir('mounts', false);
+  if (dir === null) return undefined;
+  const file = path.join(dir, recordName(ns, target));
+  const data = await readRecordFile(file);
+  if (data === undefined) return undefined;
+  let raw: unknown;
   try {
-    return JSON.parse(await fs.readFile(recordPath(ns, target), 'utf8')) as MountRecord;
-  } catch {
-    return undefined;
+    raw = JSON.parse(data);
+  } catch (err) {
+    throw invalid(file, `it is not JSON (${(err as Error).message})`);
   }
+  return validateMountRecord(raw, file, { target, mntns: ns });
 }
 
 export async function removeMountRecord(target: string, mntns?: string): Promise<void> {
   const ns = mntns ?? (await currentMountNamespace());
-  await fs.rm(recordPath(ns, target), { force: true });
+  const dir = await subdir('mounts', false);
+  if (dir !== null) await fsp.rm(path.join(dir, recordName(ns, target)), { force: true });
 }
 
-/** Removes a session directory: its files and (empty) directories, never crossing into a mount. */
+/**
+ * Removes a session directory: its files and (empty) directories, never crossing into a mount.
+ * Refuses anything but a directory directly under `<state dir>/sessions`.
+ */
 export async function removeSessionDir(dir: string): Promise<void> {
+  const abs = path.resolve(dir);
+  const sessions = await subdir('sessions', false);
+  const refuse = (why: string): ImgmountError =>
+    new ImgmountError('ERR_INVALID_ARG_VALUE', `refusing to remove ${dir}: ${why}`, { path: dir });
+  if (sessions === null || path.dirname(abs) !== sessions) throw refuse(`session directories are directly under ${sessions ?? path.join(path.resolve(stateDir()), 'sessions')}`);
+  const st = await fsp.lstat(abs).catch((err: unknown) => (hasErrorCode(err, 'ENOENT') ? null : Promise.reject(err)));
+  if (st === null) return;
+  if (!st.isDirectory()) throw refuse('it is not a directory');
   let names: string[] = [];
   try {
-    names = await fs.readdir(dir);
+    names = await fsp.readdir(abs);
   } catch (err) {
     if (hasErrorCode(err, 'ENOENT')) return;
     throw err;
   }
   for (const n of names) {
-    const p = path.join(dir, n);
-    const st = await fs.lstat(p).catch(() => null);
-    if (!st) continue;
-    if (st.isDirectory()) await fs.rmdir(p);
-    else await fs.unlink(p);
+    const p = path.join(abs, n);
+    const entry = await fsp.lstat(p).catch(() => null);
+    if (!entry) continue;
+    if (entry.isDirectory()) await fsp.rmdir(p);
+    else await fsp.unlink(p);
   }
-  await fs.rmdir(dir);
+  await fsp.rmdir(abs);
 }
-

@@ -7,6 +7,7 @@ import bindings from 'bindings';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ImgmountError, SystemError } from '../errors';
+import { checkTrustedPath, checkTrustedPathSync, type TrustVerdict } from '../util/trusted-path';
 
 export type LockType = 'read' | 'write' | 'unlock';
 
@@ -151,6 +152,29 @@ export interface NativeBinding {
 
 const packageRoot = path.resolve(__dirname, '..', '..', '..');
 
+const euid = (): number => process.geteuid?.() ?? -1;
+
+function unsafeOverride(variable: string, file: string, reason: string, what: string): ImgmountError {
+  return new ImgmountError('ERR_UNSAFE_OVERRIDE', `${variable} names ${file}, which a privileged process may not ${what}: ${reason}`, {
+    path: file,
+    details: { variable, reason },
+  });
+}
+
+/**
+ * The addon named by IMGMOUNT_NATIVE_PATH, resolved; as root, only if it passes the trust check.
+ * Synchronous because binding() is (every native call goes through it, and require() is
+ * synchronous anyway): a realpath and a few lstat calls, once per process, at first load.
+ */
+function nativeOverride(file: string): string {
+  if (euid() !== 0) return path.resolve(file);
+  const verdict = checkTrustedPathSync(file, { followFinal: true });
+  // A missing file is not unsafe: require() fails on it and ERR_NATIVE_LOAD says what was tried.
+  if (verdict.code === 'ENOENT') return path.resolve(file);
+  if (verdict.reason !== null) throw unsafeOverride('IMGMOUNT_NATIVE_PATH', path.resolve(file), verdict.reason, 'load');
+  return verdict.path;
+}
+
 let loaded: NativeBinding | undefined;
 let loadError: ImgmountError | undefined;
 
@@ -159,15 +183,20 @@ export function binding(): NativeBinding {
   if (loaded) return loaded;
   if (loadError) throw loadError;
   const override = process.env.IMGMOUNT_NATIVE_PATH;
+  let file: string | undefined;
   try {
-    const b: NativeBinding = override
-      ? require(path.resolve(override))
-      : bindings({ bindings: 'imgmount.node', module_root: packageRoot });
+    file = override ? nativeOverride(override) : undefined;
+  } catch (err) {
+    loadError = err as ImgmountError;
+    throw err;
+  }
+  try {
+    const b: NativeBinding = file !== undefined ? require(file) : bindings({ bindings: 'imgmount.node', module_root: packageRoot });
     b.initialize({ SystemError });
     loaded = b;
     return b;
   } catch (cause) {
-    const tried = (cause as { tries?: string[] }).tries ?? (override ? [path.resolve(override)] : []);
+    const tried = (cause as { tries?: string[] }).tries ?? (file !== undefined ? [file] : []);
     loadError = new ImgmountError(
       'ERR_NATIVE_LOAD',
       'could not load the imgmount native addon' +
@@ -192,11 +221,34 @@ export function nativeBuildDir(): string {
 
 /**
  * The single-threaded namespace helper built next to the addon (native/helper/nsenter.c);
- * IMGMOUNT_HELPER_PATH points elsewhere (bundlers, asar unpacking).
+ * IMGMOUNT_HELPER_PATH points elsewhere (bundlers, asar unpacking). As configured, for
+ * messages: what is run is trustedHelperPath().
  */
 export function helperPath(): string {
   const override = process.env.IMGMOUNT_HELPER_PATH;
   return override ? path.resolve(override) : path.join(nativeBuildDir(), 'imgmount-nsenter');
+}
+
+/** Helper programs that passed the trust check: as configured -> as resolved. */
+const trustedHelpers = new Map<string, string>();
+
+/**
+ * The namespace helper to run. When an environment variable chose it (IMGMOUNT_HELPER_PATH, or
+ * IMGMOUNT_NATIVE_PATH, next to which it sits) and this process is root, it must pass the trust
+ * check (memoised when it does); it is then run by its resolved path. ERR_UNSAFE_OVERRIDE if not.
+ */
+export async function trustedHelperPath(): Promise<string> {
+  const file = helperPath();
+  const variable = process.env.IMGMOUNT_HELPER_PATH ? 'IMGMOUNT_HELPER_PATH' : process.env.IMGMOUNT_NATIVE_PATH ? 'IMGMOUNT_NATIVE_PATH' : null;
+  if (variable === null || euid() !== 0) return file;
+  const hit = trustedHelpers.get(file);
+  if (hit !== undefined) return hit;
+  const verdict: TrustVerdict = await checkTrustedPath(file, { followFinal: true });
+  // A missing helper is not unsafe: spawning it fails with ENOENT, and the error says how to build it.
+  if (verdict.code === 'ENOENT') return file;
+  if (verdict.reason !== null) throw unsafeOverride(variable, file, verdict.reason, 'run');
+  trustedHelpers.set(file, verdict.path);
+  return verdict.path;
 }
 
 /**

@@ -11,7 +11,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { PassThrough, type Readable } from 'node:stream';
 import { ImgmountError, SystemError } from '../errors';
 import { abortError, callerStack, debug } from '../loop/internal';
-import { helperPath } from '../native/binding';
+import { helperPath, trustedHelperPath } from '../native/binding';
 import { trackExit } from '../util/child-exit';
 
 export type HelperStdio = 'ignore' | 'pipe' | 'inherit' | number;
@@ -103,10 +103,10 @@ function failure(call: HelperCall, r: HelperResult): Error {
   return sys;
 }
 
-function spawnHelper(call: HelperCall): { child: ChildProcess; result: Readable; stderr: () => string } {
+function spawnHelper(exe: string, call: HelperCall): { child: ChildProcess; result: Readable; stderr: () => string } {
   const { stdio, argv, resultFd } = layout(call);
-  debug('helper: %s %s', helperPath(), argv.join(' '));
-  const child = spawn(helperPath(), argv, { stdio, env: call.env ?? process.env });
+  debug('helper: %s %s', exe, argv.join(' '));
+  const child = spawn(exe, argv, { stdio, env: call.env ?? process.env });
   if (call.op === 'exec') keepOutput(child);
   trackExit(child); // an exec'd program may be done before the caller listens
   const result = child.stdio[resultFd] as Readable;
@@ -151,11 +151,12 @@ function helperDied(call: HelperCall, code: number | null, sig: NodeJS.Signals |
  * Runs a one-shot operation (move-mount, mount, umount) to completion. It is not killed when
  * a caller aborts: the operation is short and must finish so that it can be undone.
  */
-export function runHelper(call: HelperCall): Promise<void> {
+export async function runHelper(call: HelperCall): Promise<void> {
   const reject0 = callerStack(runHelper);
+  const exe = await trustedHelperPath().catch((e: Error) => Promise.reject(reject0(e)));
   return new Promise((resolve, rejectRaw) => {
     const reject = (e: Error): void => rejectRaw(reject0(e));
-    const { child, result, stderr } = spawnHelper(call);
+    const { child, result, stderr } = spawnHelper(exe, call);
     let text = '';
     let spawnError: unknown;
     result.setEncoding('utf8');
@@ -178,12 +179,13 @@ export function runHelper(call: HelperCall): Promise<void> {
  * Starts `exec` through the helper and resolves with the running program once the exec
  * succeeded (result pipe closed without a report). Aborting before then kills the helper.
  */
-export function execHelper(call: HelperCall, signal?: AbortSignal): Promise<ChildProcess> {
+export async function execHelper(call: HelperCall, signal?: AbortSignal): Promise<ChildProcess> {
   const restack = callerStack(execHelper);
+  const exe = await trustedHelperPath().catch((e: Error) => Promise.reject(restack(e)));
   return new Promise((resolve, rejectRaw) => {
     const reject = (e: Error): void => rejectRaw(restack(e));
     if (signal?.aborted) return reject(abortError(signal));
-    const { child, result } = spawnHelper(call);
+    const { child, result } = spawnHelper(exe, call);
     let text = '';
     let settled = false;
     const onAbort = (): void => {

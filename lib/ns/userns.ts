@@ -10,7 +10,7 @@ import * as fsp from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import { ImgmountError, invalidArgValue, throwIfAborted } from '../errors';
 import { api, debug } from '../loop/internal';
-import { helperPath } from '../native/binding';
+import { trustedHelperPath } from '../native/binding';
 import { parseHelperResult } from './helper';
 import { NamespaceFd } from './namespace';
 
@@ -48,7 +48,8 @@ async function createUserNamespaceImpl(options: CreateUserNamespaceOptions): Pro
   const uid = mapText('uidMap', options.uidMap);
   const gid = mapText('gidMap', options.gidMap);
   throwIfAborted(options.signal);
-  const child = spawn(helperPath(), ['--result', '3', 'userns-hold'], { stdio: ['pipe', 'ignore', 'pipe', 'pipe'] });
+  const exe = await trustedHelperPath();
+  const child = spawn(exe, ['--result', '3', 'userns-hold'], { stdio: ['pipe', 'ignore', 'pipe', 'pipe'] });
   const exited = new Promise<void>((resolve) => {
     child.once('close', () => resolve());
     child.once('error', () => child.pid === undefined && resolve());
@@ -66,7 +67,7 @@ async function createUserNamespaceImpl(options: CreateUserNamespaceOptions): Pro
       });
       result.once('end', () => resolve(t));
       child.once('error', (e) =>
-        reject(new ImgmountError('ERR_HELPER_FAILED', `cannot start the namespace helper ${helperPath()}: ${e.message}`, { cause: e })),
+        reject(new ImgmountError('ERR_HELPER_FAILED', `cannot start the namespace helper ${exe}: ${e.message}`, { cause: e })),
       );
     });
     const r = parseHelperResult(text);

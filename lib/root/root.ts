@@ -17,7 +17,7 @@ import { EXT3, OverlayUsage, SANDBOX, SQUASHFS } from '../image/constants';
 import type { Image } from '../image/image';
 import { init } from '../image/init';
 import type { Section } from '../image/section';
-import { currentMountNamespace, findMountRecord, removeMountRecord, removeSessionDir, saveMountRecord, stateDir } from '../drivers/mount-record';
+import { currentMountNamespace, findMountRecord, removeMountRecord, removeSessionDir, saveMountRecord, sessionsDir } from '../drivers/mount-record';
 import type { MountedFilesystem } from '../drivers/types';
 import { capabilities } from '../mount/capabilities';
 import { MS_NODEV, MS_NOSUID, MS_RDONLY } from '../mount/flags';
@@ -131,9 +131,7 @@ function findPartition(image: Image, which: string | number): Section {
 }
 
 async function mkSession(): Promise<string> {
-  const base = path.join(stateDir(), 'sessions');
-  await fs.mkdir(base, { recursive: true, mode: 0o700 });
-  return fs.mkdtemp(path.join(base, 'root-'));
+  return fs.mkdtemp(path.join(await sessionsDir(), 'root-'));
 }
 
 /** A directory of our own session for a layer (trusted: root's, 0700 above it). */

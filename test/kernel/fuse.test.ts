@@ -18,6 +18,7 @@ import { MS_NODEV, MS_NOSUID, MS_RDONLY, findMounts, mount, readMountInfo, umoun
 import { spawnInNamespaces } from '../../lib/ns';
 import { readOutput } from '../../lib/util/child-exit';
 import { openFds } from '../support/fds';
+import { rejection, running } from '../support/forgery';
 import { gocryptfsImage } from '../support/gocryptfs-image';
 import { testTmp } from '../support/hooks';
 import { mountDir, testImages } from '../support/images';
@@ -31,16 +32,6 @@ const HELLO = 'hello from imgmount\n';
 const started = new Map<number, string>();
 /** Drivers of the running test, stopped (releasing what they hold) after it, pass or fail. */
 const drivers: FuseDriver[] = [];
-
-function running(pid: number): boolean {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2)[0];
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
-}
 
 function liveHelpers(): string[] {
   return [...started].filter(([pid]) => running(pid)).map(([pid, p]) => `${p}[${pid}]`);
@@ -94,15 +85,6 @@ async function expectClean(t: string): Promise<void> {
   await eventually(() => liveHelpers().length === 0, 3000, `helpers to exit (${liveHelpers().join(', ')})`);
   expect(recordFiles(), 'mount record left').to.deep.equal([]);
   expect(sessionDirs(), 'session directory left').to.deep.equal([]);
-}
-
-async function rejection(p: Promise<unknown>): Promise<ImgmountError> {
-  const err = await p.then(
-    () => null,
-    (e: unknown) => e,
-  );
-  expect(err, 'expected a rejection').to.be.instanceOf(Error);
-  return err as ImgmountError;
 }
 
 async function catInNamespace(pid: number, file: string): Promise<string> {

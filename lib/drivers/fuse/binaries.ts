@@ -1,6 +1,10 @@
 // Finding the FUSE helper programs, as Apptainer's fuseapps registration does: squashfuse_ll
 // then squashfuse, fuse2fs, gocryptfs, fuse-overlayfs (and fusermount3 for unprivileged
-// unmounts), in PATH or in a configured binary path. Memoised per search path.
+// unmounts), in a configured binary path or in the system directories (SYSTEM_PATH), never
+// through the caller's PATH (which may hold '.' or a user's directory). IMGMOUNT_FUSE_PATH
+// replaces the system directories; in a process whose effective uid is 0 only if each of its
+// directories passes the trust check (lib/util/trusted-path), else ERR_UNSAFE_OVERRIDE.
+// Memoised per search path.
 //
 // Two facts are probed from the programs themselves, once:
 //  - whether squashfuse_ll takes `-o uid=,gid=` (Apptainer runs it without arguments and looks
@@ -16,6 +20,10 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { ImgmountError, invalidArgType } from '../../errors';
 import { debug } from '../../loop/internal';
+import { checkTrustedPathSync } from '../../util/trusted-path';
+
+/** Where helper programs (and setsid) are looked up, and the PATH helpers run with. */
+export const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /** The programs the FUSE driver runs, by role. */
 export type FuseProgram = 'squashfuse' | 'fuse2fs' | 'gocryptfs' | 'fuse-overlayfs' | 'fusermount3';
@@ -42,8 +50,8 @@ export const FUSE_PACKAGES: Record<FuseProgram, string> = {
 
 export interface FuseBinaryOptions {
   /**
-   * Directories to search instead of PATH, colon-separated (Apptainer's `binary path`).
-   * Default: IMGMOUNT_FUSE_PATH, else PATH.
+   * Directories to search, colon-separated (Apptainer's `binary path`).
+   * Default: IMGMOUNT_FUSE_PATH (checked when root), else SYSTEM_PATH; never PATH.
    */
   binaryPath?: string;
   /** Exact programs per role, overriding the search (e.g. { squashfuse: '/usr/bin/squashfuse' }). */
@@ -63,10 +71,39 @@ export interface FuseBinaries {
   searched: string[];
 }
 
-function searchDirs(options: FuseBinaryOptions): string[] {
-  const raw = options.binaryPath ?? process.env.IMGMOUNT_FUSE_PATH ?? process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-  if (typeof raw !== 'string') throw invalidArgType('options.binaryPath', 'a colon-separated list of directories', raw);
+function dirList(raw: string): string[] {
   return raw.split(':').filter((d) => d !== '').map((d) => path.resolve(d));
+}
+
+/** IMGMOUNT_FUSE_PATH directories that passed the trust check: as given -> as resolved. */
+const trustedOverrideDirs = new Map<string, string>();
+
+/**
+ * IMGMOUNT_FUSE_PATH's directories; as root, each must pass the trust check (synchronously:
+ * locateFuseBinaries answers for features(), see there), resolved; ERR_UNSAFE_OVERRIDE if not.
+ */
+function overrideDirs(raw: string): string[] {
+  const dirs = dirList(raw);
+  if ((process.geteuid?.() ?? -1) !== 0) return dirs;
+  return dirs.flatMap((dir) => {
+    const hit = trustedOverrideDirs.get(dir);
+    if (hit !== undefined) return [hit];
+    const verdict = checkTrustedPathSync(dir, { followFinal: true });
+    if (verdict.code === 'ENOENT') return []; // nothing to find there
+    if (verdict.reason !== null)
+      throw new ImgmountError('ERR_UNSAFE_OVERRIDE', `IMGMOUNT_FUSE_PATH names ${dir}, which a privileged process may not run programs from: ${verdict.reason}`, {
+        path: dir,
+        details: { variable: 'IMGMOUNT_FUSE_PATH', reason: verdict.reason },
+      });
+    trustedOverrideDirs.set(dir, verdict.path);
+    return [verdict.path];
+  });
+}
+
+function searchDirs(options: FuseBinaryOptions): string[] {
+  if (options.binaryPath !== undefined) return dirList(options.binaryPath);
+  const env = process.env.IMGMOUNT_FUSE_PATH;
+  return env !== undefined && env !== '' ? overrideDirs(env) : dirList(SYSTEM_PATH);
 }
 
 function executable(file: string): boolean {
@@ -78,6 +115,13 @@ function executable(file: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** Type checks of explicit options (no lookup, no environment). */
+export function checkBinaryOptions(options: FuseBinaryOptions): void {
+  if (options.binaryPath !== undefined && typeof options.binaryPath !== 'string')
+    throw invalidArgType('options.binaryPath', 'a colon-separated list of directories', options.binaryPath);
+  checkPrograms(options.programs);
 }
 
 function checkPrograms(programs: FuseBinaryOptions['programs']): void {
@@ -102,7 +146,7 @@ function cacheKey(dirs: string[], programs: FuseBinaryOptions['programs']): stri
  * local directories, done once per search path; features() must answer synchronously.
  */
 export function locateFuseBinaries(options: FuseBinaryOptions = {}): Located {
-  checkPrograms(options.programs);
+  checkBinaryOptions(options);
   const dirs = searchDirs(options);
   const key = cacheKey(dirs, options.programs);
   const hit = located.get(key);
@@ -171,7 +215,7 @@ export function squashfuseOwnerOptions(program: string): Promise<boolean> {
 /** Runs `program` without arguments (as Apptainer does) and looks for `needle` in its output. */
 function usageMentions(program: string, needle: string): Promise<boolean> {
   return new Promise((resolve) => {
-    execFile(program, [], { timeout: 2000, killSignal: 'SIGKILL', env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } }, (_err, stdout, stderr) => {
+    execFile(program, [], { timeout: 2000, killSignal: 'SIGKILL', env: { PATH: SYSTEM_PATH, LC_ALL: 'C' } }, (_err, stdout, stderr) => {
       resolve(`${stdout}${stderr}`.includes(needle));
     });
   });
@@ -220,10 +264,10 @@ export function missingProgram(role: FuseProgram, purpose: string, searched: str
 
 const plain = new Map<string, string | null>();
 
-/** Any program in PATH (e.g. setsid), memoised. */
-export function findInPath(name: string): string | null {
+/** Any program in the system directories (SYSTEM_PATH; e.g. setsid), memoised. */
+export function findSystemProgram(name: string): string | null {
   if (plain.has(name)) return plain.get(name)!;
-  const dirs = searchDirs({ binaryPath: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' });
+  const dirs = dirList(SYSTEM_PATH);
   const found = dirs.map((d) => path.join(d, name)).find(executable) ?? null;
   plain.set(name, found);
   return found;

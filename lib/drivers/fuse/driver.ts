@@ -30,13 +30,13 @@ import { MNT_DETACH, MS_NOEXEC, MS_RDONLY } from '../../mount/flags';
 import { binding } from '../../native/binding';
 import type { NamespaceRef, NamespaceTarget } from '../../ns/namespace';
 import { encryptionUnsupported } from '../kernel';
-import { currentMountNamespace, processStartTime, saveMountRecord, stateDir, removeMountRecord } from '../mount-record';
+import { currentMountNamespace, processStartTime, saveMountRecord, sessionsDir, removeMountRecord } from '../mount-record';
 import { openFileBeneath, pinOwnDir, pinTarget, umountPinnedSync } from '../../path/pinned';
 import { openTarget } from '../../ns/namespace';
 import { DriverSession } from '../session';
 import { sourceFd } from '../source';
 import type { DriverMountParams, MountedFilesystem } from '../types';
-import { fuseBinaries, locateFuseBinaries, missingProgram, squashfuseOwnerOptions, type FuseBinaries, type FuseBinaryOptions } from './binaries';
+import { checkBinaryOptions, fuseBinaries, locateFuseBinaries, missingProgram, squashfuseOwnerOptions, type FuseBinaries, type FuseBinaryOptions } from './binaries';
 import { checkPartitionBounds } from './bounds';
 import { fuse2fsArgs } from './fuse2fs';
 import { GOCRYPTFS_EXIT_PASSWORD_INCORRECT, findInnerSquashfs, gocryptfsArgs, gocryptfsInput } from './gocryptfs';
@@ -238,8 +238,9 @@ export class FuseDriver extends DriverSession {
     if (options.fdPassing !== undefined && options.fdPassing !== 'auto' && options.fdPassing !== false)
       throw invalidArgValue('options.fdPassing', options.fdPassing, "must be 'auto' or false");
     this.#options = { ...options };
-    // Fail early on a malformed binary configuration (it is looked up lazily).
-    locateFuseBinaries(this.#binaryOptions());
+    // Fail early on a malformed binary configuration (it is looked up lazily; the
+    // environment's IMGMOUNT_FUSE_PATH is checked then, not at construction).
+    checkBinaryOptions(this.#binaryOptions());
   }
 
   #binaryOptions(): FuseBinaryOptions {
@@ -448,7 +449,10 @@ export class FuseDriver extends DriverSession {
         mntns,
         driver: 'fuse',
         fstype: final.fstype,
-        helpers: layers.map((l) => ({ program: l.helper.name, pid: l.helper.pid, startTime: l.helper.startTime ?? '' })),
+        // A helper whose start time could not be read had exited already: nothing to stop later.
+        helpers: layers.flatMap((l) =>
+          l.helper.startTime === null ? [] : [{ program: l.helper.name, pid: l.helper.pid, startTime: l.helper.startTime, ...(l.helper.exe !== null ? { exe: l.helper.exe } : {}) }],
+        ),
         internalMounts: layers.slice(0, -1).map((l) => l.target).reverse(),
         ...(sessionDir ? { sessionDir } : {}),
         ...(moveInto ? { internalMntns: here } : {}),
@@ -473,10 +477,13 @@ export class FuseDriver extends DriverSession {
     }
   }
 
+  /**
+   * A private directory for internal mounts and logs, directly under `<state dir>/sessions`
+   * (checked there): the only place a mount record may name. DriverParams.sessionPath is not
+   * used for it, since a record naming a directory elsewhere would be refused.
+   */
   async #makeSessionDir(): Promise<string> {
-    const parent = this.params.sessionPath || path.join(stateDir(), 'sessions');
-    await fsp.mkdir(parent, { recursive: true, mode: 0o700 });
-    return fsp.mkdtemp(path.join(parent, 'fuse-'));
+    return fsp.mkdtemp(path.join(await sessionsDir(), 'fuse-'));
   }
 }
 

@@ -7,7 +7,8 @@
 // Stopping follows Apptainer's Stop(target), bounded: after the unmount wait up to 1 s for the
 // helper to exit by itself, then SIGTERM, up to 1 s more, then SIGKILL, and give up (with an
 // error) if even that does not end it. stopRecordedProcess() does the same for a helper that
-// another process started, identified by pid and start time so a reused pid is never signalled.
+// another process started, identified by pid, start time and executable so a reused pid (or a
+// forged record naming some other process) is never signalled.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fsp from 'node:fs/promises';
@@ -19,7 +20,8 @@ import { finished } from 'node:stream/promises';
 import { spawnInNamespaces } from '../../ns/mount';
 import { trackExit } from '../../util/child-exit';
 import type { NamespaceTarget } from '../../ns/namespace';
-import { processStartTime } from '../mount-record';
+import { processExe, processStartTime, type HelperRecord } from '../mount-record';
+import { SYSTEM_PATH } from './binaries';
 
 /** How much helper output is kept for error messages. */
 const TAIL_BYTES = 8192;
@@ -90,11 +92,9 @@ export function filterHelperOutput(text: string): string {
     .join('\n');
 }
 
-/** A minimal environment for helpers: no LD_PRELOAD, nothing of the caller's but PATH and locale. */
+/** The helpers' environment: fixed, nothing of the caller's (no LD_PRELOAD, no PATH with '.' in it). */
 export function helperEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' };
-  for (const k of ['LANG', 'LC_ALL', 'TZ']) if (process.env[k] !== undefined) env[k] = process.env[k];
-  return env;
+  return { PATH: SYSTEM_PATH, LC_ALL: 'C' };
 }
 
 export class HelperProcess {
@@ -105,18 +105,21 @@ export class HelperProcess {
   readonly pid: number;
   /** Start time (field 22 of /proc/PID/stat), for records; null if it had already gone. */
   readonly startTime: string | null;
+  /** Executable (/proc/PID/exe) once it ran the program, for records; null if it had already gone. */
+  readonly exe: string | null;
   /** Resolves once the helper has exited and its output is complete. */
   readonly exited: Promise<HelperExit>;
   readonly #child: ChildProcess;
   #exit: HelperExit | undefined;
 
   /** @internal */
-  constructor(child: ChildProcess, program: string, startTime: string | null, exited: Promise<HelperExit>) {
+  constructor(child: ChildProcess, program: string, identity: { startTime: string | null; exe: string | null }, exited: Promise<HelperExit>) {
     this.#child = child;
     this.program = program;
     this.name = path.basename(program);
     this.pid = child.pid!;
-    this.startTime = startTime;
+    this.startTime = identity.startTime;
+    this.exe = identity.exe;
     this.exited = exited.then((e) => (this.#exit = e));
   }
 
@@ -298,7 +301,9 @@ export async function startHelper(o: StartHelperOptions): Promise<HelperProcess>
     });
   });
   const startTime = await processStartTime(child.pid!);
-  const helper = new HelperProcess(child, o.program, startTime, exited);
+  // The spawn (or the namespace helper's report) follows the exec: it already runs the program.
+  const exe = await processExe(child.pid!);
+  const helper = new HelperProcess(child, o.program, { startTime, exe }, exited);
   debug('fuse: started %s (pid %d): %s', name, helper.pid, o.args.join(' '));
   return helper;
 }
@@ -309,23 +314,37 @@ export function describeExit(e: HelperExit): string {
 }
 
 // ---------------------------------------------------------------------------------------
-// Helpers of another process (from a MountRecord): no child handle, only pid + start time.
+// Helpers of another process (from a MountRecord): no child handle, only pid, start time and
+// executable, all re-checked right before every signal.
 
-async function alive(pid: number, startTime: string): Promise<boolean> {
+/**
+ * 'ours': `h.pid` runs (not a zombie) with the recorded start time and executable; 'gone': no
+ * such process (exited, or the pid now belongs to another program); 'unverified': the pid and
+ * start time match but the record names no executable to compare.
+ */
+async function identify(h: HelperRecord): Promise<'ours' | 'gone' | 'unverified'> {
+  let fields: string[];
   try {
-    const stat = await fsp.readFile(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return fields[0] !== 'Z' && fields[0] !== 'X' && fields[19] === startTime;
+    const stat = await fsp.readFile(`/proc/${h.pid}/stat`, 'utf8');
+    fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
-    return false;
+    return 'gone';
   }
+  if (fields[0] === 'Z' || fields[0] === 'X' || fields[19] !== h.startTime) return 'gone';
+  if (h.exe === undefined) return 'unverified';
+  return (await processExe(h.pid)) === h.exe.replace(/ \(deleted\)$/, '') ? 'ours' : 'gone';
 }
 
-async function gone(pid: number, startTime: string, ms: number): Promise<boolean> {
+/** True if the recorded helper still runs: same pid, start time and executable. */
+export async function isRecordedProcess(h: HelperRecord): Promise<boolean> {
+  return (await identify(h)) === 'ours';
+}
+
+async function gone(h: HelperRecord, ms: number): Promise<boolean> {
   const end = Date.now() + ms;
   // No pidfd in Node: poll /proc, quickly at first (helpers exit within milliseconds of their unmount).
   for (let step = 5; ; step = Math.min(step * 2, 100)) {
-    if (!(await alive(pid, startTime))) return true;
+    if ((await identify(h)) === 'gone') return true;
     const left = end - Date.now();
     if (left <= 0) return false;
     await new Promise((r) => setTimeout(r, Math.min(step, left)));
@@ -333,31 +352,34 @@ async function gone(pid: number, startTime: string, ms: number): Promise<boolean
 }
 
 /**
- * Stops a helper another process started: if `pid` still runs with `startTime`, waits for it,
- * then SIGTERM, then SIGKILL, as HelperProcess.stop. Returns what it took.
+ * Stops a helper another process started: if it still runs (pid, start time and executable as
+ * recorded), waits for it, then SIGTERM, then SIGKILL, as HelperProcess.stop; each signal only
+ * right after checking again. A helper recorded without its executable is never signalled: if it
+ * does not exit by itself, ERR_HELPER_FAILED says so. Returns what it took.
  */
-export async function stopRecordedProcess(
-  program: string,
-  pid: number,
-  startTime: string,
-  timings: StopTimings = {},
-): Promise<'gone' | 'exited' | 'terminated' | 'killed'> {
+export async function stopRecordedProcess(h: HelperRecord, timings: StopTimings = {}): Promise<'gone' | 'exited' | 'terminated' | 'killed'> {
   const t = { ...DEFAULT_STOP, ...timings };
-  if (!(await alive(pid, startTime))) return 'gone';
-  if (await gone(pid, startTime, t.graceMs)) return 'exited';
-  const signal = (sig: NodeJS.Signals): void => {
+  const { program, pid } = h;
+  const first = await identify(h);
+  if (first === 'gone') return 'gone';
+  if (await gone(h, t.graceMs)) return 'exited';
+  if (first === 'unverified')
+    throw new ImgmountError('ERR_HELPER_FAILED', `${program} (pid ${pid}) still runs ${t.graceMs} ms after its unmount; its record names no executable, so it is not signalled`, {
+      details: { program, pid },
+    });
+  const signal = async (sig: NodeJS.Signals): Promise<boolean> => {
+    if ((await identify(h)) !== 'ours') return false;
     try {
       process.kill(pid, sig);
     } catch {
       // exited meanwhile
     }
+    return true;
   };
-  if (!(await alive(pid, startTime))) return 'exited';
-  signal('SIGTERM');
-  if (await gone(pid, startTime, t.termMs)) return 'terminated';
-  if (!(await alive(pid, startTime))) return 'terminated';
-  signal('SIGKILL');
-  if (await gone(pid, startTime, t.killMs)) return 'killed';
+  if (!(await signal('SIGTERM'))) return 'exited';
+  if (await gone(h, t.termMs)) return 'terminated';
+  if (!(await signal('SIGKILL'))) return 'terminated';
+  if (await gone(h, t.killMs)) return 'killed';
   throw new ImgmountError('ERR_HELPER_FAILED', `${program} (pid ${pid}) did not exit ${t.killMs} ms after SIGKILL`, {
     details: { program, pid },
   });

@@ -4,9 +4,11 @@
 // Order: mounts below the target (nestedMounts), the target, then each internal mount (plain,
 // then cipher for gocryptfs), each unmount retried while busy (the helper above it is still
 // exiting) and finally detached; then every recorded helper still running with its recorded
-// start time is stopped (wait, SIGTERM, SIGKILL; never a reused pid); then the session
-// directory (only its own files and empty directories: never recursing into a mount) and the
-// record itself.
+// start time and executable is stopped (wait, SIGTERM, SIGKILL; never a reused pid, never a
+// helper recorded without its executable); then the session directory (only its own files and
+// empty directories: never recursing into a mount) and the record itself. A record is checked
+// (lib/drivers/mount-record.ts) before any of this: one that fails is ERR_MOUNT_RECORD_INVALID
+// and nothing in it is acted on.
 
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
@@ -14,8 +16,8 @@ import * as path from 'node:path';
 import { ImgmountError, hasErrorCode, throwIfAborted } from '../../errors';
 import { debug } from '../../loop/internal';
 import { unmountInNamespace } from '../../ns/mount';
-import { currentMountNamespace, findMountRecord, processStartTime, removeMountRecord, removeSessionDir, stateDir, type HelperRecord, type MountRecord } from '../mount-record';
-import { stopRecordedProcess, type StopTimings } from './helper-process';
+import { checkedRecordFile, currentMountNamespace, findMountRecord, processStartTime, removeMountRecord, removeSessionDir, validateMountRecord, type HelperRecord, type MountRecord } from '../mount-record';
+import { isRecordedProcess, stopRecordedProcess, type StopTimings } from './helper-process';
 import { unmountOwn } from './serve';
 
 /** What the FUSE driver records beyond the common MountRecord. */
@@ -50,7 +52,8 @@ export interface ReleaseOptions {
  * (the rest of the release still runs); the record stays if anything remains mounted.
  */
 export async function releaseMountRecord(record: MountRecord, options: ReleaseOptions = {}): Promise<void> {
-  const r = record as FuseMountRecord;
+  // Records from findMountRecord are checked already; one handed in directly is checked here.
+  const r = (await validateMountRecord(record, `of ${String((record as Partial<MountRecord> | null)?.target)}`)) as FuseMountRecord;
   const own = await currentMountNamespace();
   const errors: unknown[] = [];
   const step = async (what: string, fn: () => Promise<unknown>): Promise<void> => {
@@ -68,7 +71,7 @@ export async function releaseMountRecord(record: MountRecord, options: ReleaseOp
     const e = r.enter;
     if (e && (await processStartTime(e.pid)) === e.startTime && (await mntnsOf(e.pid)) === r.mntns) nsPid = e.pid;
     for (const h of nsPid === undefined ? r.helpers : []) {
-      if ((await processStartTime(h.pid)) === h.startTime && (await mntnsOf(h.pid)) === r.mntns) nsPid = h.pid;
+      if ((await isRecordedProcess(h)) && (await mntnsOf(h.pid)) === r.mntns) nsPid = h.pid;
     }
   }
   const unmountTarget = async (target: string): Promise<void> => {
@@ -85,7 +88,7 @@ export async function releaseMountRecord(record: MountRecord, options: ReleaseOp
       if (!hasErrorCode(err, 'ERR_NOT_MOUNTED')) throw err;
     }
   };
-  for (const m of (r as { nestedMounts?: string[] }).nestedMounts ?? []) await step(`unmount ${m}`, () => unmountTarget(m));
+  for (const m of r.nestedMounts ?? []) await step(`unmount ${m}`, () => unmountTarget(m));
   await step(`unmount ${r.target}`, () => unmountTarget(r.target));
   const internalNs = r.internalMntns ?? r.mntns;
   for (const m of r.internalMounts) {
@@ -104,29 +107,21 @@ export async function releaseMountRecord(record: MountRecord, options: ReleaseOp
 
 /**
  * Removes the record of (mntns, target) synchronously, for the process-exit path (where
- * nothing asynchronous runs): scans the records directory for it.
+ * nothing asynchronous runs): only in a records directory this process has checked.
  */
 export function removeMountRecordSync(target: string, mntns: string): void {
-  const dir = path.join(stateDir(), 'mounts');
-  let names: string[];
+  const file = checkedRecordFile(target, mntns);
   try {
-    names = fs.readdirSync(dir).filter((n) => n.endsWith('.json'));
+    if (file !== null) fs.unlinkSync(file);
   } catch {
-    return;
-  }
-  for (const n of names) {
-    try {
-      const r = JSON.parse(fs.readFileSync(path.join(dir, n), 'utf8')) as MountRecord;
-      if (r.target === target && r.mntns === mntns) fs.rmSync(path.join(dir, n), { force: true });
-    } catch {
-      // unreadable or gone meanwhile
-    }
+    // gone meanwhile
   }
 }
 
 /**
  * Stops recorded helpers (of this or another process), last started first: each one still
- * running with its recorded start time gets the bounded wait / SIGTERM / SIGKILL escalation.
+ * running with its recorded start time and executable gets the bounded wait / SIGTERM / SIGKILL
+ * escalation.
  * Call it after unmounting what they serve. Rejects with the failures (the rest still run).
  */
 export async function stopRecordedHelpers(helpers: readonly HelperRecord[], options: ReleaseOptions = {}): Promise<void> {
@@ -134,7 +129,7 @@ export async function stopRecordedHelpers(helpers: readonly HelperRecord[], opti
   for (const h of [...helpers].reverse()) {
     throwIfAborted(options.signal);
     try {
-      const how = await stopRecordedProcess(h.program, h.pid, h.startTime, options.stop);
+      const how = await stopRecordedProcess(h, options.stop);
       debug('fuse: %s (pid %d) %s', h.program, h.pid, how);
     } catch (err) {
       errors.push(err);
