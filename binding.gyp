@@ -4,6 +4,7 @@
       "target_name": "imgmount",
       "sources": [
         "native/addon.cc",
+        "native/credentials.cc",
         "native/lock.cc",
         "native/loop.cc",
         "native/mount.cc",

@@ -58,6 +58,14 @@ uint64_t ArgUint64(const Napi::Value& v, const char* name) {
   return static_cast<uint64_t>(d);
 }
 
+uint32_t ArgId(const Napi::Value& v, const char* name) {
+  if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), std::string(name) + " must be a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0 && d < 4294967295.0) || d != static_cast<double>(static_cast<uint32_t>(d)))
+    throw Napi::RangeError::New(v.Env(), std::string(name) + " must be an integer from 0 to 4294967294");
+  return static_cast<uint32_t>(d);
+}
+
 std::string ArgString(const Napi::CallbackInfo& info, size_t i, const char* name) {
   if (!info[i].IsString()) throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a string");
   return info[i].As<Napi::String>().Utf8Value();
@@ -98,6 +106,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitNamespace(env, exports);
   InitPath(env, exports);
   InitUsers(env, exports);
+  InitCredentials(env, exports);
   return exports;
 }
 

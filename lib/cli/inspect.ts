@@ -1,4 +1,4 @@
-// imgmount inspect [--json] [--writable] IMAGE
+// imgmount inspect [--json] [--writable] [--as UID[:GID] [--allow-block-device]] IMAGE
 
 import { typeName, usageNames } from '../image/constants';
 import type { Section } from '../image/section';
@@ -6,6 +6,7 @@ import { init } from '../image/init';
 import type { Image } from '../image/image';
 import { readPartitionInfo } from '../image/partition-info';
 import { dataTypeName } from '../sif/constants';
+import { asInitOptions, asOptions } from './as';
 import { parse, table, UsageError, write, type CliIO, type Command } from './usage';
 
 async function fsDetail(image: Image, p: Section): Promise<string> {
@@ -53,15 +54,17 @@ function indent(text: string, n: number): string {
 
 export const inspectCommand: Command = {
   name: 'inspect',
-  usage: 'imgmount inspect [--json] [--writable] IMAGE',
+  usage: 'imgmount inspect [--json] [--writable] [--as UID[:GID] [--allow-block-device]] IMAGE',
   summary: 'recognise an image and list its partitions and sections',
   async run(args: string[], io: CliIO): Promise<number> {
     const { values, positionals } = parse(args, {
       json: { type: 'boolean' },
       writable: { type: 'boolean' },
+      ...asOptions,
     });
     if (positionals.length !== 1) throw new UsageError('inspect takes exactly one IMAGE');
-    await using image = await init(positionals[0]!, values.writable ?? false);
+    const who = await asInitOptions(values);
+    await using image = await init(positionals[0]!, values.writable ?? false, who);
     await write(io.stdout, values.json ? image.toJSONString() + '\n' : await describeImage(image));
     return 0;
   },

@@ -11,6 +11,7 @@ import { mountImage, type MountImageOptions } from '../root/mount-image';
 import { releaseMount } from '../root/release';
 import { root, type RootOptions } from '../root/root';
 import * as fs from 'node:fs/promises';
+import { asInitOptions, asOptions } from './as';
 import { choosePartition } from './select';
 import { parse, UsageError, write, type CliIO, type Command } from './usage';
 
@@ -27,6 +28,7 @@ const mountOptions = {
   'no-kernel-squashfs': { type: 'boolean' },
   'no-kernel-extfs': { type: 'boolean' },
   json: { type: 'boolean' },
+  ...asOptions,
 } as const;
 
 type Values = ReturnType<typeof parse<typeof mountOptions>>['values'];
@@ -55,23 +57,27 @@ function describe(m: MountedFilesystem): Record<string, unknown> {
   return { target: m.target, driver: m.driver, fstype: m.fstype, readOnly: m.readOnly, loopDevice: m.loopDevice, helpers: m.helpers };
 }
 
-async function openImage(file: string, values: Values): Promise<Image> {
+type Who = Awaited<ReturnType<typeof asInitOptions>>;
+
+async function openImage(file: string, values: Values, who: Who): Promise<Image> {
   const rw = Boolean(values.writable) && !values['writable-tmpfs'];
-  return init(file, rw, { readOnlyFallback: false });
+  return init(file, rw, { readOnlyFallback: false, ...who });
 }
 
 export const mountCommand: Command = {
   name: 'mount',
   usage:
     'imgmount mount [--driver auto|kernel|fuse] [--writable] [--writable-tmpfs] [--overlay IMAGE]... [--partition NAME | --id N]\n' +
-    '               [--userns PID] [--mntns PID] [--key-file F] [--no-kernel-squashfs] [--no-kernel-extfs] [--json] IMAGE TARGET',
+    '               [--userns PID] [--mntns PID] [--key-file F] [--no-kernel-squashfs] [--no-kernel-extfs]\n' +
+    '               [--as UID[:GID] [--allow-block-device]] [--json] IMAGE TARGET',
   summary: 'mount an image (its root, with overlays) or one partition at TARGET',
   async run(args: string[], io: CliIO): Promise<number> {
     const { values, positionals } = parse(args, mountOptions);
     if (positionals.length !== 2) throw new UsageError('mount takes IMAGE and TARGET');
     const [file, target] = positionals as [string, string];
     const opts = await common(values);
-    const image = await openImage(file, values);
+    const who = await asInitOptions(values);
+    const image = await openImage(file, values, who);
     try {
       if (values.partition !== undefined || values.id !== undefined) {
         if (values['writable-tmpfs'] || values.overlay) throw new UsageError('--writable-tmpfs and --overlay apply to the root, not to one partition');
@@ -80,7 +86,7 @@ export const mountCommand: Command = {
         await write(io.stdout, values.json ? JSON.stringify(describe(m)) + '\n' : summary(m));
         return 0;
       }
-      const r = await root(image, target, rootOptions(opts, values));
+      const r = await root(image, target, rootOptions(opts, values, who));
       await write(io.stdout, values.json ? JSON.stringify({ root: r.root, mounts: r.mounts.map(describe) }) + '\n' : r.mounts.map(summary).join(''));
       return 0;
     } finally {
@@ -89,8 +95,8 @@ export const mountCommand: Command = {
   },
 };
 
-function rootOptions(opts: MountImageOptions, values: Values): RootOptions {
-  const r: RootOptions = { ...opts, writable: Boolean(values.writable), writableTmpfs: Boolean(values['writable-tmpfs']) };
+function rootOptions(opts: MountImageOptions, values: Values, who: Who): RootOptions {
+  const r: RootOptions = { ...opts, ...who, writable: Boolean(values.writable), writableTmpfs: Boolean(values['writable-tmpfs']) };
   if (values.overlay) r.overlays = values.overlay.map((p) => ({ path: p, writable: Boolean(values.writable) && values.overlay!.length === 1 }));
   return r;
 }
@@ -110,9 +116,10 @@ export const rootCommand: Command = {
     if (values.partition !== undefined || values.id !== undefined) throw new UsageError('root mounts the root filesystem; use mount --partition for others');
     const [file, target] = positionals as [string, string];
     const opts = await common(values);
-    const image = await openImage(file, values);
+    const who = await asInitOptions(values);
+    const image = await openImage(file, values, who);
     try {
-      const r = await root(image, target, rootOptions(opts, values));
+      const r = await root(image, target, rootOptions(opts, values, who));
       await write(io.stdout, JSON.stringify(r.root) + '\n');
       return 0;
     } finally {

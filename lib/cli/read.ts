@@ -1,19 +1,21 @@
-// imgmount read IMAGE (--partition NAME | --section NAME | --index N)
+// imgmount read [--as UID[:GID] [--allow-block-device]] IMAGE (--partition NAME | --section NAME | --index N)
 
 import { pipeline } from 'node:stream/promises';
 import { init } from '../image/init';
 import { newPartitionReader, newSectionReader } from '../image/reader';
+import { asInitOptions, asOptions } from './as';
 import { parse, UsageError, type CliIO, type Command } from './usage';
 
 export const readCommand: Command = {
   name: 'read',
-  usage: 'imgmount read IMAGE (--partition NAME | --section NAME | --index N)',
+  usage: 'imgmount read [--as UID[:GID] [--allow-block-device]] IMAGE (--partition NAME | --section NAME | --index N)',
   summary: 'write the bytes of one partition (by name or index) or section to stdout',
   async run(args: string[], io: CliIO): Promise<number> {
     const { values, positionals } = parse(args, {
       partition: { type: 'string' },
       section: { type: 'string' },
       index: { type: 'string' },
+      ...asOptions,
     });
     if (positionals.length !== 1) throw new UsageError('read takes exactly one IMAGE');
     const chosen = [values.partition, values.section, values.index].filter((v) => v !== undefined);
@@ -23,7 +25,8 @@ export const readCommand: Command = {
       if (!/^\d+$/.test(values.index)) throw new UsageError(`--index takes a partition index (0, 1, ...), not "${values.index}"`);
       index = Number(values.index);
     }
-    await using image = await init(positionals[0]!);
+    const who = await asInitOptions(values);
+    await using image = await init(positionals[0]!, false, who);
     const reader =
       values.section !== undefined
         ? newSectionReader(image, values.section)

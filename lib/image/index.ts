@@ -3,6 +3,7 @@ export * from './constants';
 export type { Section, SectionJSON } from './section';
 export { Image, type ImageJSON } from './image';
 export { init, imageFormats, type InitOptions } from './init';
+export { validateCredentials, type UserCredentials } from './credentials';
 export { fromJSON, reInit, type FromJSONOptions } from './from-json';
 export { resolvePath } from './path';
 export { checkSquashfsHeader, getSquashfsComp, squashfsCompressions, type SquashfsInfo } from './squashfs';

@@ -8,7 +8,7 @@
 
 import * as fs from 'node:fs';
 import { debuglog } from 'node:util';
-import { ImgmountError, fromNodeError, invalidArgType, throwIfAborted } from '../errors';
+import { ImgmountError, fromNodeError, invalidArgType, invalidArgValue, throwIfAborted } from '../errors';
 import { preadFully } from '../io/byte-source';
 import { PROBE_SIZE, RootFsUsage } from './constants';
 import { ext3Format } from './formats/ext3';
@@ -19,7 +19,8 @@ import { squashfsFormat } from './formats/squashfs';
 import { Image } from './image';
 import { lockExt3Partitions } from './lock';
 import { closeFd } from '../io/fd';
-import { openImageFile, reopenReadWrite, type OpenedFile } from './open-file';
+import { describeCredentials, validateCredentials, type UserCredentials } from './credentials';
+import { openImageFile, openImageFileAs, reopenReadOnly, reopenReadWrite, type OpenedFile } from './open-file';
 import { resolvePath } from './path';
 import { NotThisFormat, type FormatRejection } from './probe';
 
@@ -36,6 +37,19 @@ export interface InitOptions {
    * Apptainer does this for overlay and data images.
    */
   readOnlyFallback?: boolean;
+  /**
+   * Open the image with this user's credentials, for a privileged process acting for that
+   * user: the path (and every symlink on it) is followed with the user's rights, the image
+   * must be readable by them (else ERR_IMAGE_NOT_READABLE), and with `writable` writable by
+   * them (else it is opened read-only, with a warning). No check runs as root. The image's
+   * `path` is where the opened fd leads.
+   */
+  as?: UserCredentials;
+  /**
+   * With `as`: accept a path that leads to a block device (refused by default, since the
+   * user could name any disk they may read). Without `as`, block devices are always accepted.
+   */
+  allowBlockDevice?: boolean;
 }
 
 function access(p: string, mode: number): Promise<boolean> {
@@ -84,23 +98,17 @@ async function detect(ctx: ProbeContext): Promise<DetectedImage> {
 export async function init(path: string, writable = false, options: InitOptions = {}): Promise<Image> {
   if (typeof path !== 'string') throw invalidArgType('path', 'of type string', path);
   const { signal } = options;
-  throwIfAborted(signal);
-  const resolved = await resolvePath(path);
-  if (!(await access(resolved, fs.constants.R_OK))) {
-    throw new ImgmountError('ERR_IMAGE_NOT_READABLE', `${resolved} is not readable by the current user, check permissions`, {
-      path: resolved,
-    });
-  }
-  let wantWrite = writable;
-  if (wantWrite && !(await access(resolved, fs.constants.W_OK))) {
-    debug('opening %s in read-only mode: no write permissions', resolved);
-    wantWrite = false;
+  const as = options.as === undefined ? undefined : validateCredentials(options.as, 'options.as');
+  if (options.allowBlockDevice !== undefined && typeof options.allowBlockDevice !== 'boolean') {
+    throw invalidArgType('options.allowBlockDevice', 'of type boolean', options.allowBlockDevice);
   }
   throwIfAborted(signal);
-
-  const file = await openImageFile(resolved);
+  const opened = as === undefined ? await openAsCaller(path, writable, signal) : await openAsUser(path, writable, as, options.allowBlockDevice ?? false);
+  const { file, resolved } = opened;
+  let { wantWrite } = opened;
   let fd = file.fd;
   try {
+    throwIfAborted(signal);
     const head = file.kind === 'directory' ? Buffer.alloc(0) : await readHead(file, resolved);
     throwIfAborted(signal);
     const found = await detect({ fd, kind: file.kind, size: file.size, head, path: resolved });
@@ -115,12 +123,17 @@ export async function init(path: string, writable = false, options: InitOptions 
       warnings.push(err.message);
       wantWrite = false;
     } else if (writable && !wantWrite) {
-      warnings.push(`${resolved} opened read-only: no write permission`);
+      warnings.push(`${resolved} opened read-only: no write permission` + (as ? ` for ${describeCredentials(as)}` : ''));
     }
-    if (wantWrite && file.kind !== 'directory') {
+    if (wantWrite && file.kind !== 'directory' && !file.writable) {
       const rw = await reopenReadWrite(file, resolved);
       await closeFd(fd);
       fd = rw;
+    } else if (!wantWrite && file.kind !== 'directory' && file.writable) {
+      // Opened read-write as the user, but it will not be written (squashfs): drop write access.
+      const ro = await reopenReadOnly(file, resolved);
+      await closeFd(fd);
+      fd = ro;
     }
     throwIfAborted(signal);
     await lockExt3Partitions(fd, found.partitions, wantWrite, resolved, warnings);
@@ -139,6 +152,37 @@ export async function init(path: string, writable = false, options: InitOptions 
     await closeFd(fd).catch(() => undefined);
     throw err;
   }
+}
+
+interface Opened {
+  file: OpenedFile;
+  resolved: string;
+  wantWrite: boolean;
+}
+
+/** As the calling process: resolve, check access with the real uid (as Apptainer), open. */
+async function openAsCaller(path: string, writable: boolean, signal: AbortSignal | undefined): Promise<Opened> {
+  const resolved = await resolvePath(path);
+  if (!(await access(resolved, fs.constants.R_OK))) {
+    throw new ImgmountError('ERR_IMAGE_NOT_READABLE', `${resolved} is not readable by the current user, check permissions`, {
+      path: resolved,
+    });
+  }
+  let wantWrite = writable;
+  if (wantWrite && !(await access(resolved, fs.constants.W_OK))) {
+    debug('opening %s in read-only mode: no write permissions', resolved);
+    wantWrite = false;
+  }
+  throwIfAborted(signal);
+  return { file: await openImageFile(resolved), resolved, wantWrite };
+}
+
+/** As the user `as`: one open with their credentials; no check or path resolution as root. */
+async function openAsUser(path: string, writable: boolean, as: UserCredentials, allowBlockDevice: boolean): Promise<Opened> {
+  if (path === '') throw invalidArgValue('path', path, 'must not be empty');
+  const file = await openImageFileAs(path, writable, as, allowBlockDevice);
+  if (file.readOnlyReason !== undefined) debug('opening %s in read-only mode: %s', file.path, file.readOnlyReason);
+  return { file, resolved: file.path, wantWrite: file.writable === true };
 }
 
 async function readHead(file: OpenedFile, displayPath: string): Promise<Buffer> {

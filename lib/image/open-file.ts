@@ -1,11 +1,17 @@
 // Opening an image file safely: check the file type before open (opening a device or FIFO
 // can block or have side effects), open without following a swapped-in symlink, and check
-// that what was opened is what was checked.
+// that what was opened is what was checked. With a user's credentials (`openImageFileAs`),
+// the same steps run as that user in a native child task.
 
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
+import { debuglog } from 'node:util';
 import { ImgmountError, fromNodeError } from '../errors';
 import { closeFd, fstatFd } from '../io/fd';
+import { native, type NativeOpenedAs } from '../native/binding';
+import { describeCredentials, type UserCredentials } from './credentials';
+
+const debug = debuglog('imgmount');
 
 export type FileKind = 'file' | 'directory' | 'block';
 
@@ -16,19 +22,27 @@ export interface OpenedFile {
   size: number;
   dev: number;
   ino: number;
+  /** The fd is open for writing (a directory: the user may write it). */
+  writable?: boolean;
 }
 
 function kindOf(st: fs.Stats, p: string): FileKind {
-  if (st.isFile()) return 'file';
-  if (st.isDirectory()) return 'directory';
-  if (st.isBlockDevice()) return 'block';
-  const what = st.isFIFO()
-    ? 'a FIFO'
-    : st.isSocket()
-      ? 'a socket'
-      : st.isCharacterDevice()
-        ? 'a character device'
-        : 'not a regular file';
+  return kindOfMode(st.mode, p);
+}
+
+function kindOfMode(mode: number, p: string): FileKind {
+  const type = mode & fs.constants.S_IFMT;
+  if (type === fs.constants.S_IFREG) return 'file';
+  if (type === fs.constants.S_IFDIR) return 'directory';
+  if (type === fs.constants.S_IFBLK) return 'block';
+  const what =
+    type === fs.constants.S_IFIFO
+      ? 'a FIFO'
+      : type === fs.constants.S_IFSOCK
+        ? 'a socket'
+        : type === fs.constants.S_IFCHR
+          ? 'a character device'
+          : 'not a regular file';
   throw new ImgmountError(
     'ERR_IMAGE_UNSUPPORTED_FILE_TYPE',
     `${p} is ${what}; an image must be a regular file, a block device or a directory`,
@@ -37,9 +51,9 @@ function kindOf(st: fs.Stats, p: string): FileKind {
 }
 
 /** Size of a block device from sysfs (no ioctl, no privilege needed). */
-async function blockDeviceSize(st: fs.Stats, p: string): Promise<number> {
+async function blockDeviceSize(rdev: number | bigint, p: string): Promise<number> {
   // glibc's major()/minor() split of dev_t.
-  const dev = BigInt(st.rdev);
+  const dev = BigInt(rdev);
   const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
   const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn & 0xffffffffn);
   try {
@@ -84,7 +98,7 @@ export async function openImageFile(resolvedPath: string): Promise<OpenedFile> {
       });
     }
     const kind = kindOf(fst, resolvedPath);
-    const size = kind === 'file' ? fst.size : kind === 'block' ? await blockDeviceSize(fst, resolvedPath) : 0;
+    const size = kind === 'file' ? fst.size : kind === 'block' ? await blockDeviceSize(fst.rdev, resolvedPath) : 0;
     return { fd, kind, size, dev: fst.dev, ino: fst.ino };
   } catch (err) {
     await closeFd(fd).catch(() => undefined);
@@ -96,12 +110,21 @@ export async function openImageFile(resolvedPath: string): Promise<OpenedFile> {
  * Opens the same file again read-write through /proc/self/fd (the same inode, whatever
  * happened to the path meanwhile), and checks it is the same file.
  */
-export async function reopenReadWrite(file: OpenedFile, displayPath: string): Promise<number> {
+export function reopenReadWrite(file: OpenedFile, displayPath: string): Promise<number> {
+  return reopen(file, fs.constants.O_RDWR, displayPath, 'writing');
+}
+
+/** The same, read-only: gives up the write access of a file that will not be written. */
+export function reopenReadOnly(file: OpenedFile, displayPath: string): Promise<number> {
+  return reopen(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK, displayPath, 'reading');
+}
+
+async function reopen(file: OpenedFile, flags: number, displayPath: string, what: string): Promise<number> {
   let fd: number;
   try {
-    fd = await openFd(`/proc/self/fd/${file.fd}`, fs.constants.O_RDWR);
+    fd = await openFd(`/proc/self/fd/${file.fd}`, flags);
   } catch (err) {
-    throw fromNodeError(err, `failed to open ${displayPath} for writing`);
+    throw fromNodeError(err, `failed to open ${displayPath} for ${what}`);
   }
   const st = await fstatFd(fd).catch(async (err) => {
     await closeFd(fd).catch(() => undefined);
@@ -116,3 +139,83 @@ export async function reopenReadWrite(file: OpenedFile, displayPath: string): Pr
   return fd;
 }
 
+
+export interface OpenedFileAs extends OpenedFile {
+  /** Where the fd leads, as the kernel says (`readlink /proc/self/fd/N`). */
+  path: string;
+  /** Writing was asked for but the user may not write: why the file was opened read-only. */
+  readOnlyReason?: string;
+}
+
+/** errnos that mean "this user may not": the image is not readable (or writable) by them. */
+const DENIED = ['EACCES', 'EPERM', 'EROFS'];
+/** Steps of openAs whose denial is about the file (not about switching credentials). */
+const FILE_STEPS = ['statx', 'open', 'faccessat2'];
+
+function denied(err: unknown): boolean {
+  const e = err as { code?: unknown; syscall?: unknown };
+  return typeof e?.code === 'string' && DENIED.includes(e.code) && typeof e.syscall === 'string' && FILE_STEPS.includes(e.syscall);
+}
+
+/**
+ * Opens `p` with the credentials `as` (native/credentials.cc): the path and every symlink on
+ * it are followed with that user's rights, FIFOs, sockets and character devices are refused
+ * before open, and what was opened must be what was stat'ed. With `writable`, the file is
+ * opened read-write as the user (a directory: checked writable by them); if the user may
+ * read but not write it, it is opened read-only and `readOnlyReason` says why. A block device
+ * is refused unless `allowBlockDevice`. A user who may not read it gets ERR_IMAGE_NOT_READABLE
+ * (the SystemError, EACCES or EPERM, is its `cause`).
+ */
+export async function openImageFileAs(p: string, writable: boolean, as: UserCredentials, allowBlockDevice: boolean): Promise<OpenedFileAs> {
+  const who = describeCredentials(as);
+  let opened: NativeOpenedAs;
+  let readOnlyReason: string | undefined;
+  try {
+    try {
+      opened = await native((b) => b.openAs(p, writable ? fs.constants.O_RDWR : fs.constants.O_RDONLY, as));
+    } catch (err) {
+      if (!writable || !denied(err)) throw err;
+      readOnlyReason = `no write permission for ${who} (${(err as { code: string }).code})`;
+      debug('opening %s as %s read-only: %s', p, who, (err as Error).message);
+      opened = await native((b) => b.openAs(p, fs.constants.O_RDONLY, as));
+    }
+  } catch (err) {
+    if (denied(err)) {
+      throw new ImgmountError('ERR_IMAGE_NOT_READABLE', `${p} is not readable by ${who}, check permissions`, { path: p, cause: err });
+    }
+    throw fromNodeError(err, `failed to open ${p} as ${who}`);
+  }
+  if (opened.refused === 'file-type') kindOfMode(opened.mode, p); // throws, naming the type
+  if (opened.refused !== undefined) {
+    throw new ImgmountError('ERR_IMAGE_UNSUPPORTED_FILE_TYPE', `${p} changed while it was being opened`, { path: p });
+  }
+  const fd = opened.fd;
+  try {
+    const shown = await fsp.readlink(`/proc/self/fd/${fd}`).catch(() => p);
+    const display = shown.replace(/ \(deleted\)$/, '');
+    const kind = kindOfMode(opened.mode, display);
+    if (kind === 'block' && !allowBlockDevice) {
+      throw new ImgmountError(
+        'ERR_IMAGE_UNSUPPORTED_FILE_TYPE',
+        `${p} leads to the block device ${display}: an image opened for ${who} must not be a block device, ` +
+          'since the user could name any disk they may read (pass allowBlockDevice: true to allow it)',
+        { path: display },
+      );
+    }
+    const size = kind === 'file' ? Number(opened.size) : kind === 'block' ? await blockDeviceSize(opened.rdev, display) : 0;
+    const file: OpenedFileAs = {
+      fd,
+      kind,
+      size,
+      dev: Number(opened.dev),
+      ino: Number(opened.ino),
+      writable: writable && readOnlyReason === undefined,
+      path: display,
+    };
+    if (readOnlyReason !== undefined) file.readOnlyReason = readOnlyReason;
+    return file;
+  } catch (err) {
+    await closeFd(fd).catch(() => undefined);
+    throw err;
+  }
+}

@@ -103,6 +103,30 @@ export interface NativePathInfo {
 
 export type NativeAttachMounted = Omit<NativeLoopAttached, 'fd'> & NativeMountDone & { fd: number | null };
 
+/** Whose credentials openAs uses: effective uid and gid, and the supplementary groups. */
+export interface NativeCredentials {
+  uid: number;
+  gid: number;
+  groups: readonly number[];
+}
+
+/**
+ * What openAs found (statx of the opened fd). `refused`: not opened (fd -1) because stat
+ * showed a FIFO, socket or character device ('file-type', stat fields of that file), or the
+ * path changed between stat and open ('changed').
+ */
+export interface NativeOpenedAs {
+  fd: number;
+  refused?: 'file-type' | 'changed';
+  dev: number | bigint;
+  ino: number | bigint;
+  mode: number;
+  size: number | bigint;
+  rdev: number | bigint;
+  uid: number;
+  gid: number;
+}
+
 /** The raw addon. Numbers that may exceed 2^53 come back as bigint. */
 export interface NativeBinding {
   abiVersion: number;
@@ -112,6 +136,10 @@ export interface NativeBinding {
   /** NSS lookups (getpwnam_r/getgrnam_r): the id, or null if there is no such name. */
   lookupUser(name: string): Promise<number | null>;
   lookupGroup(name: string): Promise<number | null>;
+  /** getpwuid_r + getgrouplist: the user's name, primary group and all groups, or null without a passwd entry. */
+  userInfo(uid: number, sync?: boolean): Promise<{ name: string; gid: number; groups: number[] } | null>;
+  /** Opens `path` with another user's credentials in a short-lived child task (native/credentials.cc). */
+  openAs(path: string, flags: number, credentials: NativeCredentials, sync?: boolean): Promise<NativeOpenedAs>;
   // loop devices (native/loop.cc)
   loopCtlGetFree(sync?: boolean): Promise<number>;
   loopAttach(spec: NativeLoopAttachSpec, sync?: boolean): Promise<NativeLoopAttached>;

@@ -14,6 +14,7 @@ import { debuglog } from 'node:util';
 import { ImgmountError, hasErrorCode, invalidArgValue, throwIfAborted } from '../errors';
 import { openMountRoot, pinOwnDir, pinTarget, resolveBeneath, resolveInRoot, type PinnedDir } from '../path/pinned';
 import { EXT3, OverlayUsage, SANDBOX, SQUASHFS } from '../image/constants';
+import type { UserCredentials } from '../image/credentials';
 import type { Image } from '../image/image';
 import { init } from '../image/init';
 import type { Section } from '../image/section';
@@ -55,6 +56,10 @@ export interface RootOptions extends Omit<MountImageOptions, 'partition' | 'writ
   overlays?: Array<string | { path: string; writable?: boolean }>;
   /** Data partitions of the image to mount inside the root. */
   data?: DataMount[];
+  /** Open overlay images and directories with this user's credentials (init's `as`): a user's overlay must be theirs to read (and write). */
+  as?: UserCredentials;
+  /** With `as`: accept an overlay path that leads to a block device (init's `allowBlockDevice`). */
+  allowBlockDevice?: boolean;
 }
 
 export interface MountedRoot extends AsyncDisposable {
@@ -257,7 +262,7 @@ async function mountData(image: Image, r: Root, at: PinnedDir, data: DataMount[]
   }
 }
 
-interface OverlayPlan extends Omit<MountImageOptions, 'partition' | 'writable'> {
+interface OverlayPlan extends Omit<MountImageOptions, 'partition' | 'writable'>, Pick<RootOptions, 'as' | 'allowBlockDevice'> {
   rootPart: Section;
   writable: boolean;
   writableTmpfs: boolean;
@@ -275,7 +280,7 @@ async function assembleOverlay(image: Image, target: PinnedDir, r: Root, plan: O
   // External overlays come first (top-most lower layers, or the upper layer).
   for (const [i, ov] of external.entries()) {
     const dir = await sessionSubdir(r, `overlay-${i}`);
-    const img = await init(ov.path, ov.writable);
+    const img = await init(ov.path, ov.writable, { as: plan.as, allowBlockDevice: plan.allowBlockDevice });
     r.images.push(img);
     // Used as an overlay, an image offers its overlay-capable partitions (Apptainer's usage gate).
     img.usage = OverlayUsage;
