@@ -15,6 +15,7 @@
 // O_PATH|O_NOFOLLOW step per component; IMGMOUNT_RESOLVE=walk forces it (tests use that).
 
 import * as fs from 'node:fs';
+import * as nodePath from 'node:path';
 import { ImgmountError, SystemError, invalidArgType } from '../errors';
 import { binding, native, type NativePathInfo } from '../native/binding';
 import { checkSystemTarget } from './system-targets';
@@ -127,13 +128,35 @@ async function resolveAt(dirfd: number, p: string, flags: number, resolve: numbe
   return native((b) => b.walkAt(dirfd, p, flags, walkMode));
 }
 
+const S_IFMT = 0o170000;
+const S_IFLNK = 0o120000;
+const STICKY = 0o1000;
+const PROC_FD = /^\/proc\/self\/fd\/\d+$/;
+
 /**
- * Opens the mount target the caller named: followed once as written, then checked (a
- * directory, not a system directory: ERR_UNSAFE_TARGET). The caller owns the result.
+ * Opens the mount target the caller named, then checks it (a directory, not a system
+ * directory: ERR_UNSAFE_TARGET). The caller owns the result.
+ *
+ * The directories leading to it are resolved without following a symlink anyone but root
+ * could have put there (so a parent swapped for a symlink by a user, between any two steps,
+ * leads nowhere: ERR_UNSAFE_PATH); the target itself may be a symlink, followed once, at the
+ * open. `/proc/self/fd/N` is an fd of ours and is taken as it is.
  */
 export async function pinTarget(target: string, what = 'target'): Promise<PinnedDir> {
   pathArg(what, target);
-  const info = await native((b) => b.openAt(-1, target, O_PATH | O_DIRECTORY, 0));
+  let info: NativePathInfo;
+  if (PROC_FD.test(target)) {
+    info = await native((b) => b.openAt(-1, target, O_PATH | O_DIRECTORY, 0));
+  } else {
+    const abs = nodePath.resolve(target);
+    const base = nodePath.basename(abs);
+    const parent = await openParentDirs(nodePath.dirname(abs), abs);
+    try {
+      info = base === '' ? await native((b) => b.openAt(parent.fd, '.', O_PATH | O_DIRECTORY, 0)) : await native((b) => b.openAt(parent.fd, base, O_PATH | O_DIRECTORY, 0));
+    } finally {
+      await parent.close();
+    }
+  }
   const pinned = new PinnedDir(info);
   try {
     await checkSystemTarget(pinned, target);
@@ -142,6 +165,66 @@ export async function pinTarget(target: string, what = 'target'): Promise<Pinned
     throw err;
   }
   return pinned;
+}
+
+/**
+ * The directory `dir` (absolute): openat2 with no symlinks at all (one hop); where that meets
+ * a symlink, component by component, following only symlinks owned by root in directories
+ * nobody else may write (like /var/run -> /run): those only root could have swapped.
+ */
+async function openParentDirs(dir: string, forMessage: string): Promise<PinnedDir> {
+  if (resolver() === 'openat2') {
+    try {
+      return new PinnedDir(await native((b) => b.openAt(-1, dir, O_PATH | O_DIRECTORY, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)));
+    } catch (err) {
+      if (!(err instanceof SystemError && err.code === 'ELOOP') && !isNoOpenat2(err)) throw err;
+    }
+  }
+  let cur = new PinnedDir(await native((b) => b.openAt(-1, '/', O_PATH | O_DIRECTORY, 0)));
+  const rest = dir.split('/').filter((c) => c !== '' && c !== '.');
+  const stack: PinnedDir[] = [];
+  let links = 0;
+  try {
+    while (rest.length > 0) {
+      const c = rest.shift()!;
+      if (c === '..') {
+        if (stack.length > 0) {
+          await cur.close();
+          cur = stack.pop()!;
+        }
+        continue;
+      }
+      const next = await native((b) => b.openAt(cur.fd, c, O_PATH | O_NOFOLLOW, 0));
+      if ((next.mode & S_IFMT) !== S_IFLNK) {
+        stack.push(cur);
+        cur = new PinnedDir(next);
+        if ((cur.mode & S_IFMT) !== fs.constants.S_IFDIR) throw new SystemError({ errno: 20 /* ENOTDIR */, syscall: 'openat', path: forMessage });
+        continue;
+      }
+      await new Promise<void>((resolve) => fs.close(next.fd, () => resolve()));
+      const trusted = next.uid === 0 && cur.uid === 0 && ((cur.mode & 0o022) === 0 || (cur.mode & STICKY) !== 0);
+      if (!trusted || ++links > 40)
+        throw new ImgmountError(
+          'ERR_UNSAFE_PATH',
+          `${forMessage}: ${nodePath.join(cur.path, c)} is a symbolic link that someone other than root could have put there ` +
+            `(in ${cur.path}, owner uid ${cur.uid}, mode ${(cur.mode & 0o7777).toString(8)}); give the target's real path`,
+          { path: forMessage },
+        );
+      const to = await fs.promises.readlink(`${cur.procPath}/${c}`);
+      if (to.startsWith('/')) {
+        for (const d of stack.splice(0)) await d.close();
+        await cur.close();
+        cur = new PinnedDir(await native((b) => b.openAt(-1, '/', O_PATH | O_DIRECTORY, 0)));
+      }
+      rest.unshift(...to.split('/').filter((x) => x !== '' && x !== '.'));
+    }
+    return cur;
+  } catch (err) {
+    await cur.close();
+    throw err;
+  } finally {
+    for (const d of stack) await d.close();
+  }
 }
 
 /** A second fd for the same directory (the same dentry, not what is mounted on it). */
