@@ -201,6 +201,8 @@ async function assembleOverlay(image: Image, target: string, r: Root, plan: Over
   r.sessionDir = await mkSession();
   const lowers: string[] = [];
   let upper: { upper: string; work: string } | undefined;
+  // The kernel's overlayfs refuses a FUSE upper layer (no tmpfile / RENAME_WHITEOUT there).
+  let upperOnFuse = false;
 
   // External overlays come first (top-most lower layers, or the upper layer).
   for (const [i, ov] of external.entries()) {
@@ -214,8 +216,10 @@ async function assembleOverlay(image: Image, target: string, r: Root, plan: Over
     if (!part) throw new ImgmountError('ERR_NO_PARTITION', `${img.path} has no partition usable as an overlay`, { path: img.path });
     const rw = ov.writable && !upper && (part.type === EXT3 || part.type === SANDBOX) && img.writable;
     if (ov.writable && !rw) throw new ImgmountError('ERR_READ_ONLY_FS', `overlay ${img.path} cannot be the writable layer: ${writableProblem(img, part) ?? 'another overlay already is'}`, { path: img.path });
-    const m = await mountImage(img, dir, { ...local, partition: part, writable: rw });
+    // `trusted` vouches for `image` only: an overlay image gets the default rule for its own file.
+    const m = await mountImage(img, dir, { ...local, trusted: false, partition: part, writable: rw });
     r.mounts.push(m);
+    if (rw) upperOnFuse = m.driver === 'fuse';
     if (rw) upper = await upperDirs(dir);
     else lowers.push(part.type === SQUASHFS || !(await exists(path.join(dir, 'upper'))) ? dir : path.join(dir, 'upper'));
   }
@@ -232,6 +236,7 @@ async function assembleOverlay(image: Image, target: string, r: Root, plan: Over
     const m = await mountImage(image, dir, { ...local, partition: sifOverlay, writable: true });
     r.mounts.push(m);
     upper = await upperDirs(dir);
+    upperOnFuse = m.driver === 'fuse';
   }
   const lower = path.join(r.sessionDir, 'lower');
   await fs.mkdir(lower);
@@ -243,10 +248,16 @@ async function assembleOverlay(image: Image, target: string, r: Root, plan: Over
   const flags = MS_NOSUID | MS_NODEV | (upper ? 0 : MS_RDONLY);
   const caps = await capabilities();
   const privileged = plan.privileged ?? process.geteuid?.() === 0;
-  const kernelOverlay = privileged && caps.filesystems.includes('overlay') && plan.driver !== 'fuse';
+  const kernelOverlay = privileged && caps.filesystems.includes('overlay') && plan.driver !== 'fuse' && !upperOnFuse;
   let top: MountedFilesystem;
   if (namespace) {
-    if (!kernelOverlay) throw new ImgmountError('ERR_NAMESPACE', 'an overlay root in another mount namespace needs the kernel overlayfs (and root)');
+    if (!kernelOverlay) {
+      throw new ImgmountError(
+        'ERR_NAMESPACE',
+        'an overlay root in another mount namespace needs the kernel overlayfs (and root)' +
+          (upperOnFuse ? ', which refuses an upper layer served by FUSE (fuse2fs); allowKernelExtfs: true (or trusted: true, for the image\'s own overlay partition) lets the kernel serve it' : ''),
+      );
+    }
     top = await overlayIntoNamespace(r, namespace, target, flags, opts.join(','), !upper);
   } else if (kernelOverlay) {
     await mount('overlay', target, 'overlay', flags, opts.join(','));
