@@ -25,6 +25,8 @@ const mountOptions = {
   userns: { type: 'string' },
   mntns: { type: 'string' },
   'key-file': { type: 'string' },
+  trusted: { type: 'boolean' },
+  'kernel-extfs': { type: 'boolean' },
   'no-kernel-squashfs': { type: 'boolean' },
   'no-kernel-extfs': { type: 'boolean' },
   json: { type: 'boolean' },
@@ -44,7 +46,10 @@ async function common(values: Values): Promise<MountImageOptions> {
   if (!['auto', 'kernel', 'fuse'].includes(driver)) throw new UsageError(`--driver takes auto, kernel or fuse, not "${driver}"`);
   const userns = pid('--userns', values.userns);
   const mntns = pid('--mntns', values.mntns);
+  if (values['kernel-extfs'] && values['no-kernel-extfs']) throw new UsageError('--kernel-extfs and --no-kernel-extfs contradict each other');
   const o: MountImageOptions = { driver: driver as DriverMode, persist: true };
+  if (values.trusted) o.trusted = true;
+  if (values['kernel-extfs']) o.allowKernelExtfs = true;
   if (values['no-kernel-squashfs']) o.allowKernelSquashfs = false;
   if (values['no-kernel-extfs']) o.allowKernelExtfs = false;
   if (mntns !== undefined) o.namespace = userns !== undefined ? { userns: { pid: userns }, mntns: { pid: mntns } } : { mntns: { pid: mntns } };
@@ -68,9 +73,13 @@ export const mountCommand: Command = {
   name: 'mount',
   usage:
     'imgmount mount [--driver auto|kernel|fuse] [--writable] [--writable-tmpfs] [--overlay IMAGE]... [--partition NAME | --id N]\n' +
-    '               [--userns PID] [--mntns PID] [--key-file F] [--no-kernel-squashfs] [--no-kernel-extfs]\n' +
-    '               [--as UID[:GID] [--allow-block-device]] [--json] IMAGE TARGET',
-  summary: 'mount an image (its root, with overlays) or one partition at TARGET',
+    '               [--userns PID] [--mntns PID] [--key-file F] [--trusted] [--kernel-extfs]\n' +
+    '               [--no-kernel-squashfs] [--no-kernel-extfs] [--as UID[:GID] [--allow-block-device]] [--json] IMAGE TARGET',
+  summary:
+    'mount an image (its root, with overlays) or one partition at TARGET. The kernel parses ext3 only with\n' +
+    '      --trusted (you vouch for IMAGE) or --kernel-extfs, squashfs only with --trusted or when IMAGE is writable\n' +
+    '      by root alone; FUSE parses the rest (CVE-2023-30549). --driver kernel counts as --trusted;\n' +
+    '      --no-kernel-squashfs / --no-kernel-extfs keep the kernel away whatever else is given',
   async run(args: string[], io: CliIO): Promise<number> {
     const { values, positionals } = parse(args, mountOptions);
     if (positionals.length !== 2) throw new UsageError('mount takes IMAGE and TARGET');

@@ -6,7 +6,7 @@ import { KernelDriver } from './kernel';
 export { KernelDriver, kernelMountFunc, deviceMapperAvailable } from './kernel';
 export { FuseDriver, fuseBinaries, releaseMountRecord, releaseFuseMount, type FuseDriverOptions, type FuseBinaries } from './fuse';
 export { DriverSession } from './session';
-export { chooseDriver, SQUASHFUSE_COMPRESSIONS, type DriverChoice, type DriverMode, type DriverPolicy } from './select';
+export { chooseDriver, kernelTrust, SQUASHFUSE_COMPRESSIONS, type DriverChoice, type DriverMode, type DriverPolicy, type ImageFileOwnership } from './select';
 export { kernelSquashfsCompressions } from './kernel-support';
 export { findMountRecord, saveMountRecord, removeMountRecord, stateDir, ensureStateDir, sessionsDir, type MountRecord, type HelperRecord } from './mount-record';
 export type { DriverMountParams, DriverName, MountedFilesystem } from './types';

@@ -1,14 +1,23 @@
-// Which driver mounts a partition: the kernel when this process may mount and the kernel
-// reads the filesystem and its compression, FUSE otherwise; an operator policy can keep
-// untrusted images away from the kernel's filesystem code (Apptainer's `allow setuid-mount
-// squashfs|extfs = no`). When nothing here can read a partition, the error says what it is
-// and what would read it.
+// Which driver mounts a partition: the kernel when this process may mount, the kernel reads
+// the filesystem and its compression, and the caller trusts the image enough to let the
+// kernel parse it; FUSE otherwise. When nothing here can read a partition, the error says what
+// it is and what would read it.
+//
+// Trust (attack class 7, Apptainer CVE-2023-30549): a crafted ext3 or squashfs image, or one
+// whose file a user rewrites while it is mounted, attacks the kernel's filesystem code. The
+// default follows Apptainer 1.1.8+/1.3 (`allow setuid-mount extfs = no`, `squashfs = iflimited`):
+// ext3 goes through fuse2fs unless the caller trusts the image; squashfs goes through the
+// kernel when the caller trusts the image or the image file can be written by nobody but root
+// (owner uid 0, no group or other write bit: ACL grants show in the group bits), through
+// squashfuse otherwise. `allowKernelSquashfs` / `allowKernelExtfs` override the rule per
+// filesystem (false never, true always), and `driver: 'kernel'` is the caller trusting it.
 
 import { ImgmountError } from '../errors';
 import { ENCRYPTSQUASHFS, EXT3, GOCRYPTFSSQUASHFS, RAW, SANDBOX, SQUASHFS, typeName } from '../image/constants';
 import type { Image } from '../image/image';
 import { readPartitionInfo } from '../image/partition-info';
 import type { Section } from '../image/section';
+import { fstatFd } from '../io/fd';
 import { capabilities } from '../mount/capabilities';
 import { encryptionUnsupported } from './kernel';
 import { kernelSquashfsCompressions } from './kernel-support';
@@ -17,11 +26,21 @@ import type { DriverName } from './types';
 export type DriverMode = 'auto' | DriverName;
 
 export interface DriverPolicy {
-  /** 'auto' (default) picks per partition; 'kernel' or 'fuse' insist (and fail saying why not). */
+  /**
+   * 'auto' (default) picks per partition; 'kernel' or 'fuse' insist (and fail saying why not).
+   * 'kernel' is the caller's decision to trust the image (as `trusted: true`), except where
+   * `allowKernelSquashfs`/`allowKernelExtfs` is false.
+   */
   driver?: DriverMode;
-  /** false: never let the kernel parse squashfs images (FUSE only). Default true. */
+  /**
+   * The caller vouches for this image: the kernel may parse its filesystems. Default false:
+   * ext3 goes through fuse2fs, squashfs through the kernel only when the image file can be
+   * written by nobody but root (CVE-2023-30549).
+   */
+  trusted?: boolean;
+  /** Kernel squashfs: false never (FUSE only), true always, undefined (default) by the trust rule. */
   allowKernelSquashfs?: boolean;
-  /** false: never let the kernel parse ext3 images (FUSE only). Default true. */
+  /** Kernel ext3: false never (FUSE only), true always, undefined (default) only when trusted. */
   allowKernelExtfs?: boolean;
   /** Whether this process may mount (default: effective uid 0). */
   privileged?: boolean;
@@ -47,6 +66,49 @@ export interface DriverChoice {
 interface Ability {
   ok: boolean;
   why: string;
+  /** Set when the kernel could but may not: the image is not trusted (the default rule). */
+  untrusted?: { cause: string; hint: string };
+}
+
+/** What the trust rule looks at of the image's open file (fstat of `image.fd`). */
+export interface ImageFileOwnership {
+  uid: number;
+  gid: number;
+  mode: number;
+}
+
+/**
+ * The trust rule alone: whether policy lets the kernel parse `fs` of an image whose open file
+ * has `file`'s owner and mode (before asking whether the kernel can), and why.
+ */
+export function kernelTrust(fs: 'squashfs' | 'ext3', policy: DriverPolicy, file: ImageFileOwnership): Ability {
+  const option = fs === 'squashfs' ? 'allowKernelSquashfs' : 'allowKernelExtfs';
+  const allow = policy[option];
+  if (allow === false) return { ok: false, why: `policy forbids kernel mounts of ${fs} images (${option}: false)` };
+  if (allow === true) return { ok: true, why: `${option}: true` };
+  if (policy.trusted === true) return { ok: true, why: 'the caller trusts the image' };
+  if (policy.driver === 'kernel') return { ok: true, why: "driver 'kernel' asked: the caller trusts the image" };
+  if (fs === 'ext3') {
+    return untrusted('the image is not marked trusted', 'pass trusted: true or allowKernelExtfs: true to let the kernel');
+  }
+  const writers: string[] = [];
+  if (file.uid !== 0) writers.push(`uid ${file.uid}`);
+  if (file.mode & 0o020) writers.push(`group ${file.gid}`);
+  if (file.mode & 0o002) writers.push('everyone');
+  if (writers.length === 0) return { ok: true, why: 'the image file is owned by root and writable by no one else' };
+  const mode = (file.mode & 0o7777).toString(8).padStart(4, '0');
+  return untrusted(`the image file is writable by ${writers.join(' and ')} (owner ${file.uid}, mode ${mode})`, 'pass trusted: true to let the kernel');
+}
+
+function untrusted(cause: string, hint: string): Ability {
+  return { ok: false, why: `${cause}, so the kernel may not parse it (CVE-2023-30549); ${hint}`, untrusted: { cause, hint } };
+}
+
+/** Whether this process may mount and policy lets the kernel parse `fs` of `image`. */
+async function kernelPermission(image: Image, fs: 'squashfs' | 'ext3', policy: DriverPolicy, privileged: boolean): Promise<Ability> {
+  if (!privileged) return { ok: false, why: 'mounting needs root (CAP_SYS_ADMIN)' };
+  // The open file, not the path: what the loop device is bound to and the helpers read.
+  return kernelTrust(fs, policy, await fstatFd(image.fd));
 }
 
 const notNeeded: Ability = { ok: false, why: 'not considered (the kernel driver was chosen)' };
@@ -84,8 +146,8 @@ export async function chooseDriver(image: Image, partition: Section, policy: Dri
     const comp = info.compression;
     const kernelComps = policy.kernelSquashfsCompressions ?? (await kernelSquashfsCompressions()).compressions;
     const fuseComps = policy.fuseSquashfsCompressions ?? SQUASHFUSE_COMPRESSIONS;
-    if (!privileged) kernel = { ok: false, why: 'mounting needs root (CAP_SYS_ADMIN)' };
-    else if (policy.allowKernelSquashfs === false) kernel = { ok: false, why: 'policy forbids kernel mounts of squashfs images' };
+    const permission = await kernelPermission(image, 'squashfs', policy, privileged);
+    if (!permission.ok) kernel = permission;
     else if (!caps.filesystems.includes('squashfs')) kernel = { ok: false, why: 'the kernel has no squashfs' };
     else if (!kernelComps.includes(comp)) kernel = { ok: false, why: `the kernel's squashfs cannot decompress ${comp} (it reads ${kernelComps.join(', ')})` };
     else if (Math.floor(partition.size / 512) * 512 < info.bytesUsed) {
@@ -93,7 +155,7 @@ export async function chooseDriver(image: Image, partition: Section, policy: Dri
       // sector (mksquashfs -nopad) loses its tail there.
       kernel = { ok: false, why: `the filesystem ends in a partial sector (${info.bytesUsed} bytes used) and a loop device shows whole 512-byte sectors only` };
     }
-    else kernel = { ok: true, why: `the kernel reads ${comp} squashfs` };
+    else kernel = { ok: true, why: `the kernel reads ${comp} squashfs (${permission.why})` };
     fuse = mode === 'kernel' || (mode === 'auto' && kernel.ok) ? notNeeded : fuseOk((await bins()).squashfuse, 'squashfuse');
     if (fuse.ok && !fuseComps.includes(comp)) fuse = { ok: false, why: `squashfuse cannot decompress ${comp} (it reads ${fuseComps.join(', ')})` };
     if (mode === 'auto' && !kernel.ok && !fuse.ok && comp === 'lzma') {
@@ -106,10 +168,10 @@ export async function chooseDriver(image: Image, partition: Section, policy: Dri
     }
   } else if (partition.type === EXT3) {
     filesystem = 'ext3';
-    if (!privileged) kernel = { ok: false, why: 'mounting needs root (CAP_SYS_ADMIN)' };
-    else if (policy.allowKernelExtfs === false) kernel = { ok: false, why: 'policy forbids kernel mounts of ext3 images' };
+    const permission = await kernelPermission(image, 'ext3', policy, privileged);
+    if (!permission.ok) kernel = permission;
     else if (!caps.filesystems.includes('ext3') && !caps.filesystems.includes('ext4')) kernel = { ok: false, why: 'the kernel has no ext3/ext4' };
-    else kernel = { ok: true, why: 'the kernel reads ext3' };
+    else kernel = { ok: true, why: `the kernel reads ext3 (${permission.why})` };
     fuse = mode === 'kernel' || (mode === 'auto' && kernel.ok) ? notNeeded : fuseOk((await bins()).fuse2fs, 'fuse2fs');
   } else {
     throw new ImgmountError('ERR_MOUNT_UNSUPPORTED_FS', `cannot mount a partition of type ${typeName(partition.type)}`);
@@ -125,6 +187,10 @@ export async function chooseDriver(image: Image, partition: Section, policy: Dri
     throw noDriver(image, partition, filesystem, 'fuse', fuse.why);
   }
   if (kernel.ok) return pick('kernel', kernel);
+  if (fuse.ok && kernel.untrusted) {
+    const { cause, hint } = kernel.untrusted;
+    return pick('fuse', { ok: true, why: `${cause}, so ${fuse.why} parses it (CVE-2023-30549); ${hint}` });
+  }
   if (fuse.ok) return pick('fuse', { ok: true, why: `${fuse.why}, since ${kernel.why}` });
   throw noDriver(image, partition, filesystem, 'any', `kernel: ${kernel.why}; FUSE: ${fuse.why}`);
 }

@@ -1,6 +1,8 @@
 // The image model's constants, with Apptainer's numeric values so that Image JSON and
 // partition types interoperate with pkg/image.
 
+import { DESCRIPTOR_SIZE, HEADER_SIZE as SIF_HEADER_SIZE, MAX_DESCRIPTORS } from '../sif/constants';
+
 /** Image and partition types (Apptainer: iota + 0x1000). */
 export const SQUASHFS = 0x1000;
 export const EXT3 = 0x1001;
@@ -53,6 +55,22 @@ export const NO_FD = 2 ** 64 - 1;
  * enough for a 2 KiB launch header followed by an ext superblock.
  */
 export const PROBE_SIZE = 4096;
+
+/**
+ * Bytes read at the start of a SIF partition to check its filesystem: an ext superblock sits
+ * at 1024 and is 1024 bytes long; a squashfs one is 96 bytes at 0.
+ */
+export const PARTITION_PROBE_SIZE = 2048;
+
+/**
+ * The most detection (`init`) reads from any file, whatever its headers claim: the first
+ * PROBE_SIZE bytes, then for a SIF the 128-byte header, a descriptor table of at most
+ * MAX_DESCRIPTORS × 585 bytes and one PARTITION_PROBE_SIZE read per partition it lists
+ * (2,700,416 bytes, 2.6 MiB, in at most 3 + 1024 reads). Bare squashfs and ext3 images are
+ * checked within the first PROBE_SIZE bytes.
+ */
+export const MAX_DETECTION_READ =
+  PROBE_SIZE + SIF_HEADER_SIZE + MAX_DESCRIPTORS * (DESCRIPTOR_SIZE + PARTITION_PROBE_SIZE);
 
 const typeNames: Record<number, string> = {
   [SQUASHFS]: 'squashfs',

@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import { debuglog } from 'node:util';
 import { ImgmountError, fromNodeError, invalidArgType, invalidArgValue, throwIfAborted } from '../errors';
-import { preadFully } from '../io/byte-source';
+import { fdSource, type ByteSource } from '../io/byte-source';
 import { PROBE_SIZE, RootFsUsage } from './constants';
 import { ext3Format } from './formats/ext3';
 import type { DetectedImage, ImageFormat, ProbeContext } from './formats/format';
@@ -28,6 +28,15 @@ const debug = debuglog('imgmount');
 
 /** Formats in the order Apptainer tries them. */
 export const imageFormats: readonly ImageFormat[] = [sandboxFormat, sifFormat, squashfsFormat, ext3Format];
+
+/**
+ * Seam for tests of the detection bound (MAX_DETECTION_READ): wraps the ByteSource every
+ * detection read goes through, so a test can count what a hostile header makes init() read.
+ */
+export interface DetectionTestHooks {
+  wrapSource?: (source: ByteSource) => ByteSource;
+}
+export const detectionTestHooks: DetectionTestHooks = {};
 
 export interface InitOptions {
   signal?: AbortSignal;
@@ -109,9 +118,11 @@ export async function init(path: string, writable = false, options: InitOptions 
   let fd = file.fd;
   try {
     throwIfAborted(signal);
-    const head = file.kind === 'directory' ? Buffer.alloc(0) : await readHead(file, resolved);
+    const plain = fdSource(fd, file.size);
+    const source = detectionTestHooks.wrapSource?.(plain) ?? plain;
+    const head = file.kind === 'directory' ? Buffer.alloc(0) : await readHead(source, resolved);
     throwIfAborted(signal);
-    const found = await detect({ fd, kind: file.kind, size: file.size, head, path: resolved });
+    const found = await detect({ fd, kind: file.kind, size: file.size, head, source, path: resolved });
     const warnings = [...found.warnings];
     if (writable && !found.writable) {
       const err = new ImgmountError(
@@ -185,9 +196,9 @@ async function openAsUser(path: string, writable: boolean, as: UserCredentials, 
   return { file, resolved: file.path, wantWrite: file.writable === true };
 }
 
-async function readHead(file: OpenedFile, displayPath: string): Promise<Buffer> {
+async function readHead(source: ByteSource, displayPath: string): Promise<Buffer> {
   try {
-    return await preadFully(file.fd, 0, Math.min(PROBE_SIZE, file.size));
+    return await source.read(0, Math.min(PROBE_SIZE, source.size));
   } catch (err) {
     throw fromNodeError(err, `can't read the start of ${displayPath}`);
   }

@@ -288,7 +288,8 @@ async function assembleOverlay(image: Image, target: PinnedDir, r: Root, plan: O
     if (!part) throw new ImgmountError('ERR_NO_PARTITION', `${img.path} has no partition usable as an overlay`, { path: img.path });
     const rw = ov.writable && !upper && (part.type === EXT3 || part.type === SANDBOX) && img.writable;
     if (ov.writable && !rw) throw new ImgmountError('ERR_READ_ONLY_FS', `overlay ${img.path} cannot be the writable layer: ${writableProblem(img, part) ?? 'another overlay already is'}`, { path: img.path });
-    const m = await mountImage(img, dir, { ...local, partition: part, writable: rw });
+    // `trusted` vouches for `image` only: an overlay image gets the default rule for its own file.
+    const m = await mountImage(img, dir, { ...local, trusted: false, partition: part, writable: rw });
     r.mounts.push(m);
     if (part.type === SQUASHFS) {
       lowers.push(dir);

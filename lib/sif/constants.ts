@@ -11,10 +11,15 @@ export const DEFAULT_DESCRIPTORS_OFFSET = 4096;
 /** Descriptor slots a new image gets unless told otherwise. */
 export const DEFAULT_DESCRIPTOR_CAPACITY = 48;
 /**
- * Largest descriptor count loadSif accepts (and createSif creates). Real images have 48; the cap
- * keeps a hostile header from making us allocate or loop over billions of slots.
+ * Largest descriptor count loadSif accepts (and createSif creates): 1024 slots, a 599,040-byte
+ * (585 KiB) table. Real images have 48, the Go library's default capacity (Apptainer and
+ * SingularityCE builds, siftool); OCI-SIFs are created with one slot per OCI blob plus a few
+ * spare, so even an image at Docker's 127-layer limit needs well under 200. The cap is what
+ * bounds detection: the table is read in one piece and every partition it lists gets a header
+ * read, so a hostile header claiming 2^20 slots (a 613 MB read on a sparse file) is refused
+ * before anything is read or allocated for it.
  */
-export const MAX_DESCRIPTORS = 2 ** 20;
+export const MAX_DESCRIPTORS = 1024;
 /** Go's zero time.Time in Unix seconds: the "unset" marker of deterministic images. */
 export const GO_ZERO_TIME = -62135596800;
 

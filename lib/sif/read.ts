@@ -104,13 +104,14 @@ export async function loadSifTable(source: ByteSource, options: LoadSifOptions =
   const descSize = Number(rh.descriptorsSize);
   const dataOffset = Number(rh.dataOffset);
   const dataSize = Number(rh.dataSize);
-  // Cap before any size arithmetic or allocation depends on the count.
+  // Cap before any size arithmetic, read or allocation depends on the count: this is what
+  // bounds the table read below (and the partition header reads of detection) for any file.
   if (total > MAX_DESCRIPTORS) {
     throw fail(
       'ERR_SIF_INVALID',
       `header descriptorsTotal (byte offset ${H.descriptorsTotal}) is ${total}, ` +
-        `above the supported maximum of ${MAX_DESCRIPTORS}`,
-      { field: 'descriptorsTotal', value: total },
+        `above the limit of ${MAX_DESCRIPTORS} descriptors (real images have 48)`,
+      { field: 'descriptorsTotal', offset: H.descriptorsTotal, value: total, limit: MAX_DESCRIPTORS },
     );
   }
   if (free > total) {

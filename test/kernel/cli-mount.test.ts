@@ -10,6 +10,7 @@ import { fixture } from '../support/fixtures';
 import { mountDir } from '../support/images';
 import { eventually, requireKernel } from '../support/kernel';
 import { boundLoops, registerMountPoint } from '../support/leaks';
+import { testTmp } from '../support/hooks';
 import { repoRoot } from '../support/paths';
 
 const bin = path.join(repoRoot, 'bin', 'imgmount.js');
@@ -76,6 +77,30 @@ describe('kernel: imgmount mount | umount | root', function () {
     expect(r.status, r.stderr).to.equal(0);
     expect(r.stdout).to.match(/: ext3, read-only, kernel driver/);
     expect(imgmount('umount', dir).status).to.equal(0);
+  });
+
+  it('--trusted and --kernel-extfs reach the parser policy (ext3 by fuse2fs and an untrusted squashfs by squashfuse otherwise)', async () => {
+    const dir = registerMountPoint(mountDir('cli-policy'));
+    const mountOnce = async (args: string[], expected: RegExp) => {
+      const r = imgmount('mount', ...args, dir);
+      expect(r.status, r.stderr).to.equal(0);
+      expect(r.stdout, args.join(' ')).to.match(expected);
+      expect(imgmount('umount', dir).status).to.equal(0);
+      expect(await mountsUnder(dir)).to.deep.equal([]);
+    };
+    const sif = fixture('sif-data.sif');
+    await mountOnce(['--partition', 'scratch', sif], /: \S+, read-only, fuse driver served by fuse2fs\[\d+\]\n$/);
+    await mountOnce(['--kernel-extfs', '--partition', 'scratch', sif], /: ext3, read-only, kernel driver via \/dev\/loop\d+\n$/);
+    await mountOnce(['--trusted', '--partition', 'scratch', sif], /: ext3, read-only, kernel driver via \/dev\/loop\d+\n$/);
+    const notRoots = path.join(testTmp, 'cli-policy-nobody.sqfs');
+    fs.copyFileSync(fixture('sq-gzip.sqfs'), notRoots);
+    fs.chownSync(notRoots, 65534, 65534);
+    await mountOnce([notRoots], /: fuse\.squashfuse\S*, read-only, fuse driver served by squashfuse/);
+    await mountOnce(['--trusted', notRoots], /: squashfs, read-only, kernel driver via \/dev\/loop\d+\n$/);
+    const refused = imgmount('mount', '--trusted', '--no-kernel-squashfs', '--driver', 'kernel', notRoots, dir);
+    expect(refused.status).to.equal(1);
+    expect(refused.stderr).to.match(/^imgmount: no kernel driver can mount squashfs .*\(allowKernelSquashfs: false\)\n$/);
+    await eventually(() => !boundLoops().some((l) => l.backingFile === notRoots), 3000, 'the loop devices to go');
   });
 
   it('errors are one line on stderr and leave nothing mounted', async () => {

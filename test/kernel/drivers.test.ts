@@ -1,11 +1,13 @@
 // Driver selection and every image format by each driver that supports it, through the
 // public entry points (mountImage, root, Image.root) rather than the drivers directly.
 import { expect } from 'chai';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ImgmountError, RootFs, init, type Image } from '../../lib';
 import { findMountRecord } from '../../lib/drivers/mount-record';
 import { chooseDriver } from '../../lib/drivers/select';
+import { attachLoop } from '../../lib/loop';
 import { capabilities, findMounts, readMountInfo } from '../../lib/mount';
 import { mountImage, releaseMount, root } from '../../lib/root';
 import { fixture } from '../support/fixtures';
@@ -44,9 +46,9 @@ describe('kernel: automatic driver selection', function () {
     expect(c.reason).to.match(/whole 512-byte sectors/);
   });
 
-  it('as root the kernel mounts what it can read', async () => {
+  it('as root the kernel mounts what it can read and may parse (a root-only squashfs file; ext3 the caller trusts)', async () => {
     expect(await choice('sq-zstd.sqfs')).to.deep.include({ driver: 'kernel', filesystem: 'squashfs' });
-    expect(await choice('ext3.img')).to.deep.include({ driver: 'kernel', filesystem: 'ext3' });
+    expect(await choice('ext3.img', { trusted: true })).to.deep.include({ driver: 'kernel', filesystem: 'ext3' });
   });
 
   it('without privilege FUSE mounts where /dev/fuse is open to users, and the reason says why', async () => {
@@ -67,10 +69,10 @@ describe('kernel: automatic driver selection', function () {
 
   it('the operator policy keeps untrusted images away from the kernel (allow setuid-mount = no)', async () => {
     expect((await choice('sq-gzip.sqfs', { allowKernelSquashfs: false })).driver).to.equal('fuse');
-    expect((await choice('ext3.img', { allowKernelExtfs: false })).driver).to.equal('fuse');
+    expect((await choice('ext3.img', { allowKernelExtfs: false, trusted: true })).driver).to.equal('fuse');
     const forced = await errorOf(choice('sq-gzip.sqfs', { allowKernelSquashfs: false, driver: 'kernel' }));
     expect(forced.code).to.equal('ERR_NO_DRIVER');
-    expect(forced.message).to.match(/policy forbids kernel mounts of squashfs images/);
+    expect(forced.message).to.match(/^no kernel driver can mount squashfs partition .*: policy forbids kernel mounts of squashfs images \(allowKernelSquashfs: false\)$/);
   });
 
   it('legacy lzma: the error names the compression and what would read it', async () => {
@@ -85,6 +87,119 @@ describe('kernel: automatic driver selection', function () {
     expect(luks.code).to.equal('ERR_ENCRYPTION_UNSUPPORTED');
     expect(luks.message).to.match(/device-mapper/);
     expect((await errorOf(choice('sif-raw.sif'))).code).to.equal('ERR_MOUNT_UNSUPPORTED_FS');
+  });
+});
+
+describe('kernel: which parser reads an image (CVE-2023-30549)', function () {
+  before(function () {
+    requireKernel(this);
+  });
+
+  /** A copy of a fixture that this test may chown and chmod. */
+  function copy(name: string): string {
+    const to = path.join(testTmp, `policy-${Math.random().toString(36).slice(2, 8)}-${name}`);
+    fs.copyFileSync(fixture(name), to);
+    return to;
+  }
+
+  it('ext3 goes to fuse2fs by default; allowKernelExtfs, trusted or driver kernel let the kernel', async () => {
+    const c = await choice('ext3.img');
+    expect(c).to.deep.include({ driver: 'fuse', filesystem: 'ext3' });
+    expect(c.reason).to.match(/^the image is not marked trusted, so \S*fuse2fs \(FUSE\) parses it \(CVE-2023-30549\); pass trusted: true or allowKernelExtfs: true to let the kernel$/);
+    expect(await choice('ext3.img', { allowKernelExtfs: true })).to.deep.include({ driver: 'kernel', reason: 'the kernel reads ext3 (allowKernelExtfs: true)' });
+    expect(await choice('ext3.img', { trusted: true })).to.deep.include({ driver: 'kernel', reason: 'the kernel reads ext3 (the caller trusts the image)' });
+    expect((await choice('ext3.img', { driver: 'kernel' })).driver).to.equal('kernel');
+    expect((await choice('sif-ext3-root.sif')).driver).to.equal('fuse');
+  });
+
+  it('squashfs: the kernel for a root-owned 0644 file; chowned to 65534 or chmod 0666, squashfuse unless trusted (read from the open fd)', async () => {
+    const file = copy('sq-gzip.sqfs');
+    fs.chownSync(file, 0, 0);
+    fs.chmodSync(file, 0o644);
+    await using img = await init(file);
+    const part = img.getRootFsPartition();
+    const pick = (policy: Parameters<typeof chooseDriver>[2] = {}) => chooseDriver(img, part, policy);
+    expect(await pick()).to.deep.include({ driver: 'kernel', reason: 'the kernel reads gzip squashfs (the image file is owned by root and writable by no one else)' });
+
+    fs.chownSync(file, 65534, 65534); // the fd's inode: what was opened is what is judged
+    const nobody = await pick();
+    expect(nobody.driver).to.equal('fuse');
+    expect(nobody.reason).to.match(/^the image file is writable by uid 65534 \(owner 65534, mode 0644\), so \S*squashfuse\S* \(FUSE\) parses it \(CVE-2023-30549\); pass trusted: true to let the kernel$/);
+    expect((await pick({ trusted: true })).driver).to.equal('kernel');
+    expect((await pick({ allowKernelSquashfs: true })).driver).to.equal('kernel');
+
+    fs.chownSync(file, 0, 0);
+    fs.chmodSync(file, 0o666);
+    const open = await pick();
+    expect(open.driver).to.equal('fuse');
+    expect(open.reason).to.match(/^the image file is writable by group 0 and everyone \(owner 0, mode 0666\)/);
+    expect((await pick({ trusted: true })).driver).to.equal('kernel');
+    fs.chmodSync(file, 0o644);
+    expect((await pick()).driver).to.equal('kernel');
+  });
+
+  it('a block device writable by group disk (root:disk 0660, as udev makes them) is not trusted', async () => {
+    const dev = await attachLoop(copy('sq-gzip.sqfs'), { readOnly: true });
+    try {
+      // Our own node for the device (this machine's /dev may have no udev rules): root:disk 0660.
+      const rdev = fs.statSync(dev.path).rdev;
+      const node = path.join(testTmp, `policy-blk-${path.basename(dev.path)}`);
+      execFileSync('mknod', ['-m', '0660', node, 'b', String(Math.floor(rdev / 256) & 0xfff), String((rdev & 0xff) | ((rdev >> 12) & ~0xff))]);
+      fs.chownSync(node, 0, 6);
+      try {
+        await using img = await init(node);
+        const c = await chooseDriver(img, img.getRootFsPartition());
+        expect(c.driver).to.equal('fuse');
+        expect(c.reason).to.match(/^the image file is writable by group 6 \(owner 0, mode 0660\), so \S*squashfuse/);
+        expect((await chooseDriver(img, img.getRootFsPartition(), { trusted: true })).driver).to.equal('kernel');
+        fs.chmodSync(node, 0o640);
+        expect((await chooseDriver(img, img.getRootFsPartition())).driver).to.equal('kernel');
+      } finally {
+        fs.rmSync(node);
+      }
+    } finally {
+      await dev.close();
+    }
+  });
+
+  it('mounting for real: an untrusted squashfs by squashfuse, with driver kernel by the kernel; allowKernelSquashfs: false + driver kernel is ERR_NO_DRIVER', async () => {
+    const file = copy('sq-gzip.sqfs');
+    fs.chownSync(file, 65534, 65534);
+    await using img = await init(file);
+    const dir = registerMountPoint(mountDir('policy-squashfs'));
+    {
+      await using m = await mountImage(img, dir);
+      expect(m.driver).to.equal('fuse');
+      expect((await entry(dir))!.fstype).to.match(/^fuse\.squashfuse/);
+      expect(fs.existsSync(path.join(dir, 'etc/hello.txt'))).to.equal(true);
+    }
+    for (const policy of [{ driver: 'kernel' as const }, { trusted: true }]) {
+      await using m = await mountImage(img, dir, policy);
+      expect(m.driver).to.equal('kernel');
+      expect((await entry(dir))!.fstype).to.equal('squashfs');
+    }
+    const refused = await errorOf(mountImage(img, dir, { driver: 'kernel', allowKernelSquashfs: false }));
+    expect(refused.code).to.equal('ERR_NO_DRIVER');
+    expect(refused.message).to.match(/policy forbids kernel mounts of squashfs images \(allowKernelSquashfs: false\)/);
+    expect(await entry(dir)).to.equal(undefined);
+  });
+
+  it('mounting for real: an ext3 partition by fuse2fs by default, by the kernel with allowKernelExtfs or trusted', async () => {
+    await using img = await init(fixture('sif-data.sif'));
+    const part = img.getDataPartitions().find((p) => p.name === 'scratch')!;
+    const dir = registerMountPoint(mountDir('policy-ext3'));
+    {
+      await using m = await mountImage(img, dir, { partition: part });
+      expect(m.driver).to.equal('fuse');
+      expect(m.helpers.map((h) => h.program)).to.deep.equal(['fuse2fs']);
+      expect((await entry(dir))!.fstype).to.match(/^fuse/);
+    }
+    for (const policy of [{ allowKernelExtfs: true }, { trusted: true }]) {
+      await using m = await mountImage(img, dir, { partition: part, ...policy });
+      expect(m.driver).to.equal('kernel');
+      expect((await entry(dir))!.fstype).to.equal('ext3');
+    }
+    expect(await entry(dir)).to.equal(undefined);
   });
 });
 

@@ -203,6 +203,74 @@ describe('kernel: mountImage and root() with the kernel driver', function () {
   });
 });
 
+describe('kernel: writable ext3 overlays under the default policy (fuse2fs upper layer, fuse-overlayfs top)', function () {
+  before(function () {
+    requireKernel(this);
+  });
+
+  it("the SIF's own ext3 overlay partition: writable root, the write lands in the partition, a remount shows it", async () => {
+    const sif = copyFixture('sif-overlay.sif');
+    const dir = registerMountPoint(mountDir('policy-sif-overlay'));
+    {
+      await using img = await init(sif, true);
+      await using r = await root(img, dir, { writable: true });
+      expect(r.root.readonly).to.equal(false);
+      expect(r.mounts.map((m) => `${m.driver}:${m.helpers.map((h) => h.program).join(',') || m.fstype}`)).to.deep.equal(['fuse:fuse2fs', 'kernel:squashfs', 'fuse:fuse-overlayfs']);
+      expect((await mountAt(dir))!.fstype).to.equal('fuse.fuse-overlayfs');
+      fs.writeFileSync(path.join(dir, 'etc/policy.txt'), 'through fuse2fs\n');
+      expect(fs.readFileSync(path.join(dir, 'etc/hello.txt'), 'utf8')).to.equal('hello from imgmount\n');
+    }
+    expect(await mountAt(dir)).to.equal(undefined);
+    {
+      // In the overlay partition itself (read here by fuse2fs, read-only):
+      await using img = await init(sif);
+      const part = img.getOverlayPartitions()[0]!;
+      await using m = await mountImage(img, dir, { partition: part });
+      expect(m.driver).to.equal('fuse');
+      expect(fs.readFileSync(path.join(dir, 'upper/etc/policy.txt'), 'utf8')).to.equal('through fuse2fs\n');
+    }
+    await using rw = await init(sif, true);
+    await using r2 = await root(rw, dir, { writable: true });
+    expect(r2.root.readonly).to.equal(false);
+    expect(fs.readFileSync(path.join(dir, 'etc/policy.txt'), 'utf8')).to.equal('through fuse2fs\n');
+  });
+
+  it('an external ext3 overlay image as upper layer: writable root, the write lands in the image, a remount shows it', async () => {
+    const ov = copyFixture('ext3-empty.img');
+    await using img = await init(fixture('sif-basic.sif'));
+    const dir = registerMountPoint(mountDir('policy-ext-overlay'));
+    {
+      await using r = await root(img, dir, { overlays: [{ path: ov, writable: true }] });
+      expect(r.root.readonly).to.equal(false);
+      expect(r.mounts.map((m) => m.driver)).to.deep.equal(['fuse', 'kernel', 'fuse']);
+      expect((await mountAt(dir))!.fstype).to.equal('fuse.fuse-overlayfs');
+      fs.writeFileSync(path.join(dir, 'upper.txt'), 'in the overlay image\n');
+    }
+    {
+      await using ovImg = await init(ov);
+      await using m = await mountImage(ovImg, dir, { allowKernelExtfs: true });
+      expect(m.driver).to.equal('kernel');
+      expect(fs.readFileSync(path.join(dir, 'upper/upper.txt'), 'utf8')).to.equal('in the overlay image\n');
+    }
+    await using r = await root(img, dir, { overlays: [ov] });
+    expect(r.root.readonly).to.equal(true);
+    expect(fs.readFileSync(path.join(dir, 'upper.txt'), 'utf8')).to.equal('in the overlay image\n');
+  });
+
+  it('trusted does not carry over to overlay images; allowKernelExtfs gives a kernel overlayfs over a kernel ext3 upper', async () => {
+    const ov = copyFixture('ext3-empty.img');
+    await using img = await init(fixture('sif-basic.sif'));
+    const dir = registerMountPoint(mountDir('policy-ovl-trust'));
+    {
+      await using r = await root(img, dir, { trusted: true, overlays: [{ path: ov, writable: true }] });
+      expect(r.mounts.map((m) => m.driver)).to.deep.equal(['fuse', 'kernel', 'fuse']);
+    }
+    await using r = await root(img, dir, { allowKernelExtfs: true, overlays: [{ path: ov, writable: true }] });
+    expect(r.mounts.map((m) => `${m.driver}:${m.fstype}`)).to.deep.equal(['kernel:ext3', 'kernel:squashfs', 'kernel:overlay']);
+    fs.writeFileSync(path.join(dir, 'kernel.txt'), 'x');
+  });
+});
+
 describe('kernel: roots in other namespaces', function () {
   before(function () {
     requireKernel(this);

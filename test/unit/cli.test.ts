@@ -80,4 +80,13 @@ describe('imgmount CLI', () => {
     expect(imgmount().status).to.equal(2);
     expect(imgmount('--help').status).to.equal(0);
   });
+
+  it('mount --kernel-extfs with --no-kernel-extfs is a usage mistake; the help names the parser options', () => {
+    const r = imgmount('mount', '--kernel-extfs', '--no-kernel-extfs', fixture('ext3.img'), '/nonexistent-target');
+    expect(r.status).to.equal(2);
+    expect(r.stderr).to.match(/^imgmount: --kernel-extfs and --no-kernel-extfs contradict each other\nusage: imgmount mount/);
+    const help = imgmount('mount', '--help').text;
+    expect(help).to.match(/\[--trusted\] \[--kernel-extfs\]/);
+    expect(help).to.match(/CVE-2023-30549/);
+  });
 });

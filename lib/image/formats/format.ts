@@ -1,5 +1,6 @@
 // What a format probe gets and what it returns.
 
+import type { ByteSource } from '../../io/byte-source';
 import type { ImageType, Usage } from '../constants';
 import type { FileKind } from '../open-file';
 import type { Section } from '../section';
@@ -12,6 +13,11 @@ export interface ProbeContext {
   size: number;
   /** The first bytes of the file (up to PROBE_SIZE; fewer for small files). */
   head: Buffer;
+  /**
+   * Every read beyond `head` goes through this (positional reads on `fd`), so what detection
+   * reads can be counted; see MAX_DETECTION_READ for the bound.
+   */
+  source: ByteSource;
   /** Resolved path, for messages. */
   path: string;
 }

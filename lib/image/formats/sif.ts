@@ -7,7 +7,6 @@
 // being dropped silently.
 
 import { ImgmountError } from '../../errors';
-import { fdSource, preadFully } from '../../io/byte-source';
 import {
   DataPartition,
   FsEncryptedSquashfs,
@@ -27,6 +26,7 @@ import { archRunnable, hostArch } from '../arch';
 import {
   DataUsage,
   ENCRYPTSQUASHFS,
+  PARTITION_PROBE_SIZE,
   EXT3,
   GOCRYPTFSSQUASHFS,
   OverlayUsage,
@@ -44,8 +44,6 @@ import { checkSquashfsHeader } from '../squashfs';
 import type { DetectedImage, ImageFormat, ProbeContext } from './format';
 
 const MAGIC_OFFSET = 32;
-/** Bytes read at a partition's start to check its filesystem header. */
-const PARTITION_PROBE = 4096;
 
 /** Checks the filesystem a SIF partition claims to hold and returns its image type. */
 async function partitionType(ctx: ProbeContext, d: SifDescriptor): Promise<ImageType> {
@@ -53,7 +51,7 @@ async function partitionType(ctx: ProbeContext, d: SifDescriptor): Promise<Image
   switch (fsType) {
     case FsSquash:
     case FsExt3: {
-      const head = await preadFully(ctx.fd, d.offset, Math.min(PARTITION_PROBE, d.size));
+      const head = await ctx.source.read(d.offset, Math.min(PARTITION_PROBE_SIZE, d.size));
       const fsName = fsType === FsSquash ? 'squashfs' : 'ext3';
       try {
         if (fsType === FsSquash) checkSquashfsHeader(head, { launchHeader: false, size: d.size });
@@ -96,7 +94,9 @@ export const sifFormat: ImageFormat = {
     if (!ctx.head.subarray(MAGIC_OFFSET, MAGIC_OFFSET + MAGIC.length).equals(MAGIC)) {
       throw new NotThisFormat('sif', `no SIF_MAGIC at offset ${MAGIC_OFFSET}`);
     }
-    const sif = await loadSif(fdSource(ctx.fd, ctx.size));
+    // At most MAX_DESCRIPTORS slots are read, and at most that many partitions get a
+    // PARTITION_PROBE_SIZE header read below: MAX_DETECTION_READ bounds it all.
+    const sif = await loadSif(ctx.source);
     const warnings = [...sif.warnings];
     const partitions: Section[] = [];
     const sections: Section[] = [];
