@@ -14,6 +14,8 @@ import { abortError, callerStack, debug } from '../loop/internal';
 import { helperPath, trustedHelperPath } from '../native/binding';
 import { trackExit } from '../util/child-exit';
 
+const HELPER_ENV: NodeJS.ProcessEnv = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' };
+
 export type HelperStdio = 'ignore' | 'pipe' | 'inherit' | number;
 
 export type HelperOp = 'exec' | 'move-mount' | 'mount' | 'umount' | 'userns-hold';
@@ -106,7 +108,9 @@ function failure(call: HelperCall, r: HelperResult): Error {
 function spawnHelper(exe: string, call: HelperCall): { child: ChildProcess; result: Readable; stderr: () => string } {
   const { stdio, argv, resultFd } = layout(call);
   debug('helper: %s %s', exe, argv.join(' '));
-  const child = spawn(exe, argv, { stdio, env: call.env ?? process.env });
+  // One-shot operations get a fixed environment (nothing of the caller's, no LD_PRELOAD);
+  // exec passes on what the caller chose for its program.
+  const child = spawn(exe, argv, { stdio, env: call.env ?? (call.op === 'exec' ? process.env : HELPER_ENV) });
   if (call.op === 'exec') keepOutput(child);
   trackExit(child); // an exec'd program may be done before the caller listens
   const result = child.stdio[resultFd] as Readable;

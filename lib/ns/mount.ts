@@ -48,10 +48,13 @@ export class NamespaceMount implements AsyncDisposable {
   readonly loopDevice: string | null;
   readonly idmapped: boolean;
   readonly #ns: NamespaceTarget;
+  /** The mount's id (statx), so that unmount() takes exactly it: 0 where unknown. */
+  readonly #mountId: number | bigint;
   readonly #release = new RetryableOnce();
 
   /** @internal */
-  constructor(init: { target: string; fstype: string; method: MountMethod; loopDevice: string | null; idmapped: boolean; ns: NamespaceTarget }) {
+  constructor(init: { target: string; fstype: string; method: MountMethod; loopDevice: string | null; idmapped: boolean; ns: NamespaceTarget; mountId?: number | bigint }) {
+    this.#mountId = init.mountId ?? 0;
     this.target = init.target;
     this.fstype = init.fstype;
     this.method = init.method;
@@ -66,7 +69,7 @@ export class NamespaceMount implements AsyncDisposable {
 
   unmount(options: NamespaceUnmountOptions = {}): Promise<void> {
     const flags = (options.lazy ? MNT_DETACH : 0) | (options.force ? MNT_FORCE : 0);
-    return this.#release.run(() => unmountInNamespace(this.#ns, this.target, flags));
+    return this.#release.run(() => unmountInNamespace(this.#ns, this.target, flags, { mountId: this.#mountId }));
   }
 
   [Symbol.asyncDispose](): Promise<void> {
@@ -74,12 +77,17 @@ export class NamespaceMount implements AsyncDisposable {
   }
 }
 
-async function umountIn(ns: OpenedTarget, target: string, flags: number, where: string): Promise<void> {
+async function umountIn(ns: OpenedTarget, target: string, flags: number, where: string, mountId?: number | bigint): Promise<void> {
+  // With the mount's id, only that mount is unmounted: whatever else is at the path now is left.
+  const id = mountId !== undefined && mountId !== 0 && mountId !== 0n ? [String(mountId)] : [];
   try {
-    await runHelper({ op: 'umount', args: [target, String(flags)], userns: ns.userns?.fd ?? null, mntns: ns.mntns?.fd ?? null, path: target, where });
+    await runHelper({ op: 'umount', args: [target, String(flags), ...id], userns: ns.userns?.fd ?? null, mntns: ns.mntns?.fd ?? null, path: target, where });
   } catch (err) {
-    if ((err as { code?: string }).code === 'EINVAL')
+    const code = (err as { code?: string }).code;
+    if (code === 'EINVAL' || code === 'ENOENT')
       throw new ImgmountError('ERR_NOT_MOUNTED', `${target} is not a mount point ${where}`, { cause: err, path: target });
+    if ((err as { errno?: number }).errno === -116 /* ESTALE: libuv has no name for it */)
+      throw new ImgmountError('ERR_NOT_MOUNTED', `${target} ${where} no longer holds the mount imgmount made there (another is on it); left as it is`, { cause: err, path: target });
     throw err;
   }
 }
@@ -116,9 +124,11 @@ async function mountInNamespaceImpl(
   try {
     const api = await resolveMountApi(p.requested);
     let loopDevice: string | null;
+    let mountId: number | bigint = 0;
     if (api === 'new') {
       const built = await buildMount(source, { detached: true }, options);
       loopDevice = built.loopDevice;
+      mountId = built.mountId;
       try {
         await runHelper({ op: 'move-mount', args: [String(childFd(0)), target], passFds: [built.mountFd!], dest: target, ...helperNs });
       } finally {
@@ -151,26 +161,34 @@ async function mountInNamespaceImpl(
     }
     debug('mounted %s in %s at %s via %s', loopDevice, where, target, api);
     if (p.signal?.aborted) {
-      await umountIn(opened, target, 0, where).catch(() => undefined);
+      await umountIn(opened, target, 0, where, mountId).catch(() => undefined);
       throwIfAborted(p.signal);
     }
-    return new NamespaceMount({ target, fstype: p.fstype, method: api, loopDevice, idmapped: options.idmap !== undefined, ns });
+    return new NamespaceMount({ target, fstype: p.fstype, method: api, loopDevice, idmapped: options.idmap !== undefined, ns, mountId });
   } finally {
     await opened.close();
   }
 }
 
-/** umount2(target, flags) inside the namespaces of `ns`. */
-export function unmountInNamespace(ns: NamespaceTarget, target: string, flags?: UmountFlags): Promise<void> {
-  return api(unmountInNamespace, () => unmountInNamespaceImpl(ns, target, flags));
+export interface UnmountInNamespaceOptions {
+  /** Unmount only if the mount at `target` has this id (statx); else ERR_NOT_MOUNTED. */
+  mountId?: number | bigint;
 }
 
-async function unmountInNamespaceImpl(ns: NamespaceTarget, target: string, flags?: UmountFlags): Promise<void> {
+/**
+ * umount2(target, flags | UMOUNT_NOFOLLOW) inside the namespaces of `ns`: a symlink at
+ * `target` is never followed; with `mountId`, only that very mount is taken.
+ */
+export function unmountInNamespace(ns: NamespaceTarget, target: string, flags?: UmountFlags, options: UnmountInNamespaceOptions = {}): Promise<void> {
+  return api(unmountInNamespace, () => unmountInNamespaceImpl(ns, target, flags, options));
+}
+
+async function unmountInNamespaceImpl(ns: NamespaceTarget, target: string, flags?: UmountFlags, options: UnmountInNamespaceOptions = {}): Promise<void> {
   pathArg('target', target);
   const n = umountFlagsToNumber(flags);
   const opened = await openTarget(ns);
   try {
-    await umountIn(opened, target, n, describe(ns));
+    await umountIn(opened, target, n, describe(ns), options.mountId);
   } finally {
     await opened.close();
   }

@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { init, type Image } from '../../lib';
 import { bindMount, findMounts, mount, mountPartition, readMountInfo, umount, MS_BIND } from '../../lib/mount';
+import { mountInNamespace } from '../../lib/ns';
 import { SYSTEM_TARGETS } from '../../lib/path/system-targets';
 import { mountImage, root } from '../../lib/root';
 import { restoreEnv, setEnv } from '../support/forgery';
@@ -205,6 +206,48 @@ describe('kernel: hostile images, overlays and paths cannot reach the host', fun
       for (const t of intended) expect(t).to.match(new RegExp(`^${race}/(parent|parked)/mnt$`));
       expect(mountsUnder(elsewhere)).to.deep.equal([]);
       expect(mountsUnder(race)).to.deep.equal([]);
+    });
+  });
+
+  describe('unmounting takes the mount imgmount made, not whatever a name leads to now', () => {
+    it('here: a mount point renamed and replaced by another mount, then released: ours goes, theirs stays', async () => {
+      // The rename happens where the directory is no mount point (a namespace made before the
+      // mount): as a user with a mount namespace of their own could do.
+      const other = await startNamespaceHolder(['-m', '--propagation', 'private']);
+      const a = registerMountPoint(mountDir('ident-a'));
+      const b = registerMountPoint(a + '-renamed');
+      const m = await mountPartition(testImages().squashfs, a, { fstype: 'squashfs' });
+      try {
+        execFileSync('nsenter', ['-t', String(other.pid), '-m', '--', 'mv', a, b]);
+        fs.mkdirSync(a);
+        await mount('tmpfs', a, 'tmpfs', 0, 'size=1m');
+        expect(findMounts(await readMountInfo(), { mountPoint: b })[0]?.fstype).to.equal('squashfs');
+        await m.unmount();
+        expect(mountsUnder(b)).to.deep.equal([]);
+        expect(findMounts(await readMountInfo(), { mountPoint: a }).map((e) => e.fstype)).to.deep.equal(['tmpfs']);
+      } finally {
+        await umount(a).catch(() => undefined);
+        await stopHolder(other);
+      }
+    });
+
+    it('in another namespace: a mount stacked on ours there is left alone (ERR_NOT_MOUNTED), ours then goes', async () => {
+      const holder = await startNamespaceHolder(['-m', '--propagation', 'private']);
+      try {
+        const t = mountDir('ident-ns');
+        const m = await mountInNamespace({ pid: holder.pid! }, testImages().squashfs, t, { fstype: 'squashfs' });
+        execFileSync('nsenter', ['-t', String(holder.pid), '-m', '--', 'mount', '-t', 'tmpfs', '-o', 'size=1m', 'theirs', t]);
+        const err = await errorOf(m.unmount());
+        expect(err.code).to.equal('ERR_NOT_MOUNTED');
+        expect(err.message).to.match(/no longer holds the mount imgmount made/);
+        const there = await readMountInfo(holder.pid!);
+        expect(findMounts(there, { mountPoint: t }).map((e) => e.fstype)).to.deep.equal(['squashfs', 'tmpfs']);
+        execFileSync('nsenter', ['-t', String(holder.pid), '-m', '--', 'umount', t]);
+        await m.unmount();
+        expect(findMounts(await readMountInfo(holder.pid!), { mountPoint: t })).to.deep.equal([]);
+      } finally {
+        await stopHolder(holder);
+      }
     });
   });
 

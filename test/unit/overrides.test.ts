@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ImgmountError } from '../../lib/errors';
 import { FuseDriver, locateFuseBinaries, resetFuseBinaries, squashfuseOwnerOptions } from '../../lib/drivers/fuse';
-import { SYSTEM_PATH, findSystemProgram } from '../../lib/drivers/fuse/binaries';
+import { SYSTEM_PATH } from '../../lib/drivers/fuse/binaries';
 import { restoreEnv, scratchDir as mkdir, setEnv } from '../support/forgery';
 import { repoRoot } from '../support/paths';
 
@@ -95,13 +95,13 @@ describe('environment overrides and program lookup', () => {
   });
 
   describe('program lookup', () => {
-    it('a squashfuse_ll (or setsid) first in PATH is not used: only the system directories are searched', () => {
+    it('a squashfuse_ll first in PATH is not used: only the system directories are searched', () => {
       const dir = mkdir(0o755, 'path-first');
-      const fakes = ['squashfuse_ll', 'squashfuse', 'fuse2fs', 'setsid'].map((p) => script(dir, p, 'exit 0'));
+      const fakes = ['squashfuse_ll', 'squashfuse', 'fuse2fs'].map((p) => script(dir, p, 'exit 0'));
       setEnv('PATH', `${dir}:.:${process.env.PATH ?? ''}`);
       const found = locateFuseBinaries();
       expect(found.searched).to.deep.equal(SYSTEM_PATH.split(':'));
-      for (const p of [found.squashfuse, found.fuse2fs, findSystemProgram('setsid')]) {
+      for (const p of [found.squashfuse, found.fuse2fs]) {
         if (p === null) continue; // not installed here: still not the fake
         expect(fakes).to.not.include(p);
         expect(SYSTEM_PATH.split(':')).to.include(path.dirname(p));

@@ -22,7 +22,7 @@ import { ImgmountError, invalidArgType } from '../../errors';
 import { debug } from '../../loop/internal';
 import { checkTrustedPathSync } from '../../util/trusted-path';
 
-/** Where helper programs (and setsid) are looked up, and the PATH helpers run with. */
+/** Where helper programs are looked up, and the PATH helpers run with. */
 export const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /** The programs the FUSE driver runs, by role. */
@@ -262,21 +262,9 @@ export function missingProgram(role: FuseProgram, purpose: string, searched: str
   );
 }
 
-const plain = new Map<string, string | null>();
-
-/** Any program in the system directories (SYSTEM_PATH; e.g. setsid), memoised. */
-export function findSystemProgram(name: string): string | null {
-  if (plain.has(name)) return plain.get(name)!;
-  const dirs = dirList(SYSTEM_PATH);
-  const found = dirs.map((d) => path.join(d, name)).find(executable) ?? null;
-  plain.set(name, found);
-  return found;
-}
-
 /** Forgets what was found (tests, or after installing a program). */
 export function resetFuseBinaries(): void {
   located.clear();
   probed.clear();
-  plain.clear();
   ownerProbes.clear();
 }

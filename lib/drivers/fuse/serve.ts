@@ -95,6 +95,8 @@ export interface Layer {
   how: 'fd' | 'self';
   /** The mount namespace the mount is in, when not ours. */
   namespace?: NamespaceTarget;
+  /** Its mount id there (statx), where known: only that mount is unmounted. */
+  mountId?: number | bigint;
   readOnly: boolean;
 }
 
@@ -174,6 +176,7 @@ async function serveWithFd(step: Step, ctx: ServeContext): Promise<Layer> {
   }
   const fds = [...(step.sourceFd !== undefined ? [step.sourceFd] : []), ...(step.extraFds ?? [])];
   let detached: number | undefined;
+  let detachedId: number | bigint = 0;
   let attached = false;
   let helper: HelperProcess;
   const undo = async (): Promise<void> => {
@@ -188,7 +191,7 @@ async function serveWithFd(step: Step, ctx: ServeContext): Promise<Layer> {
     if (step.allowOther) data.push('allow_other');
     if (step.moveInto) {
       // Nothing attached anywhere until it serves; then it goes to the other namespace.
-      detached = (await mountDetached(name, `fuse.${name}`, flags, data.join(','))).fd;
+      ({ fd: detached, mountId: detachedId } = await mountDetached(name, `fuse.${name}`, flags, data.join(',')));
     } else {
       data.push(`subtype=${name}`);
       await ctx.mountFunc(name, step.pinned ? step.pinned.procPath : step.target, 'fuse', flags, data.join(','));
@@ -225,6 +228,7 @@ async function serveWithFd(step: Step, ctx: ServeContext): Promise<Layer> {
       if (detached !== undefined) {
         await moveMountIntoNamespace(step.moveInto!, detached, step.target);
         layer.namespace = step.moveInto!;
+        layer.mountId = detachedId;
       } else if (step.pinned) {
         layer.pinned = step.pinned;
       }
@@ -404,10 +408,10 @@ export async function unmountOwn(target: string | PinnedDir, busyRetries = 6): P
 const execFileAsync = promisify(execFile);
 
 /** Unmounts a layer where it is: our namespace (umount2, or fusermount3 -u without privilege) or the helper's. */
-export async function unmountLayer(layer: Pick<Layer, 'target' | 'namespace' | 'helper' | 'pinned'>, ctx: Pick<ServeContext, 'fusermount'>): Promise<void> {
+export async function unmountLayer(layer: Pick<Layer, 'target' | 'namespace' | 'helper' | 'pinned' | 'mountId'>, ctx: Pick<ServeContext, 'fusermount'>): Promise<void> {
   if (layer.namespace) {
     try {
-      await unmountInNamespace(layer.namespace, layer.target);
+      await unmountInNamespace(layer.namespace, layer.target, 0, layer.mountId !== undefined ? { mountId: layer.mountId } : {});
     } catch (err) {
       if (hasErrorCode(err, 'ERR_NOT_MOUNTED')) return;
       // The namespace is gone (its last process exited): so is the mount.
