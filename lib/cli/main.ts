@@ -1,13 +1,14 @@
 // The imgmount command line: `imgmount <command> [options]`. Errors go to stderr as
 // "imgmount: <message>" with a nonzero status (2 for usage mistakes).
 
+import { cleanupCommand } from './cleanup';
 import { inspectCommand } from './inspect';
 import { loopCommand } from './loop';
 import { mountCommand, rootCommand, umountCommand } from './mount';
 import { readCommand } from './read';
 import { UsageError, write, type CliIO, type Command } from './usage';
 
-export const commands: Command[] = [inspectCommand, readCommand, mountCommand, umountCommand, rootCommand, loopCommand];
+export const commands: Command[] = [inspectCommand, readCommand, mountCommand, umountCommand, rootCommand, cleanupCommand, loopCommand];
 
 function help(): string {
   return (

@@ -42,6 +42,13 @@ export interface HelperRecord {
   exe?: string;
 }
 
+/** The process a record belongs to: cleanup() sweeps a record once that process is gone. */
+export interface RecordOwner {
+  pid: number;
+  /** Its start time (field 22 of /proc/PID/stat): a reused pid is another process. */
+  startTime: string;
+}
+
 export interface MountRecord {
   target: string;
   /** Inode of the mount namespace the target is in (from /proc/self/ns/mnt). */
@@ -58,6 +65,15 @@ export interface MountRecord {
   sessionDir?: string;
   /** More session directories (a root whose top layer is a FUSE mount with its own). */
   moreSessionDirs?: string[];
+  /**
+   * Whose it is. Written before the first mount it describes (an intent: some of what it names
+   * may not exist yet) and removed after the last release, so a process killed at any moment
+   * leaves a record of everything it left. Absent for mounts meant to outlive their maker (the
+   * CLI's): those are swept by `cleanup({ all: true })` only.
+   */
+  owner?: RecordOwner;
+  /** The top mount's expected filesystem type, so that cleanup() unmounts only that at the target. */
+  expectFstype?: string;
   created: string;
 }
 
@@ -138,10 +154,52 @@ export async function sessionsDir(): Promise<string> {
   return (await subdir('sessions', true))!;
 }
 
-/** The mount namespace of this process, as its inode number. */
-export async function currentMountNamespace(): Promise<string> {
-  const link = await fsp.readlink('/proc/self/ns/mnt');
-  return /\[(\d+)\]/.exec(link)?.[1] ?? link;
+let ownNamespace: Promise<string> | undefined;
+
+/** The mount namespace of this process, as its inode number (read once: Node's threads never change it). */
+export function currentMountNamespace(): Promise<string> {
+  ownNamespace ??= fsp.readlink('/proc/self/ns/mnt').then(
+    (link) => /\[(\d+)\]/.exec(link)?.[1] ?? link,
+    (err: unknown) => {
+      ownNamespace = undefined;
+      throw err;
+    },
+  );
+  return ownNamespace;
+}
+
+let self: Promise<RecordOwner> | undefined;
+
+/** This process as a record owner (read once). */
+export function thisOwner(): Promise<RecordOwner> {
+  self ??= processStartTime(process.pid).then((startTime) => {
+    if (startTime === null) throw new Error('cannot read this process\'s start time from /proc/self/stat');
+    return { pid: process.pid, startTime };
+  });
+  return self;
+}
+
+/**
+ * A process whose namespaces another process can enter later, to release a mount it made
+ * there: the pid of a { pid } target (or of its mntns), with its start time.
+ */
+export async function entryProcess(ns: { pid: number } | { userns?: unknown; mntns?: unknown }): Promise<{ pid: number; startTime: string } | undefined> {
+  const mnt = (ns as { mntns?: unknown }).mntns;
+  const pid = 'pid' in ns ? ns.pid : typeof mnt === 'object' && mnt !== null && 'pid' in mnt ? (mnt as { pid: number }).pid : undefined;
+  if (pid === undefined) return undefined;
+  const startTime = await processStartTime(pid);
+  return startTime ? { pid, startTime } : undefined;
+}
+
+/** Whether the owner of a record still runs (same pid, same start time, not a zombie). */
+export async function ownerAlive(owner: RecordOwner): Promise<boolean> {
+  try {
+    const stat = await fsp.readFile(`/proc/${owner.pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return fields[0] !== 'Z' && fields[0] !== 'X' && fields[19] === owner.startTime;
+  } catch {
+    return false;
+  }
 }
 
 function recordName(mntns: string, target: string): string {
@@ -279,6 +337,15 @@ function parseRecord(raw: unknown, sessions: string, expected: { target: string;
     for (const [i, m] of nested.entries()) need(m !== target && pathContains(target, m), `nestedMounts[${i}] (${m}) is not inside the target ${target}`);
     r.nestedMounts = nested;
   }
+  const owner = optional(o, 'owner', (v, n) => {
+    need(typeof v === 'object' && v !== null && !Array.isArray(v), `${n} is not an object`);
+    const e = v as Record<string, unknown>;
+    need(Number.isSafeInteger(e.pid) && (e.pid as number) > 0, `${n}.pid is not a positive integer`);
+    return { pid: e.pid as number, startTime: digits(e.startTime, `${n}.startTime`) };
+  });
+  if (owner !== undefined) r.owner = owner;
+  const expectFstype = optional(o, 'expectFstype', text);
+  if (expectFstype !== undefined) r.expectFstype = expectFstype;
   const sessionDir = optional(o, 'sessionDir', sessionDirectory(sessions));
   if (sessionDir !== undefined) r.sessionDir = sessionDir;
   const more = optional(o, 'moreSessionDirs', (v, n) => list(v, n, sessionDirectory(sessions)));
@@ -390,6 +457,53 @@ export async function findMountRecord(target: string, mntns?: string): Promise<M
     throw invalid(file, `it is not JSON (${(err as Error).message})`);
   }
   return validateMountRecord(raw, file, { target, mntns: ns });
+}
+
+export type ListedRecord = { file: string; record: MountRecord } | { file: string; error: ImgmountError };
+
+/**
+ * Every record in the state directory, each checked as findMountRecord() checks one (and named
+ * as its target and namespace say it should be): the valid ones, and why each other one is
+ * refused. None if the state directory does not exist.
+ */
+export async function listMountRecords(): Promise<ListedRecord[]> {
+  const dir = await subdir('mounts', false);
+  if (dir === null) return [];
+  const out: ListedRecord[] = [];
+  for (const name of (await fsp.readdir(dir)).filter((n) => n.endsWith('.json')).sort()) {
+    const file = path.join(dir, name);
+    try {
+      const data = await readRecordFile(file);
+      if (data === undefined) continue;
+      let raw: unknown;
+      try {
+        raw = JSON.parse(data);
+      } catch (err) {
+        throw invalid(file, `it is not JSON (${(err as Error).message})`);
+      }
+      const record = await validateMountRecord(raw, file);
+      if (recordName(record.mntns, record.target) !== name) throw invalid(file, `it is for ${record.target} (namespace ${record.mntns}), which is recorded under another name`);
+      out.push({ file, record });
+    } catch (err) {
+      if (!(err instanceof ImgmountError)) throw err;
+      out.push({ file, error: err });
+    }
+  }
+  return out;
+}
+
+/** Temporary record files a writer left when it died (named `<record>.<pid>.<random>.tmp`): removed when that pid is gone. */
+export async function removeStaleRecordTemps(alive: (pid: number) => Promise<boolean>): Promise<string[]> {
+  const dir = await subdir('mounts', false);
+  if (dir === null) return [];
+  const removed: string[] = [];
+  for (const name of await fsp.readdir(dir)) {
+    const m = /^[0-9a-f]{32}\.json\.(\d+)\.[0-9a-f]+\.tmp$/.exec(name);
+    if (!m || (await alive(Number(m[1])))) continue;
+    await fsp.rm(path.join(dir, name), { force: true });
+    removed.push(path.join(dir, name));
+  }
+  return removed;
 }
 
 export async function removeMountRecord(target: string, mntns?: string): Promise<void> {

@@ -33,6 +33,8 @@ export interface HelperCall {
   env?: NodeJS.ProcessEnv;
   /** For exec: setsid() before exec'ing the program. */
   setsid?: boolean;
+  /** For exec: the signal the program gets when this process dies (PR_SET_PDEATHSIG). */
+  deathSignal?: 'SIGTERM' | 'SIGKILL';
   /**
    * For exec with a mount namespace: the caller knows the program (and its loader and
    * libraries) comes from that namespace's filesystem. Without it the helper refuses.
@@ -76,6 +78,7 @@ function layout(call: HelperCall): { stdio: HelperStdio[]; argv: string[]; resul
   const argv = ['--result', String(resultFd)];
   if (call.setsid) argv.push('--setsid');
   if (call.namespaceProgram) argv.push('--namespace-program');
+  if (call.deathSignal) argv.push('--pdeathsig', call.deathSignal === 'SIGKILL' ? '9' : '15');
   if (call.userns != null) {
     argv.push('--userns', String(stdio.length));
     stdio.push(call.userns);

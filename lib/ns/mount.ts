@@ -221,6 +221,8 @@ export interface SpawnInNamespacesOptions {
   env?: NodeJS.ProcessEnv;
   /** Start it in a session (and process group) of its own. */
   setsid?: boolean;
+  /** The signal it gets when this process dies (PR_SET_PDEATHSIG). */
+  deathSignal?: 'SIGTERM' | 'SIGKILL';
   /** Aborting before the program started kills the helper; afterwards the program is yours. */
   signal?: AbortSignal;
 }
@@ -257,6 +259,7 @@ async function spawnInNamespacesImpl(ns: NamespaceTarget, file: string, args: re
         stdio: options.stdio ?? ['ignore', 'pipe', 'pipe'],
         env: options.env ?? process.env,
         setsid: options.setsid ?? false,
+        ...(options.deathSignal ? { deathSignal: options.deathSignal } : {}),
         namespaceProgram: true,
         path: file,
         where: describe(ns),
@@ -267,4 +270,33 @@ async function spawnInNamespacesImpl(ns: NamespaceTarget, file: string, args: re
     // The helper has its own copies (inherited); ours are no longer needed.
     await opened.close();
   }
+}
+
+/**
+ * Starts `file` (an absolute path of our own filesystem) in no other namespace, through the
+ * namespace helper, for what child_process cannot do before the exec: a session of its own
+ * and a death signal (PR_SET_PDEATHSIG). Resolves once it runs, like spawnInNamespaces.
+ */
+export function spawnHere(file: string, args: readonly string[] = [], options: SpawnInNamespacesOptions = {}): Promise<ChildProcess> {
+  return api(spawnHere, async () => {
+    pathArg('file', file);
+    const signal = signalOf(options.signal);
+    throwIfAborted(signal);
+    return execHelper(
+      {
+        op: 'exec',
+        args: [file, ...args],
+        userns: null,
+        mntns: null,
+        passFds: options.fds ?? [],
+        stdio: options.stdio ?? ['ignore', 'pipe', 'pipe'],
+        env: options.env ?? process.env,
+        setsid: options.setsid ?? false,
+        ...(options.deathSignal ? { deathSignal: options.deathSignal } : {}),
+        path: file,
+        where: 'here',
+      },
+      signal,
+    );
+  });
 }

@@ -155,3 +155,15 @@ export async function openTarget(target: NamespaceTarget): Promise<OpenedTarget>
     throw err;
   }
 }
+
+/** The inode number of the mount namespace a NamespaceTarget names, as a string (how records keep it). */
+export async function mountNamespaceInode(ns: NamespaceTarget): Promise<string> {
+  const opened = await openTarget(ns);
+  try {
+    if (opened.mntns) return String(opened.mntns.inode);
+    const own = await statAsync('/proc/self/ns/mnt');
+    return String(own.ino);
+  } finally {
+    await opened.close();
+  }
+}

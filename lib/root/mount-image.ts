@@ -9,11 +9,12 @@ import type { Image } from '../image/image';
 import type { Section } from '../image/section';
 import { KernelDriver, KernelMounted, alreadyGoneIsFine, kernelMountFunc, plainKernelMount } from '../drivers/kernel';
 import { chooseDriver, type DriverPolicy } from '../drivers/select';
-import type { DriverMountParams, MountedFilesystem } from '../drivers/types';
+import type { DriverMountParams, DriverName, MountedFilesystem } from '../drivers/types';
+import { currentMountNamespace, entryProcess, removeMountRecord, saveMountRecord, thisOwner, type MountRecord } from '../drivers/mount-record';
 import { bindMount } from '../mount/bind';
 import { MS_NODEV, MS_NOSUID, MS_RDONLY } from '../mount/flags';
 import { unmountInNamespace } from '../ns/mount';
-import type { NamespaceRef, NamespaceTarget } from '../ns/namespace';
+import { mountNamespaceInode, type NamespaceRef, type NamespaceTarget } from '../ns/namespace';
 import { PinnedDir, pinTarget } from '../path/pinned';
 
 export interface MountImageOptions extends DriverPolicy {
@@ -33,9 +34,64 @@ export interface MountImageOptions extends DriverPolicy {
   key?: Buffer | string;
   /** How long a FUSE helper may take to serve its mount (default 10 s). */
   timeoutMs?: number;
-  /** Keep FUSE helpers running after this process exits (the CLI's `imgmount mount`). */
+  /**
+   * The mount is meant to outlive this process (the CLI's `imgmount mount`): its record names no
+   * owner, so cleanup() leaves it unless told `all`.
+   */
   persist?: boolean;
+  /** FUSE helpers get SIGTERM when this process dies (see FuseDriverOptions.dieWithOwner). */
+  dieWithOwner?: boolean;
+  /**
+   * @internal Who keeps the mount record: this call ('own', the default), a caller that wrote
+   * one for the same target already ('merge': root()'s top mount), or nobody ('none': a layer
+   * root()'s record describes).
+   */
+  recordAs?: 'own' | 'merge' | 'none';
   signal?: AbortSignal;
+}
+
+/** Filesystem types a mount of `partition` may show, so that cleanup() unmounts only that at the target. */
+export function expectedFstypes(partition: Section, overlay = false): string[] | undefined {
+  if (overlay) return ['overlay', 'fuse.fuse-overlayfs'];
+  if (partition.type === SQUASHFS) return ['squashfs', 'fuse.squashfuse_ll', 'fuse.squashfuse'];
+  if (partition.type === EXT3) return ['ext3', 'ext4', 'fuse.fuse2fs', 'fuse'];
+  return undefined; // a sandbox bind shows the type of whatever holds the directory
+}
+
+/** A mount whose record this call wrote: removed once the mount is released. */
+class Recorded implements MountedFilesystem {
+  constructor(
+    private readonly inner: MountedFilesystem,
+    private readonly record: { target: string; mntns: string },
+  ) {}
+  get target(): string {
+    return this.inner.target;
+  }
+  get driver(): MountedFilesystem['driver'] {
+    return this.inner.driver;
+  }
+  get fstype(): string {
+    return this.inner.fstype;
+  }
+  get readOnly(): boolean {
+    return this.inner.readOnly;
+  }
+  get loopDevice(): string | null {
+    return this.inner.loopDevice;
+  }
+  get helpers(): MountedFilesystem['helpers'] {
+    return this.inner.helpers;
+  }
+  get closed(): boolean {
+    return this.inner.closed;
+  }
+  async close(): Promise<void> {
+    await this.inner.close();
+    await removeMountRecord(this.record.target, this.record.mntns);
+  }
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
 }
 
 /** Whether `partition` can be mounted read-write, and if not, why. */
@@ -63,12 +119,40 @@ export async function mountImage(image: Image, target: string | PinnedDir, optio
   if (options.namespace && target instanceof PinnedDir) throw new TypeError('mountImage: a target in another namespace is a path there, not a PinnedDir');
   const choice = await chooseDriver(image, partition, options);
   const pinned = options.namespace ? undefined : target instanceof PinnedDir ? target : await pinTarget(target);
+  const where = options.namespace ? path.resolve(target as string) : pinned!.path;
+  let record: MountRecord | undefined;
   try {
-    return await mountWith(image, partition, choice, pinned, options.namespace ? path.resolve(target as string) : pinned!.path, options, writable);
+    // Intent first (see root()): the record exists before the mount does.
+    if ((options.recordAs ?? 'own') === 'own') record = await intendMount(where, partition, choice.driver, options);
+    const m = await mountWith(image, partition, choice, pinned, where, { ...options, recordAs: record ? 'merge' : options.recordAs ?? 'own' }, writable);
+    return record ? new Recorded(m, record) : m;
   } catch (err) {
     if (pinned && !(target instanceof PinnedDir)) await pinned.close();
+    if (record) await removeMountRecord(record.target, record.mntns).catch(() => undefined);
     throw err;
   }
+}
+
+async function intendMount(target: string, partition: Section, driver: DriverName, options: MountImageOptions): Promise<MountRecord> {
+  const ns = options.namespace;
+  const own = await currentMountNamespace();
+  const expect = expectedFstypes(partition);
+  const enter = ns ? await entryProcess(ns) : undefined;
+  const record = {
+    target,
+    mntns: ns ? await mountNamespaceInode(ns) : own,
+    driver,
+    fstype: expect?.[0] ?? 'unknown',
+    helpers: [],
+    internalMounts: [],
+    ...(ns ? { internalMntns: own } : {}),
+    ...(enter ? { enter } : {}),
+    ...(options.persist ? {} : { owner: await thisOwner() }),
+    ...(expect ? { expectFstype: expect.join(',') } : {}),
+    created: new Date().toISOString(),
+  } as MountRecord;
+  await saveMountRecord(record);
+  return record;
 }
 
 async function mountWith(
@@ -108,9 +192,13 @@ async function mountWith(
     ...(options.idmap !== undefined ? { idmap: options.idmap } : {}),
     ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.recordAs === 'merge' ? { recordMerge: true } : {}),
   };
   // The FUSE driver is loaded only when a mount needs it.
-  const driver = choice.driver === 'kernel' ? new KernelDriver() : new (await import('../drivers/fuse/driver')).FuseDriver(options.persist ? { persist: true } : {});
+  const driver =
+    choice.driver === 'kernel'
+      ? new KernelDriver()
+      : new (await import('../drivers/fuse/driver')).FuseDriver({ ...(options.persist ? { persist: true } : {}), ...(options.dieWithOwner ? { dieWithOwner: true } : {}) });
   await driver.start({ sessionPath: '', usernsFd: -1, fuseFd: -1, ...(options.userns !== undefined ? { config: { userns: options.userns } } : {}) });
   return driver.mount(params, kernelMountFunc);
 }

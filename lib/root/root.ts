@@ -8,6 +8,7 @@
 // IMGMOUNT_STATE_DIR, and a mount record names them, so `imgmount umount TARGET` from another
 // process releases exactly what this built.
 
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { debuglog } from 'node:util';
@@ -18,17 +19,18 @@ import type { UserCredentials } from '../image/credentials';
 import type { Image } from '../image/image';
 import { init } from '../image/init';
 import type { Section } from '../image/section';
-import { currentMountNamespace, findMountRecord, removeMountRecord, removeSessionDir, saveMountRecord, sessionsDir } from '../drivers/mount-record';
+import { currentMountNamespace, entryProcess, removeMountRecord, removeSessionDir, saveMountRecord, sessionsDir, thisOwner, type MountRecord } from '../drivers/mount-record';
 import type { MountedFilesystem } from '../drivers/types';
+import type { FuseMountParams } from '../drivers/fuse/driver';
 import { capabilities } from '../mount/capabilities';
 import { MS_NODEV, MS_NOSUID, MS_RDONLY } from '../mount/flags';
 import { bindMount } from '../mount/bind';
 import { MNT_DETACH } from '../mount/flags';
 import { mount, umount } from '../mount/mount';
 import { unmountInNamespace } from '../ns/mount';
-import type { NamespaceTarget } from '../ns/namespace';
+import { mountNamespaceInode, type NamespaceTarget } from '../ns/namespace';
 import { KernelMounted, kernelMountFunc, plainKernelMount } from '../drivers/kernel';
-import { mountImage, writableProblem, type MountImageOptions } from './mount-image';
+import { expectedFstypes, mountImage, writableProblem, type MountImageOptions } from './mount-image';
 
 const debug = debuglog('imgmount');
 
@@ -78,6 +80,10 @@ class Root implements MountedRoot {
   nested: MountedFilesystem[] = [];
   top: MountedFilesystem | undefined;
   sessionDir: string | undefined;
+  /** Whether sessionDir exists yet (it is named in the record before it is made). */
+  sessionMade = false;
+  /** The record, written before the first mount (see intend()). */
+  record: MountRecord | undefined;
   recorded = false;
   /** The pinned target until the top mount takes it over. */
   target: PinnedDir | undefined;
@@ -119,7 +125,8 @@ class Root implements MountedRoot {
     await this.target?.close();
     // Never recursive through a mount that failed to go: removeSessionDir stops at mount points.
     if (this.sessionDir) await attempt(() => removeSessionDir(this.sessionDir!));
-    if (this.recorded) await attempt(() => removeMountRecord(this.root.path));
+    // Last, and only once everything it describes is gone: a kill before this leaves it for cleanup().
+    if (this.recorded && errors.length === 0) await attempt(() => removeMountRecord(this.record!.target, this.record!.mntns));
     if (errors.length === 1) throw errors[0];
     if (errors.length) throw new AggregateError(errors, `releasing the root at ${this.root.path} failed in ${errors.length} places`);
   }
@@ -135,16 +142,51 @@ function findPartition(image: Image, which: string | number): Section {
   return p;
 }
 
-async function mkSession(): Promise<string> {
-  return fs.mkdtemp(path.join(await sessionsDir(), 'root-'));
-}
-
-/** A directory of our own session for a layer (trusted: root's, 0700 above it). */
+/** A directory of our own session for a layer (trusted: root's, 0700 above it); the session directory is made on first use. */
 async function sessionSubdir(r: Root, name: string): Promise<string> {
-  r.sessionDir ??= await mkSession();
+  r.sessionDir ??= path.join(await sessionsDir(), `root-${randomBytes(6).toString('hex')}`);
+  if (!r.sessionMade) {
+    await fs.mkdir(r.sessionDir, { mode: 0o700 });
+    r.sessionMade = true;
+  }
   const dir = path.join(r.sessionDir, name);
   await fs.mkdir(dir);
   return dir;
+}
+
+/** Session subdirectories a root may mount layers on, in the order they are made. */
+function layerNames(external: number, writableTmpfs: boolean, sifOverlay: boolean, staged: boolean): string[] {
+  return [...(staged ? ['root'] : []), ...Array.from({ length: external }, (_, i) => `overlay-${i}`), ...(writableTmpfs ? ['tmpfs'] : []), ...(sifOverlay ? ['sif-overlay'] : []), 'lower'];
+}
+
+/**
+ * Intent first: the record names everything this root may create (its session directory and
+ * every layer's mount point, the target) before any of it exists, so a process killed at any
+ * moment leaves either nothing or a record of all it left (cleanup() sweeps it). Data mounts
+ * are added as they are resolved; the record is removed last.
+ */
+async function intend(r: Root, options: RootOptions, layers: string[], expect: string[] | undefined): Promise<void> {
+  const ns = options.namespace;
+  const own = await currentMountNamespace();
+  if (layers.length > 0) r.sessionDir ??= path.join(await sessionsDir(), `root-${randomBytes(6).toString('hex')}`);
+  const enter = ns ? await entryProcess(ns) : undefined;
+  r.record = {
+    target: r.root.path,
+    mntns: ns ? await mountNamespaceInode(ns) : own,
+    driver: options.driver === 'fuse' ? 'fuse' : 'kernel',
+    fstype: expect?.[0] ?? 'unknown',
+    helpers: [],
+    nestedMounts: [],
+    internalMounts: layers.map((l) => path.join(r.sessionDir!, l)).reverse(),
+    ...(r.sessionDir ? { sessionDir: r.sessionDir } : {}),
+    ...(ns ? { internalMntns: own } : {}),
+    ...(enter ? { enter } : {}),
+    ...(options.persist ? {} : { owner: await thisOwner() }),
+    ...(expect ? { expectFstype: expect.join(',') } : {}),
+    created: new Date().toISOString(),
+  } as MountRecord;
+  await saveMountRecord(r.record);
+  r.recorded = true;
 }
 
 /**
@@ -210,7 +252,11 @@ export async function root(image: Image, target: string, options: RootOptions = 
     if (!ns) {
       r.target = await pinTarget(target);
       r.root.path = r.target.path;
-      at = r.target;
+    }
+    await intend(r, options, needsOverlay || staged ? layerNames(external.length, writableTmpfs, writable && sifOverlay !== undefined, staged) : [], expectedFstypes(rootPart, needsOverlay));
+    throwIfAborted(options.signal);
+    if (!ns) {
+      at = r.target!;
     } else if (staged) {
       r.target = await pinOwnDir(await sessionSubdir(r, 'root'));
       at = r.target;
@@ -218,7 +264,7 @@ export async function root(image: Image, target: string, options: RootOptions = 
       at = r.root.path;
     }
     if (!needsOverlay) {
-      const m = await mountImage(image, at, { ...local, partition: rootPart, writable: rootWritable });
+      const m = await mountImage(image, at, { ...local, partition: rootPart, writable: rootWritable, recordAs: 'merge' });
       r.target = undefined; // the mount owns it now
       r.mounts.push(m);
       r.top = m;
@@ -229,7 +275,7 @@ export async function root(image: Image, target: string, options: RootOptions = 
     if (data.length > 0) await mountData(image, r, at as PinnedDir, data, local);
     await r.closeTransient();
     if (staged) await moveTreeIntoNamespace(r, ns!, path.resolve(target), data.length > 0);
-    if (!ns && (r.sessionDir || r.nested.length)) await record(r);
+    // A FUSE top merged its helpers into our record; nothing else to add.
     return r;
   } catch (err) {
     await r.close().catch((e: unknown) => debug('cleanup after failed root(): %s', (e as Error).message));
@@ -252,7 +298,11 @@ async function mountData(image: Image, r: Root, at: PinnedDir, data: DataMount[]
       throw err;
     }
     try {
-      const m = await mountImage(image, dir, { ...local, partition: part, writable: false });
+      if (r.record) {
+        r.record.nestedMounts = [dir.path, ...(r.record.nestedMounts ?? [])];
+        await saveMountRecord(r.record);
+      }
+      const m = await mountImage(image, dir, { ...local, partition: part, writable: false, recordAs: 'none' });
       r.mounts.push(m);
       r.nested.push(m);
     } catch (err) {
@@ -289,7 +339,7 @@ async function assembleOverlay(image: Image, target: PinnedDir, r: Root, plan: O
     const rw = ov.writable && !upper && (part.type === EXT3 || part.type === SANDBOX) && img.writable;
     if (ov.writable && !rw) throw new ImgmountError('ERR_READ_ONLY_FS', `overlay ${img.path} cannot be the writable layer: ${writableProblem(img, part) ?? 'another overlay already is'}`, { path: img.path });
     // `trusted` vouches for `image` only: an overlay image gets the default rule for its own file.
-    const m = await mountImage(img, dir, { ...local, trusted: false, partition: part, writable: rw });
+    const m = await mountImage(img, dir, { ...local, trusted: false, partition: part, writable: rw, recordAs: 'none' });
     r.mounts.push(m);
     if (part.type === SQUASHFS) {
       lowers.push(dir);
@@ -320,13 +370,13 @@ async function assembleOverlay(image: Image, target: PinnedDir, r: Root, plan: O
   }
   if (!upper && writable && sifOverlay) {
     const dir = await sessionSubdir(r, 'sif-overlay');
-    const m = await mountImage(image, dir, { ...local, partition: sifOverlay, writable: true });
+    const m = await mountImage(image, dir, { ...local, partition: sifOverlay, writable: true, recordAs: 'none' });
     r.mounts.push(m);
     upper = await pinnedUpperDirs(r, await layerRoot(r, dir));
     upperOnFuse = m.driver === 'fuse';
   }
   const lower = await sessionSubdir(r, 'lower');
-  r.mounts.push(await mountImage(image, lower, { ...local, partition: rootPart, writable: false }));
+  r.mounts.push(await mountImage(image, lower, { ...local, partition: rootPart, writable: false, recordAs: 'none' }));
   lowers.push(lower);
 
   const opts = [`lowerdir=${lowers.map(escapeLayer).join(':')}`];
@@ -343,10 +393,10 @@ async function assembleOverlay(image: Image, target: PinnedDir, r: Root, plan: O
   } else {
     // Without the right to mount (or when FUSE is asked for): fuse-overlayfs.
     const { FuseDriver } = await import('../drivers/fuse/driver');
-    const driver = new FuseDriver(plan.persist ? { persist: true } : {});
+    const driver = new FuseDriver({ ...(plan.persist ? { persist: true } : {}), ...(plan.dieWithOwner ? { dieWithOwner: true } : {}) });
     await driver.start({ sessionPath: '', usernsFd: -1, fuseFd: -1 });
     top = await driver.mount(
-      { source: 'fuse-overlayfs', target: target.path, pinned: target, filesystem: 'overlay', flags, offset: 0, size: 0, fsOptions: opts, ...(plan.signal ? { signal: plan.signal } : {}) },
+      { source: 'fuse-overlayfs', target: target.path, pinned: target, filesystem: 'overlay', flags, offset: 0, size: 0, fsOptions: opts, recordMerge: true, ...(plan.signal ? { signal: plan.signal } : {}) } as FuseMountParams,
       kernelMountFunc,
     );
   }
@@ -388,24 +438,4 @@ async function moveTreeIntoNamespace(r: Root, ns: NamespaceTarget, target: strin
 function escapeLayer(p: string): string {
   // overlayfs splits lowerdir on ':' and options on ','; backslash-escape both.
   return p.replace(/[\\:,]/g, (c) => `\\${c}`);
-}
-
-/** Writes the mount record that lets `imgmount umount TARGET` undo this root from anywhere. */
-async function record(r: Root): Promise<void> {
-  // A FUSE top layer (fuse-overlayfs) already has a record under the same target: keep its
-  // helpers and session directory in ours, which replaces it.
-  const top = await findMountRecord(r.root.path);
-  await saveMountRecord({
-    target: r.root.path,
-    mntns: await currentMountNamespace(),
-    driver: r.mounts.some((m) => m.driver === 'fuse') ? 'fuse' : 'kernel',
-    fstype: r.top?.fstype ?? 'unknown',
-    helpers: top?.helpers ?? [], // FUSE lower layers keep their own records (see releaseMount)
-    nestedMounts: r.nested.map((m) => m.target).reverse(),
-    internalMounts: r.mounts.filter((m) => m !== r.top && !r.nested.includes(m)).map((m) => m.target).reverse(),
-    ...(r.sessionDir ? { sessionDir: r.sessionDir } : {}),
-    ...(top ? { moreSessionDirs: [top.sessionDir, ...(top.moreSessionDirs ?? [])].filter((d): d is string => Boolean(d)) } : {}),
-    created: new Date().toISOString(),
-  });
-  r.recorded = true;
 }

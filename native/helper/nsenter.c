@@ -7,13 +7,14 @@
  * it), and makes no decision of its own: lib/ns/ chooses the namespaces, the order and what
  * to do on failure.
  *
- *   imgmount-nsenter [--userns FD] [--mntns FD] [--setsid] [--namespace-program] --result FD OP ARG...
+ *   imgmount-nsenter [--userns FD] [--mntns FD] [--setsid] [--pdeathsig SIG] [--namespace-program] --result FD OP ARG...
  *     exec PROGRAM ARG...           execvp PROGRAM; the result fd is close-on-exec, so EOF
  *                                   without a line means the exec succeeded. After --mntns
  *                                   the program, its loader and its libraries come from that
  *                                   namespace's filesystem: refused unless the caller said so
  *                                   with --namespace-program (spawnInNamespaces; imgmount's own
- *                                   helpers never do).
+ *                                   helpers never do). --pdeathsig: the program gets SIG when
+ *                                   the process that started this helper dies.
  *     move-mount FD TARGET          TARGET resolved inside the namespace's root (openat2
  *                                   RESOLVE_IN_ROOT: no symlink leads out of it), then
  *                                   move_mount(FD, "", that fd, "", F_EMPTY_PATH|T_EMPTY_PATH)
@@ -36,6 +37,8 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,8 +97,13 @@ static int open_in_root(const char *target) {
 }
 
 int main(int argc, char **argv) {
-  int userns = -1, mntns = -1, new_session = 0, namespace_program = 0, i = 1;
+  int userns = -1, mntns = -1, new_session = 0, namespace_program = 0, death_signal = 0, i = 1;
+  pid_t parent = getppid();
   for (; i < argc; i++) {
+    if (strcmp(argv[i], "--pdeathsig") == 0 && i + 1 < argc) {
+      death_signal = parse_fd(argv[++i]);
+      continue;
+    }
     if (strcmp(argv[i], "--setsid") == 0) new_session = 1;
     else if (strcmp(argv[i], "--namespace-program") == 0) namespace_program = 1;
     else if (strcmp(argv[i], "--userns") == 0 && i + 1 < argc) userns = parse_fd(argv[++i]);
@@ -136,6 +144,10 @@ int main(int argc, char **argv) {
   if (strcmp(op, "exec") == 0 && nargs >= 1) {
     if (mntns >= 0 && !namespace_program) return report_err(EPERM, "exec-after-setns(CLONE_NEWNS)");
     if (new_session && setsid() < 0) return report_err(errno, "setsid");
+    if (death_signal > 0) {
+      if (prctl(PR_SET_PDEATHSIG, death_signal) != 0) return report_err(errno, "prctl(PR_SET_PDEATHSIG)");
+      if (getppid() != parent) return report_err(ESRCH, "parent-exited");  /* it died before the prctl */
+    }
     execvp(args[0], args);
     return report_err(errno, "execve");
   }

@@ -17,6 +17,7 @@ import { filterHelperOutput } from '../../lib/drivers/fuse/helper-process';
 import { MS_NODEV, MS_NOSUID, MS_RDONLY, findMounts, mount, readMountInfo, umount, type MountInfoEntry } from '../../lib/mount';
 import { spawnInNamespaces } from '../../lib/ns';
 import { readOutput } from '../../lib/util/child-exit';
+import { cleanup } from '../../lib/root/cleanup';
 import { openFds } from '../support/fds';
 import { rejection, running } from '../support/forgery';
 import { gocryptfsImage } from '../support/gocryptfs-image';
@@ -652,24 +653,53 @@ describe('kernel: FUSE driver', function () {
       });
     }
 
-    it('a process that exits without close() takes its (non-persistent) helpers and mounts with it', async function () {
-      this.timeout(30_000);
-      const t = target('exit-hook');
-      const script = `
+    const exitScript = (t: string, options: string, end: string) => `
         const { FuseDriver } = require(${JSON.stringify(path.join(distLib, 'drivers', 'fuse'))});
         const { kernelMountFunc } = require(${JSON.stringify(path.join(distLib, 'drivers', 'kernel'))});
         (async () => {
-          const d = new FuseDriver();
+          const d = new FuseDriver(${options});
           await d.start({ sessionPath: '', usernsFd: -1, fuseFd: -1 });
           const m = await d.mount({ source: ${JSON.stringify(testImages().squashfs)}, target: ${JSON.stringify(t)}, filesystem: 'squashfs',
             flags: ${RO}, offset: 0, size: 0, fsOptions: [] }, kernelMountFunc);
           process.stdout.write(JSON.stringify(m.helpers));
+          ${end}
         })().catch((e) => { console.error(e); process.exit(1); });`;
-      const r = spawnSync(process.execPath, ['-e', script], { env: process.env, encoding: 'utf8', timeout: 20_000 });
+
+    it('by default a process that exits without close() leaves its helpers serving (running containers use them); cleanup() sweeps them', async function () {
+      this.timeout(30_000);
+      const t = target('outlive');
+      const r = spawnSync(process.execPath, ['-e', exitScript(t, '{}', '')], { env: process.env, encoding: 'utf8', timeout: 20_000 });
       expect(r.status, r.stderr).to.equal(0);
-      for (const h of JSON.parse(r.stdout) as Array<{ program: string; pid: number }>) started.set(h.pid, h.program);
+      const helpers = JSON.parse(r.stdout) as Array<{ program: string; pid: number }>;
+      for (const h of helpers) started.set(h.pid, h.program);
+      for (const h of helpers) expect(running(h.pid), `${h.program} still serving`).to.equal(true);
+      expect(fs.readFileSync(path.join(t, 'etc/hello.txt'), 'utf8')).to.equal(HELLO);
+      const record = (await findMountRecord(t))!;
+      expect(record.owner?.pid).to.equal(r.pid);
+      const report = await cleanup();
+      const swept = report.swept.find((s) => s.target === t)!;
+      expect(swept.errors).to.deep.equal([]);
+      expect(swept.actions).to.include.members([`unmount ${t}`, 'remove the record']);
       await expectClean(t);
     });
+
+    for (const [how, end] of [
+      ['exits without close()', ''],
+      ['is killed (SIGKILL)', "process.kill(process.pid, 'SIGKILL');"],
+    ] as const) {
+      it(`with dieWithOwner, a process that ${how} takes its helpers with it`, async function () {
+        this.timeout(30_000);
+        const t = target('die-with-owner');
+        const r = spawnSync(process.execPath, ['-e', exitScript(t, '{ dieWithOwner: true }', end)], { env: process.env, encoding: 'utf8', timeout: 20_000 });
+        expect(r.status === 0 || r.signal === 'SIGKILL', r.stderr).to.equal(true);
+        const helpers = JSON.parse(r.stdout) as Array<{ program: string; pid: number }>;
+        for (const h of helpers) started.set(h.pid, h.program);
+        await eventually(() => helpers.every((h) => !running(h.pid)), 5000, 'the helpers to get their death signal');
+        // Killed: the mount's server is gone, the mount and its record wait for cleanup().
+        if (end) expect((await cleanup()).swept.map((s) => s.target)).to.include(t);
+        await expectClean(t);
+      });
+    }
   });
 
   describe('event-driven mountinfo wait', () => {

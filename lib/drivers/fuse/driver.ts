@@ -13,7 +13,7 @@
 // otherwise the helper mounts by itself, started inside the given user/mount namespaces where
 // asked, and we wait for its mount in that namespace's mountinfo (event-driven, 10 s default).
 // Helpers run in their own session and process group with a minimal environment, get the
-// image as their fd 3 (/proc/self/fd/3), and outlive this process only with `persist`; every
+// image as their fd 3 (/proc/self/fd/3), and outlive this process (see `dieWithOwner`); every
 // mount is written to a MountRecord so `imgmount umount TARGET` elsewhere can release it
 // (release.ts). No helper has a size limit; see squashfuse.ts and fuse2fs.ts for why the
 // partition size still bounds what they read.
@@ -30,9 +30,9 @@ import { MNT_DETACH, MS_NOEXEC, MS_RDONLY } from '../../mount/flags';
 import { binding } from '../../native/binding';
 import type { NamespaceRef, NamespaceTarget } from '../../ns/namespace';
 import { encryptionUnsupported } from '../kernel';
-import { currentMountNamespace, processStartTime, saveMountRecord, sessionsDir, removeMountRecord } from '../mount-record';
+import { currentMountNamespace, entryProcess, findMountRecord, saveMountRecord, sessionsDir, removeMountRecord, thisOwner } from '../mount-record';
 import { openFileBeneath, pinOwnDir, pinTarget, umountPinnedSync } from '../../path/pinned';
-import { openTarget } from '../../ns/namespace';
+import { mountNamespaceInode } from '../../ns/namespace';
 import { DriverSession } from '../session';
 import { sourceFd } from '../source';
 import type { DriverMountParams, MountedFilesystem } from '../types';
@@ -52,8 +52,19 @@ import { DEFAULT_MOUNT_TIMEOUT_MS } from './wait-mount';
 const openAsync = promisify(fs.open);
 
 export interface FuseDriverOptions extends FuseBinaryOptions {
-  /** Keep helpers running after this process exits (the CLI's `imgmount mount`). Default false. */
+  /**
+   * The mount is meant to outlive this process (the CLI's `imgmount mount`): its record names
+   * no owner, so cleanup() leaves it alone unless told `all`. Default false.
+   */
   persist?: boolean;
+  /**
+   * Helpers outlive the process that started them, on purpose: a daemon that dies (kill -9, OOM)
+   * must not take the filesystems of running containers with it; cleanup() sweeps them once
+   * their owner is gone. With dieWithOwner they get SIGTERM when this process dies
+   * (PR_SET_PDEATHSIG, set by the namespace helper before the exec) and mounts left at a normal
+   * exit are detached. Default false.
+   */
+  dieWithOwner?: boolean;
   /** How long a helper may take to serve its mount (default 10 s); MountParams.timeoutMs wins. */
   timeoutMs?: number;
   /**
@@ -71,6 +82,13 @@ export interface FuseDriverOptions extends FuseBinaryOptions {
 export interface FuseMountParams extends DriverMountParams {
   /** Overrides FuseDriverOptions.persist for this mount. */
   persist?: boolean;
+  /** Overrides FuseDriverOptions.dieWithOwner for this mount. */
+  dieWithOwner?: boolean;
+  /**
+   * @internal The caller (root()) keeps the record of this target: merge into it, and leave
+   * its removal to the caller.
+   */
+  recordMerge?: boolean;
   /** squashfs: show every file as owned by uid/gid (squashfuse `-o uid=,gid=`, where supported). */
   owner?: { uid: number; gid: number };
 }
@@ -90,8 +108,9 @@ function userAllowOther(): Promise<boolean> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Mounts whose helpers must not outlive this process: if it exits with them still mounted
-// (close() never called), detach the mounts and SIGTERM the helpers, synchronously.
+// Mounts whose helpers must not outlive this process (dieWithOwner): if it exits with them
+// still mounted (close() never called), detach the mounts and SIGTERM the helpers,
+// synchronously. (A kill -9 skips this; PR_SET_PDEATHSIG still ends the helpers.)
 
 const live = new Set<FuseMounted>();
 let exitHooked = false;
@@ -114,6 +133,7 @@ class FuseMounted implements MountedFilesystem {
   readonly readOnly: boolean;
   readonly #layers: Layer[];
   readonly #sessionDir: string | undefined;
+  /** The record this mount removes once released (not one a caller owns: recordMerge). */
   readonly #record: { target: string; mntns: string } | undefined;
   readonly #ctx: Pick<ServeContext, 'fusermount'>;
   readonly #timings: (layer: Layer) => StopTimings;
@@ -290,16 +310,22 @@ export class FuseDriver extends DriverSession {
       throw new ImgmountError('ERR_FUSE_UNAVAILABLE', `${bins.squashfuse} does not take -o uid=,gid= (params.owner): use plain squashfuse (programs.squashfuse) or a newer squashfuse_ll`);
     const namespace = this.#namespace(p);
     const persist = p.persist ?? this.#options.persist ?? false;
+    const dieWithOwner = p.dieWithOwner ?? this.#options.dieWithOwner ?? false;
+    const owner = persist ? undefined : await thisOwner();
     const timeoutMs = p.timeoutMs ?? this.#options.timeoutMs ?? DEFAULT_MOUNT_TIMEOUT_MS;
     const allowOtherHere = euid() === 0 || (await userAllowOther());
     const readOnly = p.filesystem === 'squashfs' || p.filesystem === 'gocryptfs' || (p.flags & MS_RDONLY) !== 0;
     const ctx: ServeContext = {
       mountFunc,
       fusermount: bins.fusermount3,
-      onStart: (helper: HelperProcess, step: Step) => {
-        // Helpers never keep this process alive: the handle (or, at exit, the exit hook;
-        // with persist, the mount record) is what releases them.
+      ...(owner ? { owner } : {}),
+      dieWithOwner,
+      onStart: async (helper: HelperProcess, step: Step) => {
+        // Helpers never keep this process alive: the handle, the record (cleanup()) or, with
+        // dieWithOwner, the exit hook is what releases them. Recorded before anything waits on it.
         helper.detach();
+        record.helpers.push({ program: helper.name, pid: helper.pid, startTime: helper.startTime ?? '0', ...(helper.exe !== null ? { exe: helper.exe } : {}) });
+        await saveRecord();
         try {
           this.#options.onHelperStart?.({ program: helper.name, pid: helper.pid, target: step.target });
         } catch (e) {
@@ -311,6 +337,27 @@ export class FuseDriver extends DriverSession {
     const fds: number[] = [];
     let sessionDir: string | undefined;
     let pinTaken = false;
+    const record: FuseMountRecord = { target: p.target, mntns: '', driver: 'fuse', fstype: `fuse.${p.filesystem}`, helpers: [], internalMounts: [], persist, created: new Date().toISOString() };
+    let recorded = false;
+    // The record as it stands, or merged into the caller's (root()'s) record of the same target.
+    const saveRecord = async (): Promise<void> => {
+      let out: FuseMountRecord = record;
+      if (p.recordMerge) {
+        const prior = (await findMountRecord(record.target, record.mntns).catch(() => undefined)) as FuseMountRecord | undefined;
+        if (prior) {
+          out = {
+            ...prior,
+            driver: 'fuse',
+            fstype: record.fstype,
+            helpers: [...prior.helpers.filter((h) => !record.helpers.some((x) => x.pid === h.pid)), ...record.helpers],
+            internalMounts: [...record.internalMounts, ...prior.internalMounts.filter((m) => !record.internalMounts.includes(m))],
+            moreSessionDirs: [...new Set([...(prior.moreSessionDirs ?? []), ...(record.sessionDir ? [record.sessionDir] : [])])].filter((d) => d !== prior.sessionDir),
+          };
+        }
+      }
+      await saveMountRecord(out);
+      recorded = true;
+    };
     const timings = (layer: Layer): StopTimings => {
       const t = { ...this.#options.stop };
       // A writable fuse2fs writes back on its way out: give it the mount timeout, not 1 s.
@@ -332,8 +379,21 @@ export class FuseDriver extends DriverSession {
     try {
       const target = moveInto ? path.resolve(p.target) : pinned!.path;
       const staged = euid() === 0 && !userns; // self-mounting helpers mount on our staging directory first
-      if (persist || p.filesystem === 'gocryptfs' || staged) sessionDir = await this.#makeSessionDir();
-      const logFile = (n: string): string | undefined => (persist ? path.join(sessionDir!, `${layers.length}-${n}.log`) : undefined);
+      // Helpers that outlive us write to log files there (a pipe breaks when we exit).
+      if (!dieWithOwner || p.filesystem === 'gocryptfs' || staged) sessionDir = await this.#makeSessionDir();
+      const logFile = (n: string): string | undefined => (!dieWithOwner ? path.join(sessionDir!, `${layers.length}-${n}.log`) : undefined);
+      // Intent first: the record names the session directory and every mount point before a
+      // helper starts, and each helper as soon as it runs (see saveRecord).
+      const here = await currentMountNamespace();
+      const enter = moveInto ? await entryProcess(moveInto) : undefined;
+      record.target = target;
+      record.mntns = moveInto ? await mountNamespaceInode(moveInto) : here;
+      record.internalMounts = sessionDir ? ['plain', 'cipher', 'stage-2', 'stage-1', 'stage-0'].map((n) => path.join(sessionDir!, n)) : [];
+      if (sessionDir) record.sessionDir = sessionDir;
+      if (moveInto) record.internalMntns = here;
+      if (enter) record.enter = enter;
+      if (owner) record.owner = owner;
+      await saveRecord();
       // A step whose mount is the final one (at the target) or an internal one (a session path).
       const base = (program: string, internal: string | null): Omit<Step, 'argv'> => {
         // A helper asked to run in a user namespace mounts by itself from inside it.
@@ -441,34 +501,26 @@ export class FuseDriver extends DriverSession {
       }
       throwIfAborted(p.signal);
       const final = layers[layers.length - 1]!;
-      const here = await currentMountNamespace();
-      const mntns = moveInto ? await mountNamespaceInode(moveInto) : here;
-      const enter = moveInto ? await entryProcess(moveInto) : undefined;
-      const record: FuseMountRecord = {
+      record.fstype = final.fstype;
+      record.internalMounts = layers.slice(0, -1).map((l) => l.target).reverse();
+      await saveRecord();
+      const mounted = new FuseMounted({
         target: final.target,
-        mntns,
-        driver: 'fuse',
-        fstype: final.fstype,
-        // A helper whose start time could not be read had exited already: nothing to stop later.
-        helpers: layers.flatMap((l) =>
-          l.helper.startTime === null ? [] : [{ program: l.helper.name, pid: l.helper.pid, startTime: l.helper.startTime, ...(l.helper.exe !== null ? { exe: l.helper.exe } : {}) }],
-        ),
-        internalMounts: layers.slice(0, -1).map((l) => l.target).reverse(),
-        ...(sessionDir ? { sessionDir } : {}),
-        ...(moveInto ? { internalMntns: here } : {}),
-        ...(enter ? { enter } : {}),
-        persist,
-        created: new Date().toISOString(),
-      };
-      await saveMountRecord(record);
-      const mounted = new FuseMounted({ target: final.target, readOnly: final.readOnly, layers, sessionDir, record: { target: record.target, mntns }, ctx, timings });
-      if (!persist) trackUntilClosed(mounted);
+        readOnly: final.readOnly,
+        layers,
+        sessionDir,
+        record: p.recordMerge ? undefined : { target: record.target, mntns: record.mntns },
+        ctx,
+        timings,
+      });
+      if (dieWithOwner) trackUntilClosed(mounted);
       debug('fuse: %s at %s served by %s', p.filesystem, final.target, mounted.helpers.map((h) => `${h.program}[${h.pid}]`).join(' <- '));
       return mounted;
     } catch (err) {
       // Undo whatever was built, in reverse; the original error is what the caller sees.
       const undo = await releaseLayers(layers, ctx, timings);
       if (sessionDir) await removeSessionDir(sessionDir).catch((e: unknown) => undo.push(e));
+      if (recorded && !p.recordMerge && undo.length === 0) await removeMountRecord(record.target, record.mntns).catch((e: unknown) => undo.push(e));
       for (const e of undo) debug('fuse: undoing a failed mount: %s', (e as Error).message);
       if (ownsPin && !pinTaken) await pinned!.close();
       throw err;
@@ -519,22 +571,4 @@ export function handOverLayers(options: readonly string[]): { options: string[];
   };
   const rewritten = options.map((o) => o.replace(/\/proc\/self\/fd\/(\d+)(?=$|[:,])/g, (_m, n: string) => `/proc/self/fd/${childFd(Number(n))}`));
   return { options: rewritten, fds };
-}
-
-/** The inode of the mount namespace a NamespaceTarget names (as records keep it). */
-async function mountNamespaceInode(ns: NamespaceTarget): Promise<string> {
-  const opened = await openTarget(ns);
-  try {
-    return String(opened.mntns?.inode ?? (await currentMountNamespace()));
-  } finally {
-    await opened.close();
-  }
-}
-
-/** A process whose namespaces another process can enter later to release the mount: { pid } targets only. */
-async function entryProcess(ns: NamespaceTarget): Promise<{ pid: number; startTime: string } | undefined> {
-  const pid = 'pid' in ns ? ns.pid : typeof ns.mntns === 'object' && ns.mntns !== null && 'pid' in ns.mntns ? (ns.mntns as { pid: number }).pid : undefined;
-  if (pid === undefined) return undefined;
-  const startTime = await processStartTime(pid);
-  return startTime ? { pid, startTime } : undefined;
 }

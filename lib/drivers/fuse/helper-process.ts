@@ -17,10 +17,10 @@ import type { Readable, Writable } from 'node:stream';
 import { ImgmountError } from '../../errors';
 import { abortError, debug } from '../../loop/internal';
 import { finished } from 'node:stream/promises';
-import { spawnInNamespaces } from '../../ns/mount';
+import { spawnHere, spawnInNamespaces } from '../../ns/mount';
 import { trackExit } from '../../util/child-exit';
 import type { NamespaceTarget } from '../../ns/namespace';
-import { processExe, processStartTime, type HelperRecord } from '../mount-record';
+import { processExe, processStartTime, type HelperRecord, type RecordOwner } from '../mount-record';
 import { SYSTEM_PATH } from './binaries';
 
 /** How much helper output is kept for error messages. */
@@ -57,6 +57,10 @@ export interface StartHelperOptions {
    * of its own). Never a mount namespace: a program is only ever run from our own filesystem.
    */
   userns?: NamespaceTarget;
+  /** The record owner it serves, marked in its environment (OWNER_MARK). */
+  owner?: RecordOwner;
+  /** SIGTERM when this process dies (PR_SET_PDEATHSIG, through the namespace helper). */
+  dieWithOwner?: boolean;
   /** Write stdout and stderr to this file (helpers that outlive us) instead of pipes. */
   logFile?: string;
   signal?: AbortSignal;
@@ -92,9 +96,15 @@ export function filterHelperOutput(text: string): string {
     .join('\n');
 }
 
-/** The helpers' environment: fixed, nothing of the caller's (no LD_PRELOAD, no PATH with '.' in it). */
-export function helperEnv(): NodeJS.ProcessEnv {
-  return { PATH: SYSTEM_PATH, LC_ALL: 'C' };
+/** The environment variable that marks a helper with the record owner it serves (see cleanup()). */
+export const OWNER_MARK = 'IMGMOUNT_OWNER';
+
+/**
+ * The helpers' environment: fixed, nothing of the caller's (no LD_PRELOAD, no PATH with '.' in
+ * it), and the owner mark.
+ */
+export function helperEnv(owner?: RecordOwner): NodeJS.ProcessEnv {
+  return { PATH: SYSTEM_PATH, LC_ALL: 'C', ...(owner ? { [OWNER_MARK]: `${owner.pid}:${owner.startTime}` } : {}) };
 }
 
 export class HelperProcess {
@@ -164,7 +174,8 @@ export class HelperProcess {
   /** Lets this process exit while the helper keeps running (persistent mounts). */
   detach(): void {
     this.#child.unref();
-    for (const s of [this.#child.stdout, this.#child.stderr]) (s as unknown as { unref?: () => void } | null)?.unref?.();
+    // child.stdio holds the pipes themselves (the namespace helper's kept output wraps them).
+    for (const s of [this.#child.stdout, this.#child.stderr, ...this.#child.stdio]) (s as unknown as { unref?: () => void } | null)?.unref?.();
   }
 }
 
@@ -238,14 +249,25 @@ export async function startHelper(o: StartHelperOptions): Promise<HelperProcess>
       child = await spawnInNamespaces(o.userns, o.program, [...o.args], {
         stdio: [stdin, out, out],
         fds: [...(o.fds ?? [])],
-        env: helperEnv(),
+        env: helperEnv(o.owner),
         setsid: true,
+        ...(o.dieWithOwner ? { deathSignal: 'SIGTERM' as const } : {}),
+        ...(o.signal ? { signal: o.signal } : {}),
+      });
+    } else if (o.dieWithOwner) {
+      // No pre-exec hook in child_process: the namespace helper sets PR_SET_PDEATHSIG, then execs.
+      child = await spawnHere(o.program, [...o.args], {
+        stdio: [stdin, out, out],
+        fds: [...(o.fds ?? [])],
+        env: helperEnv(o.owner),
+        setsid: true,
+        deathSignal: 'SIGTERM',
         ...(o.signal ? { signal: o.signal } : {}),
       });
     } else {
       child = spawn(o.program, [...o.args], {
         stdio: [stdin, out, out, ...(o.fds ?? [])],
-        env: helperEnv(),
+        env: helperEnv(o.owner),
         detached: true, // setsid(): own session and process group
       });
       trackExit(child);

@@ -43,6 +43,10 @@ export async function mntnsOf(pid: number): Promise<string | null> {
 export interface ReleaseOptions {
   stop?: StopTimings;
   signal?: AbortSignal;
+  /** Told each step once it is done ("unmounted /x", "stopped squashfuse_ll (pid 42)", ...). */
+  report?: (done: string) => void;
+  /** Leave the target itself mounted (something else holds it now: cleanup() checked). */
+  skipTarget?: boolean;
 }
 
 /**
@@ -59,6 +63,7 @@ export async function releaseMountRecord(record: MountRecord, options: ReleaseOp
   const step = async (what: string, fn: () => Promise<unknown>): Promise<void> => {
     try {
       await fn();
+      options.report?.(what);
     } catch (err) {
       debug('fuse: release %s: %s failed: %s', r.target, what, (err as Error).message);
       errors.push(err);
@@ -89,7 +94,7 @@ export async function releaseMountRecord(record: MountRecord, options: ReleaseOp
     }
   };
   for (const m of r.nestedMounts ?? []) await step(`unmount ${m}`, () => unmountTarget(m));
-  await step(`unmount ${r.target}`, () => unmountTarget(r.target));
+  if (!options.skipTarget) await step(`unmount ${r.target}`, () => unmountTarget(r.target));
   const internalNs = r.internalMntns ?? r.mntns;
   for (const m of r.internalMounts) {
     if (internalNs !== own) {

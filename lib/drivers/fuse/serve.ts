@@ -45,6 +45,7 @@ import { mount as mountFs, mountDetached, umount } from '../../mount/mount';
 import { findMounts, readMountInfo, type MountInfoEntry } from '../../mount/mountinfo';
 import { moveMountIntoNamespace, unmountInNamespace } from '../../ns/mount';
 import type { NamespaceTarget } from '../../ns/namespace';
+import type { RecordOwner } from '../mount-record';
 import { openMountRoot, type PinnedDir } from '../../path/pinned';
 import { describeExit, startHelper, type HelperExit, type HelperProcess, type StopTimings } from './helper-process';
 import { waitForMount } from './wait-mount';
@@ -104,7 +105,12 @@ export interface ServeContext {
   mountFunc: MountFunc;
   /** fusermount3, for unmounting self-mounted layers without privilege. */
   fusermount: string | null;
-  onStart?: (helper: HelperProcess, step: Step) => void;
+  /** Marked in helpers' environment, so cleanup() finds one whose owner died before recording it. */
+  owner?: RecordOwner;
+  /** Helpers get SIGTERM when this process dies (PR_SET_PDEATHSIG). */
+  dieWithOwner?: boolean;
+  /** Awaited once a helper runs, before anything waits on it (the driver records it). */
+  onStart?: (helper: HelperProcess, step: Step) => void | Promise<void>;
 }
 
 const euid = (): number => process.geteuid?.() ?? -1;
@@ -201,6 +207,8 @@ async function serveWithFd(step: Step, ctx: ServeContext): Promise<Layer> {
       program: step.program,
       args: step.argv(step.sourceFd !== undefined ? '/proc/self/fd/3' : null, `/dev/fd/${3 + fds.length}`),
       fds: [...fds, fuseFd],
+      ...(ctx.owner ? { owner: ctx.owner } : {}),
+      ...(ctx.dieWithOwner ? { dieWithOwner: true } : {}),
       ...(step.input ? { input: step.input } : {}),
       ...(step.logFile ? { logFile: step.logFile } : {}),
       ...(step.signal ? { signal: step.signal } : {}),
@@ -214,7 +222,13 @@ async function serveWithFd(step: Step, ctx: ServeContext): Promise<Layer> {
     await closeFd(fuseFd).catch(() => undefined);
   }
   const layer: Layer = { helper, target: step.target, fstype: `fuse.${name}`, how: 'fd', readOnly: step.readOnly };
-  ctx.onStart?.(helper, step);
+  try {
+    await ctx.onStart?.(helper, step);
+  } catch (err) {
+    await killHelper(helper);
+    await undo();
+    throw err;
+  }
   // The first request on the mount waits for the helper's FUSE_INIT reply: a stat of the new
   // mount's root that returns means it serves; if it dies first, the connection aborts and
   // the stat fails (ENOTCONN).
@@ -285,13 +299,20 @@ async function serveSelf(step: Step, ctx: ServeContext): Promise<Layer> {
     program: step.program,
     args: step.argv(step.sourceFd !== undefined ? '/proc/self/fd/3' : null, mountpoint),
     fds: [...(step.sourceFd !== undefined ? [step.sourceFd] : []), ...(step.extraFds ?? [])],
+    ...(ctx.owner ? { owner: ctx.owner } : {}),
+    ...(ctx.dieWithOwner ? { dieWithOwner: true } : {}),
     ...(step.input ? { input: step.input } : {}),
     ...(step.logFile ? { logFile: step.logFile } : {}),
     ...(step.userns ? { userns: step.userns } : {}),
     ...(step.signal ? { signal: step.signal } : {}),
   });
-  ctx.onStart?.(helper, step);
   const layer: Layer = { helper, target: mountpoint, fstype: 'fuse', how: 'self', readOnly: step.readOnly };
+  try {
+    await ctx.onStart?.(helper, step);
+  } catch (err) {
+    await killHelper(helper);
+    throw err;
+  }
   let failure: Error;
   try {
     const w = await waitForMount({
