@@ -4,10 +4,10 @@
 // another mount namespace; mount(2) needs a bind and then a remount of the new mount's root.
 // The target is pinned (see lib/path): the bind lands on the directory that was checked.
 
-import { throwIfAborted } from '../errors';
+import { checkpoint } from '../util/checkpoint';
 import { closeFd } from '../io/fd';
 import { native } from '../native/binding';
-import { moveMountIntoNamespace } from '../ns/mount';
+import { moveMountIntoNamespace, unmountInNamespace } from '../ns/mount';
 import type { NamespaceTarget } from '../ns/namespace';
 import { PinnedDir, openMountRoot, pinTarget } from '../path/pinned';
 import { MNT_DETACH, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT } from './flags';
@@ -47,27 +47,38 @@ export async function bindMount(source: string, target: string | PinnedDir, opti
   const nodev = options.nodev ?? true;
   const noexec = options.noexec ?? false;
   const recursive = options.recursive ?? true;
-  throwIfAborted(options.signal);
+  const signal = options.signal;
+  checkpoint('bindMount:start', signal);
   const method = options.namespace ? 'new' : await resolveMountApi(options.api ?? 'auto');
   if (options.namespace && target instanceof PinnedDir) throw new TypeError('bindMount: a target in another namespace is a path there, not a PinnedDir');
   const own = !options.namespace && !(target instanceof PinnedDir) ? await pinTarget(target) : undefined;
   const pinned = target instanceof PinnedDir ? target : own;
   try {
+    checkpoint('bindMount:pinned', signal);
     if (method === 'new') {
       const fd = await native((b) => b.openTree(-1, source, OPEN_TREE_CLONE | (recursive ? AT_RECURSIVE : 0)));
       try {
+        checkpoint('bindMount:cloned', signal);
         const attrSet = (readOnly ? MOUNT_ATTR_RDONLY : 0) | (nosuid ? MOUNT_ATTR_NOSUID : 0) | (nodev ? MOUNT_ATTR_NODEV : 0) | (noexec ? MOUNT_ATTR_NOEXEC : 0);
         await native((b) => b.mountSetattr(fd, '', AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), { attrSet, propagation: MS_PRIVATE }));
-        throwIfAborted(options.signal);
+        checkpoint('bindMount:attributes', signal);
         if (options.namespace) await moveMountIntoNamespace(options.namespace, fd, target as string);
         else await native((b) => b.moveMount(fd, '', pinned!.fd, '', MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH));
       } finally {
         await closeFd(fd);
       }
+      try {
+        checkpoint('bindMount:mounted', signal);
+      } catch (err) {
+        if (options.namespace) await unmountInNamespace(options.namespace, target as string, MNT_DETACH).catch(() => undefined);
+        else await umount(pinned!, MNT_DETACH).catch(() => undefined);
+        throw err;
+      }
       return 'new';
     }
     await mount(source, pinned!, null, MS_BIND | (recursive ? MS_REC : 0), null, { api: 'legacy' });
     try {
+      checkpoint('bindMount:bound', signal);
       // Remounts act on the new mount's root, which the pinned fd (the dentry below it) is not.
       const root = await openMountRoot(pinned!);
       try {
@@ -77,6 +88,7 @@ export async function bindMount(source: string, target: string | PinnedDir, opti
       } finally {
         await root.close();
       }
+      checkpoint('bindMount:mounted', signal);
     } catch (err) {
       await umount(pinned!, MNT_DETACH).catch(() => undefined);
       throw err;

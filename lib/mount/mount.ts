@@ -9,6 +9,7 @@
 // verification fails or the caller aborts after the kernel succeeded.
 
 import { RetryableOnce } from '../util/once';
+import { checkpoint } from '../util/checkpoint';
 import { closeFd } from '../io/fd';
 import * as nodePath from 'node:path';
 import { ImgmountError, invalidArgType, throwIfAborted } from '../errors';
@@ -123,13 +124,15 @@ async function mountImpl(
   const d = data == null ? undefined : mountDataToString(data);
   const requested = choice('options.api', options.api, MOUNT_APIS);
   const signal = signalOf(options.signal);
-  throwIfAborted(signal);
+  checkpoint('mount:start', signal);
   let api = await resolveMountApi(requested);
+  checkpoint('mount:api', signal);
   const own = !(target instanceof PinnedDir) && attaches(n) ? await pinTarget(target) : undefined;
   const pinned = target instanceof PinnedDir ? target : own;
   const where = pinned ? pinned.path : (target as string);
   const ctx = { fstype: fstype ?? '', target: where, ...(source !== null ? { source } : {}) };
   try {
+    checkpoint('mount:pinned', signal);
     for (;;) {
       const spec = api === 'new' && fstype !== null ? toNewApi(n, d) : null;
       try {
@@ -150,9 +153,11 @@ async function mountImpl(
         }
         const result: MountResult = { method: spec ? 'new' : 'legacy', messages };
         debug('mount %s on %s (%s, %s) via %s', source, where, fstype, formatMountFlags(n), result.method);
-        if (signal?.aborted) {
+        try {
+          checkpoint('mount:mounted', signal);
+        } catch (err) {
           if (pinned && attaches(n)) await umountPinned(pinned, 0).catch(() => undefined);
-          throw abortError(signal);
+          throw err;
         }
         return result;
       } catch (err) {

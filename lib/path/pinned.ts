@@ -118,11 +118,16 @@ function isNoOpenat2(err: unknown): boolean {
 async function resolveAt(dirfd: number, p: string, flags: number, resolve: number): Promise<NativePathInfo> {
   const walkMode = { inRoot: (resolve & RESOLVE_IN_ROOT) !== 0, noXdev: (resolve & RESOLVE_NO_XDEV) !== 0 };
   if (resolver() === 'openat2') {
-    try {
-      return await native((b) => b.openAt(dirfd, p, flags, resolve));
-    } catch (err) {
-      if (!isNoOpenat2(err) || process.env[RESOLVER_ENV] === 'openat2') throw err;
-      resolverMemo = 'walk';
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await native((b) => b.openAt(dirfd, p, flags, resolve));
+      } catch (err) {
+        // openat2(2): EAGAIN when ".." met a concurrent rename or mount; retrying is the answer.
+        if (err instanceof SystemError && err.code === 'EAGAIN' && attempt < 16) continue;
+        if (!isNoOpenat2(err) || process.env[RESOLVER_ENV] === 'openat2') throw err;
+        resolverMemo = 'walk';
+        break;
+      }
     }
   }
   return native((b) => b.walkAt(dirfd, p, flags, walkMode));

@@ -3,7 +3,8 @@
 // possible, nosuid, nodev.
 
 import * as path from 'node:path';
-import { ImgmountError, throwIfAborted } from '../errors';
+import { ImgmountError } from '../errors';
+import { checkpoint } from '../util/checkpoint';
 import { EXT3, SANDBOX, SQUASHFS } from '../image/constants';
 import type { Image } from '../image/image';
 import type { Section } from '../image/section';
@@ -109,7 +110,8 @@ export function writableProblem(image: Image, partition: Section): string | unde
  */
 export async function mountImage(image: Image, target: string | PinnedDir, options: MountImageOptions = {}): Promise<MountedFilesystem> {
   image.assertOpen();
-  throwIfAborted(options.signal);
+  const signal = options.signal;
+  checkpoint('mountImage:start', signal);
   const partition = options.partition ?? image.getRootFsPartition();
   const writable = options.writable ?? false;
   if (writable) {
@@ -118,14 +120,24 @@ export async function mountImage(image: Image, target: string | PinnedDir, optio
   }
   if (options.namespace && target instanceof PinnedDir) throw new TypeError('mountImage: a target in another namespace is a path there, not a PinnedDir');
   const choice = await chooseDriver(image, partition, options);
+  checkpoint('mountImage:driver', signal);
   const pinned = options.namespace ? undefined : target instanceof PinnedDir ? target : await pinTarget(target);
   const where = options.namespace ? path.resolve(target as string) : pinned!.path;
   let record: MountRecord | undefined;
   try {
+    checkpoint('mountImage:pinned', signal);
     // Intent first (see root()): the record exists before the mount does.
     if ((options.recordAs ?? 'own') === 'own') record = await intendMount(where, partition, choice.driver, options);
-    const m = await mountWith(image, partition, choice, pinned, where, { ...options, recordAs: record ? 'merge' : options.recordAs ?? 'own' }, writable);
-    return record ? new Recorded(m, record) : m;
+    checkpoint('mountImage:recorded', signal);
+    const mounted = await mountWith(image, partition, choice, pinned, where, { ...options, recordAs: record ? 'merge' : options.recordAs ?? 'own' }, writable);
+    const m = record ? new Recorded(mounted, record) : mounted;
+    try {
+      checkpoint('mountImage:mounted', signal);
+    } catch (err) {
+      await m.close();
+      throw err;
+    }
+    return m;
   } catch (err) {
     if (pinned && !(target instanceof PinnedDir)) await pinned.close();
     if (record) await removeMountRecord(record.target, record.mntns).catch(() => undefined);

@@ -12,7 +12,8 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { debuglog } from 'node:util';
-import { ImgmountError, hasErrorCode, invalidArgValue, throwIfAborted } from '../errors';
+import { ImgmountError, hasErrorCode, invalidArgValue } from '../errors';
+import { checkpoint } from '../util/checkpoint';
 import { openMountRoot, pinOwnDir, pinTarget, resolveBeneath, resolveInRoot, type PinnedDir } from '../path/pinned';
 import { EXT3, OverlayUsage, SANDBOX, SQUASHFS } from '../image/constants';
 import type { UserCredentials } from '../image/credentials';
@@ -220,7 +221,8 @@ async function layerRoot(r: Root, dir: string): Promise<PinnedDir> {
  */
 export async function root(image: Image, target: string, options: RootOptions = {}): Promise<MountedRoot> {
   image.assertOpen();
-  throwIfAborted(options.signal);
+  const signal = options.signal;
+  checkpoint('root:start', signal);
   const rootPart = image.getRootFsPartition();
   const { writable = false, writableTmpfs = false, overlays = [], data = [], ...common } = options;
   const ns = options.namespace;
@@ -252,14 +254,16 @@ export async function root(image: Image, target: string, options: RootOptions = 
     if (!ns) {
       r.target = await pinTarget(target);
       r.root.path = r.target.path;
+      checkpoint('root:pinned', signal);
     }
     await intend(r, options, needsOverlay || staged ? layerNames(external.length, writableTmpfs, writable && sifOverlay !== undefined, staged) : [], expectedFstypes(rootPart, needsOverlay));
-    throwIfAborted(options.signal);
+    checkpoint('root:recorded', signal);
     if (!ns) {
       at = r.target!;
     } else if (staged) {
       r.target = await pinOwnDir(await sessionSubdir(r, 'root'));
       at = r.target;
+      checkpoint('root:staging', signal);
     } else {
       at = r.root.path;
     }
@@ -269,12 +273,17 @@ export async function root(image: Image, target: string, options: RootOptions = 
       r.mounts.push(m);
       r.top = m;
       r.root.readonly = m.readOnly;
+      checkpoint('root:mounted', signal);
     } else {
       await assembleOverlay(image, at as PinnedDir, r, { ...local, rootPart, writable, writableTmpfs, external, sifOverlay, tmpfsSize: options.tmpfsSize ?? '64m' });
     }
     if (data.length > 0) await mountData(image, r, at as PinnedDir, data, local);
     await r.closeTransient();
-    if (staged) await moveTreeIntoNamespace(r, ns!, path.resolve(target), data.length > 0);
+    checkpoint('root:built', signal);
+    if (staged) {
+      await moveTreeIntoNamespace(r, ns!, path.resolve(target), data.length > 0);
+      checkpoint('root:moved', signal);
+    }
     // A FUSE top merged its helpers into our record; nothing else to add.
     return r;
   } catch (err) {
@@ -287,6 +296,7 @@ export async function root(image: Image, target: string, options: RootOptions = 
 async function mountData(image: Image, r: Root, at: PinnedDir, data: DataMount[], local: Omit<MountImageOptions, 'partition' | 'writable'>): Promise<void> {
   const top = await openMountRoot(at);
   r.transient.push(top);
+  checkpoint('root:data-root', local.signal);
   for (const d of data) {
     const part = findPartition(image, d.partition);
     let dir: PinnedDir;
@@ -306,9 +316,10 @@ async function mountData(image: Image, r: Root, at: PinnedDir, data: DataMount[]
       r.mounts.push(m);
       r.nested.push(m);
     } catch (err) {
-      await dir.close();
+      await dir.close(); // not taken over by a mount
       throw err;
     }
+    checkpoint('root:data', local.signal);
   }
 }
 
@@ -341,6 +352,7 @@ async function assembleOverlay(image: Image, target: PinnedDir, r: Root, plan: O
     // `trusted` vouches for `image` only: an overlay image gets the default rule for its own file.
     const m = await mountImage(img, dir, { ...local, trusted: false, partition: part, writable: rw, recordAs: 'none' });
     r.mounts.push(m);
+    checkpoint('root:overlay-layer', local.signal);
     if (part.type === SQUASHFS) {
       lowers.push(dir);
       continue;
@@ -362,22 +374,26 @@ async function assembleOverlay(image: Image, target: PinnedDir, r: Root, plan: O
   if (!upper && writableTmpfs) {
     // Our own fresh tmpfs in our own session directory: its paths are ours to trust.
     const dir = await sessionSubdir(r, 'tmpfs');
-    await mount('tmpfs', dir, 'tmpfs', MS_NOSUID | MS_NODEV, `size=${tmpfsSize},mode=0755`);
+    await mount('tmpfs', dir, 'tmpfs', MS_NOSUID | MS_NODEV, `size=${tmpfsSize},mode=0755`, local.signal ? { signal: local.signal } : {});
     r.mounts.push(plainKernelMount(dir, 'tmpfs', false));
+    checkpoint('root:tmpfs', local.signal);
     upper = { upper: path.join(dir, 'upper'), work: path.join(dir, 'work') };
     await fs.mkdir(upper.upper, { mode: 0o755 });
     await fs.mkdir(upper.work, { mode: 0o700 });
+    checkpoint('root:tmpfs-dirs', local.signal);
   }
   if (!upper && writable && sifOverlay) {
     const dir = await sessionSubdir(r, 'sif-overlay');
     const m = await mountImage(image, dir, { ...local, partition: sifOverlay, writable: true, recordAs: 'none' });
     r.mounts.push(m);
+    checkpoint('root:sif-overlay', local.signal);
     upper = await pinnedUpperDirs(r, await layerRoot(r, dir));
     upperOnFuse = m.driver === 'fuse';
   }
   const lower = await sessionSubdir(r, 'lower');
   r.mounts.push(await mountImage(image, lower, { ...local, partition: rootPart, writable: false, recordAs: 'none' }));
   lowers.push(lower);
+  checkpoint('root:lower', local.signal);
 
   const opts = [`lowerdir=${lowers.map(escapeLayer).join(':')}`];
   if (upper) opts.push(`upperdir=${escapeLayer(upper.upper)}`, `workdir=${escapeLayer(upper.work)}`);
@@ -404,6 +420,7 @@ async function assembleOverlay(image: Image, target: PinnedDir, r: Root, plan: O
   r.mounts.push(top);
   r.top = top;
   r.root.readonly = !upper;
+  checkpoint('root:overlay', local.signal);
 }
 
 /**
