@@ -222,11 +222,21 @@ describe('kernel: loop devices', function () {
   it('a back-off wait honours the signal and leaves nothing bound', async () => {
     const img = testImages();
     process.env.IMGMOUNT_LOOP_API = 'legacy';
-    testHooks.injectErrno = (step) => (step === 'setStatus' ? 11 : undefined);
     const ac = new AbortController();
-    setTimeout(() => ac.abort(new Error('stop')), 30);
+    const calls: number[] = [];
+    testHooks.injectErrno = (step, n) => {
+      if (step !== 'setStatus') return undefined;
+      calls.push(n);
+      // The third EAGAIN: abort once the attach is waiting to retry (a microtask runs after the
+      // synchronous catch that starts the back-off), not after some number of milliseconds.
+      if (calls.length === 3) queueMicrotask(() => ac.abort(new Error('stop')));
+      return 11;
+    };
     const err = await attachLoop(img.ext3, { eagainRetries: 100, signal: ac.signal }).catch((e: unknown) => e);
     expect(err).to.be.instanceOf(AbortError);
+    expect((err as AbortError).cause).to.have.property('message', 'stop');
+    // Three attempts and no fourth: the wait after the third was cut short by the signal.
+    expect(calls).to.deep.equal([0, 1, 2]);
     expect(boundTo(img.ext3)).to.deep.equal([]);
   });
 
