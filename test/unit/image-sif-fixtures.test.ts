@@ -10,6 +10,7 @@ import { ImgmountError, RootFs, RootFsUsage, SIF, SQUASHFS, init } from '../../l
 import { openFds } from '../support/fds';
 import { HOST_ARCH, emulatorsSkipReason, expectedRunnable } from '../support/host';
 import { sifFixturesDir } from '../support/paths';
+import { parseDump } from './sif-helpers';
 
 interface TableRow {
   file: string;
@@ -36,6 +37,7 @@ function readTable(): TableRow[] {
 }
 
 const rows = readTable();
+const dump = parseDump(fs.readFileSync(path.join(sifFixturesDir, 'parser-output.txt'), 'utf8'));
 // README, "Objects that are not what their type suggests": in the legacy images the
 // "Squashfs" primary partition is the 4 bytes de ad be ef, so the root header check fails.
 const fakeSquashfs = (file: string) => file.includes('signed-legacy');
@@ -108,6 +110,9 @@ describe('init over the real SIF fixtures', () => {
         expect(img.partitions).to.have.length(1);
         const p = img.partitions[0]!;
         expect(p).to.deep.include({ name: RootFs, id: primary.id, type: SQUASHFS, allowedUsage: RootFsUsage });
+        // Where the independent parser found that object (parser-output.txt).
+        const slot = dump.find((d) => d.file === path.basename(row.file))!.slots.find((x) => x.id === primary.id)!;
+        expect([p.offset, p.size]).to.deep.equal([slot.offset, slot.size]);
         expect(p.offset + p.size).to.be.at.most(row.size);
       } else {
         expect(img.partitions).to.deep.equal([]);
