@@ -50,3 +50,13 @@ export function dumpe2fsFacts(file: string): ExtFacts {
     features: field(out, /^Filesystem features:\s*(.*)$/m, 'features').split(/\s+/),
   };
 }
+
+/** One entry of `unsquashfs -lln [-o offset] file path`: its mode string, owner and size. */
+export function unsquashfsEntry(file: string, inside: string, offset = 0): { mode: string; uid: number; gid: number; size: number } {
+  const out = execFileSync('unsquashfs', ['-lln', ...(offset ? ['-o', String(offset)] : []), file, inside], { encoding: 'utf8' });
+  const line = out.split('\n').find((l) => l.endsWith(` squashfs-root/${inside}`));
+  if (!line) throw new Error(`${inside} not listed by unsquashfs:\n${out}`);
+  const [mode, owner, size] = line.split(/\s+/) as [string, string, string];
+  const [uid, gid] = owner.split('/').map(Number) as [number, number];
+  return { mode, uid, gid, size: Number(size) };
+}
