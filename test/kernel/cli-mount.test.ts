@@ -55,7 +55,10 @@ describe('kernel: imgmount mount | umount | root', function () {
     expect(out.mounts.map((m) => m.fstype)).to.deep.equal(['tmpfs', 'squashfs', 'overlay']);
     fs.writeFileSync(path.join(dir, 'scratch.txt'), 'x');
     const record = await findMountRecord(dir);
-    expect(record?.sessionDir).to.be.a('string');
+    // The layers live in a session directory of the command's own, directly under <state dir>/sessions.
+    expect(path.dirname(record!.sessionDir!)).to.equal(fs.realpathSync(path.join(process.env.IMGMOUNT_STATE_DIR!, 'sessions')));
+    expect(path.basename(record!.sessionDir!)).to.match(/^root-/);
+    expect(record!.internalMounts.map((p) => path.relative(record!.sessionDir!, p))).to.deep.equal(['lower', 'tmpfs']);
     expect(imgmount('umount', dir).status).to.equal(0);
     expect(await mountsUnder(dir)).to.deep.equal([]);
     expect(await mountsUnder(record!.sessionDir!)).to.deep.equal([]);
@@ -89,13 +92,13 @@ describe('kernel: imgmount mount | umount | root', function () {
       expect(await mountsUnder(dir)).to.deep.equal([]);
     };
     const sif = fixture('sif-data.sif');
-    await mountOnce(['--partition', 'scratch', sif], /: \S+, read-only, fuse driver served by fuse2fs\[\d+\]\n$/);
+    await mountOnce(['--partition', 'scratch', sif], /: fuse\.ext4, read-only, fuse driver served by fuse2fs\[\d+\]\n$/);
     await mountOnce(['--kernel-extfs', '--partition', 'scratch', sif], /: ext3, read-only, kernel driver via \/dev\/loop\d+\n$/);
     await mountOnce(['--trusted', '--partition', 'scratch', sif], /: ext3, read-only, kernel driver via \/dev\/loop\d+\n$/);
     const notRoots = path.join(testTmp, 'cli-policy-nobody.sqfs');
     fs.copyFileSync(fixture('sq-gzip.sqfs'), notRoots);
     fs.chownSync(notRoots, 65534, 65534);
-    await mountOnce([notRoots], /: fuse\.squashfuse\S*, read-only, fuse driver served by squashfuse/);
+    await mountOnce([notRoots], /: fuse\.squashfuse_ll, read-only, fuse driver served by squashfuse_ll\[\d+\]\n$/);
     await mountOnce(['--trusted', notRoots], /: squashfs, read-only, kernel driver via \/dev\/loop\d+\n$/);
     const refused = imgmount('mount', '--trusted', '--no-kernel-squashfs', '--driver', 'kernel', notRoots, dir);
     expect(refused.status).to.equal(1);

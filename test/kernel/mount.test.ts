@@ -17,6 +17,7 @@ import {
   umount,
   type MountInfoEntry,
 } from '../../lib/mount';
+import { unsquashfsEntry } from '../support/fs-tools';
 import { busyboxSif, mountDir, testImages } from '../support/images';
 import { eventually, requireKernel, startChild } from '../support/kernel';
 import { boundLoops, mountPoints, registerMountPoint } from '../support/leaks';
@@ -69,8 +70,10 @@ describe('kernel: mounting partitions', function () {
     const dir = target('busybox');
     await using m = await mountPartition(busyboxSif.path, dir, { fstype: 'squashfs', offset: busyboxSif.offset, sizeLimit: busyboxSif.size });
     const st = fs.statSync(path.join(dir, 'bin', 'busybox'));
+    const listed = unsquashfsEntry(busyboxSif.path, 'bin/busybox', busyboxSif.offset); // -rwxr-xr-x 0/0 1149184
     expect(st.isFile()).to.equal(true);
-    expect(st.size).to.be.greaterThan(100_000);
+    expect([st.size, st.uid, st.gid, st.mode & 0o7777]).to.deep.equal([listed.size, listed.uid, listed.gid, 0o755]);
+    expect(listed.mode).to.equal('-rwxr-xr-x');
     expect(m.readOnly).to.equal(true);
   });
 

@@ -49,6 +49,7 @@ describe('kernel: mountImage and root() with the kernel driver', function () {
     expect(m.fstype).to.equal('squashfs');
     expect(m.mountOptions).to.include.members(['ro', 'nosuid', 'nodev']);
     expect(r.mounts[0]!.loopDevice).to.match(/^\/dev\/loop\d+$/);
+    expect(loopsFor(sif)).to.deep.equal([path.basename(r.mounts[0]!.loopDevice!)]); // bound to this copy
     expect(() => fs.writeFileSync(path.join(dir, 'x'), 'x')).to.throw(/EROFS/);
     // The setuid bit is in the image but not honoured (nosuid), and the handle releases it all.
     expect(fs.statSync(path.join(dir, 'bin/setuid-marker')).mode & 0o4000).to.equal(0o4000);

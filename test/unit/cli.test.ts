@@ -5,10 +5,19 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fixture } from '../support/fixtures';
+import { dumpe2fsFacts, unsquashfsFacts } from '../support/fs-tools';
 import { repoRoot, sifFixturesDir } from '../support/paths';
+import { parseDump, type DumpSlot } from './sif-helpers';
 
 const bin = path.join(repoRoot, 'bin', 'imgmount.js');
 const busybox = path.join(sifFixturesDir, 'apptainer', 'busybox_amd64.sif');
+
+// Offsets and sizes come from the independent parser's dump (shared/fixtures/sif/parser-output.txt),
+// never from imgmount: object 4 is the squashfs root, object 3 the OCI config.
+const busyboxDump = parseDump(fs.readFileSync(path.join(sifFixturesDir, 'parser-output.txt'), 'utf8')).find((d) => d.file === 'busybox_amd64.sif')!;
+const object = (id: number): DumpSlot => busyboxDump.slots.find((s) => s.id === id)!;
+const rootfs = object(4);
+const ociConfig = object(3);
 
 function imgmount(...args: string[]) {
   const r = spawnSync(process.execPath, [bin, ...args], { maxBuffer: 64 * 1024 * 1024 });
@@ -19,11 +28,13 @@ const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 describe('imgmount CLI', () => {
   it('inspect prints type, partitions with filesystem details, and sections', () => {
+    expect([rootfs.offset, rootfs.size, ociConfig.offset, ociConfig.size]).to.deep.equal([45056, 745472, 40960, 90]); // the dump as read
+    const sq = unsquashfsFacts(busybox, rootfs.offset);
     const r = imgmount('inspect', busybox);
     expect(r.status).to.equal(0);
     expect(r.text).to.contain('type:     SIF (0x1003)');
-    expect(r.text).to.match(/4\s+!__rootfs__!\s+squashfs\s+45056\s+745472\s+rootfs\s+squashfs 4\.0, gzip/);
-    expect(r.text).to.match(/3\s+oci-config\.json\s+JSON\.Generic\s+40960\s+90/);
+    expect(r.text).to.match(new RegExp(`\\n {4}4\\s+!__rootfs__!\\s+squashfs\\s+${rootfs.offset}\\s+${rootfs.size}\\s+rootfs\\s+squashfs ${sq.major}\\.${sq.minor}, ${sq.compression}\\n`));
+    expect(r.text).to.match(new RegExp(`\\n {4}3\\s+oci-config\\.json\\s+JSON\\.Generic\\s+${ociConfig.offset}\\s+${ociConfig.size}\\n`));
   });
 
   it('inspect --json prints the Apptainer-compatible Image JSON', () => {
@@ -31,14 +42,20 @@ describe('imgmount CLI', () => {
     expect(r.status).to.equal(0);
     const j = JSON.parse(r.text);
     expect(j.type).to.equal(0x1000);
-    expect(j.partitions[0]).to.include({ name: '!__rootfs__!', offset: 31, allowed_usage: 7 });
+    // The squashfs starts after the launch line "#!/usr/bin/env run-singularity\n" (31 bytes).
+    const header = '#!/usr/bin/env run-singularity\n';
+    expect(fs.readFileSync(fixture('hdr-lf.sqfs')).subarray(0, header.length).toString('latin1')).to.equal(header);
+    expect(j.partitions).to.deep.equal([
+      { name: '!__rootfs__!', size: fs.statSync(fixture('hdr-lf.sqfs')).size - header.length, offset: header.length, id: 1, type: 0x1000, allowed_usage: 7 },
+    ]);
     expect(j.path).to.equal(fs.realpathSync(fixture('hdr-lf.sqfs')));
   });
 
-  it('inspect shows warnings and ext3 geometry', () => {
+  it('inspect shows warnings and ext3 geometry (as dumpe2fs -h reads it)', () => {
     const r = imgmount('inspect', fixture('sif-overlay-othergroup.sif'));
     expect(r.text).to.match(/warnings:\n\s+overlay partition 2 \("overlay"\) is in group 2/);
-    expect(imgmount('inspect', fixture('ext3.img')).text).to.match(/ext3, 2048 blocks of 1024, label "imgmount"/);
+    const ext = dumpe2fsFacts(fixture('ext3.img'));
+    expect(imgmount('inspect', fixture('ext3.img')).text).to.contain(`ext3, ${ext.blockCount} blocks of ${ext.blockSize}, label "${ext.label}"\n`);
   });
 
   it('inspect --writable on squashfs fails with the read-only message', () => {
@@ -49,12 +66,18 @@ describe('imgmount CLI', () => {
 
   it('read writes exactly the bytes of a partition, by name or index, and of a section', () => {
     const whole = fs.readFileSync(busybox);
+    const rootBytes = whole.subarray(rootfs.offset, rootfs.offset + rootfs.size);
+    expect(sha(rootBytes).slice(0, rootfs.dataSha256Prefix.length)).to.equal(rootfs.dataSha256Prefix);
     const byIndex = imgmount('read', busybox, '--index', '0');
     expect(byIndex.status).to.equal(0);
-    expect(sha(byIndex.stdout)).to.equal(sha(whole.subarray(45056, 45056 + 745472)));
+    expect(byIndex.stdout.length).to.equal(rootfs.size);
+    expect(sha(byIndex.stdout)).to.equal(sha(rootBytes));
     const byName = imgmount('read', busybox, '--partition', '!__rootfs__!');
-    expect(sha(byName.stdout)).to.equal(sha(byIndex.stdout));
+    expect(byName.status).to.equal(0);
+    expect(sha(byName.stdout)).to.equal(sha(rootBytes));
     const section = imgmount('read', busybox, '--section', 'oci-config.json');
+    expect(section.status).to.equal(0);
+    expect(section.stdout.equals(whole.subarray(ociConfig.offset, ociConfig.offset + ociConfig.size))).to.equal(true);
     expect(JSON.parse(section.text).Cmd).to.deep.equal(['sh']);
   });
 

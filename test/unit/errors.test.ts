@@ -42,6 +42,7 @@ describe('native addon loading', () => {
     expect(out.code).to.equal('ERR_NATIVE_LOAD');
     expect(out.tried).to.deep.equal(['/nonexistent/imgmount.node']);
     expect(out.message).to.match(/could not load the imgmount native addon; tried:\n {2}\/nonexistent\/imgmount\.node/);
-    expect(out.message).to.match(/npm install|node-gyp rebuild/);
+    expect(out.message).to.include('Build it with `npm install` (or `npx node-gyp rebuild`)');
+    expect(out.message).to.include('point IMGMOUNT_NATIVE_PATH at a built imgmount.node');
   });
 });

@@ -189,15 +189,28 @@ describe('init: fds, writable and locks', () => {
   });
 
   it('leaks no fd on success+close or on any failure', async () => {
+    // Each fixture's outcome is known (the detection tests above): it is checked, not swallowed.
+    const expected: Array<[string, number | string]> = [
+      ['sq-gzip.sqfs', SQUASHFS],
+      ['ext3.img', EXT3],
+      ['rootfs', SANDBOX],
+      ['vfat.img', 'ERR_IMAGE_UNKNOWN_FORMAT'],
+      ['sq-comp7.sqfs', 'ERR_SQUASHFS_INVALID'],
+      ['ext4.img', 'ERR_EXT3_UNSUPPORTED_FEATURES'],
+      ['empty.bin', 'ERR_IMAGE_UNKNOWN_FORMAT'],
+    ];
     const before = openFds();
-    for (const name of ['sq-gzip.sqfs', 'ext3.img', 'rootfs', 'vfat.img', 'sq-comp7.sqfs', 'ext4.img', 'empty.bin']) {
+    const outcomes: Array<[string, number | string]> = [];
+    for (const [name] of expected) {
       try {
         const img = await init(fixture(name));
         await img.close();
-      } catch {
-        // failures must clean up too
+        outcomes.push([name, img.type]);
+      } catch (err) {
+        outcomes.push([name, (err as ImgmountError).code]); // failures must clean up too
       }
     }
+    expect(outcomes).to.deep.equal(expected);
     expect(openFds()).to.deep.equal(before);
   });
 

@@ -101,8 +101,11 @@ describe('environment overrides and program lookup', () => {
       setEnv('PATH', `${dir}:.:${process.env.PATH ?? ''}`);
       const found = locateFuseBinaries();
       expect(found.searched).to.deep.equal(SYSTEM_PATH.split(':'));
-      for (const p of [found.squashfuse, found.fuse2fs]) {
-        if (p === null) continue; // not installed here: still not the fake
+      // What a shell finds with only the system directories on PATH (scripts/setup-host.sh
+      // installs both): the same programs, never the fakes.
+      const systemOne = (name: string) => spawnSync('sh', ['-c', `command -v ${name}`], { env: { PATH: SYSTEM_PATH }, encoding: 'utf8' }).stdout.trim();
+      expect([found.squashfuse, found.fuse2fs]).to.deep.equal([systemOne('squashfuse_ll'), systemOne('fuse2fs')]);
+      for (const p of [found.squashfuse!, found.fuse2fs!]) {
         expect(fakes).to.not.include(p);
         expect(SYSTEM_PATH.split(':')).to.include(path.dirname(p));
       }

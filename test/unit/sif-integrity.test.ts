@@ -151,13 +151,20 @@ function signedMetadata(sig: Buffer): SignedMetadata {
 }
 
 describe('sif: recomputed digests match the metadata signed inside the fixtures', () => {
-  for (const file of ['one-group-signed-pgp.sif', 'one-group-signed-dsse.sif', 'two-groups-signed-pgp.sif', 'two-groups-signed-dsse.sif']) {
+  // Signature objects per image, from the README table: one per signed group.
+  const signatures: Record<string, number[]> = {
+    'one-group-signed-pgp.sif': [3],
+    'one-group-signed-dsse.sif': [3],
+    'two-groups-signed-pgp.sif': [4, 5],
+    'two-groups-signed-dsse.sif': [4, 5],
+  };
+  for (const [file, sigIds] of Object.entries(signatures)) {
     it(`${file}: header, descriptor and object sha256 of every signed group`, async () => {
       const buf = readFixture(file);
       const src = bufferSource(buf);
       const img: SifImage = await loadSif(src);
       const sigs = img.descriptors.filter((d) => d.signature);
-      expect(sigs.length).to.be.greaterThan(0);
+      expect(sigs.map((d) => d.id)).to.deep.equal(sigIds);
       let checked = 0;
       for (const sig of sigs) {
         expect(sig.groupId, 'signature is in no group').to.equal(0);
@@ -186,12 +193,21 @@ describe('sif: recomputed digests match the metadata signed inside the fixtures'
   });
 
   // Legacy (Singularity < 3.6) signatures: clearsigned "SIFHASH:\n<hex>" over object data.
-  for (const file of ['one-group-signed-legacy.sif', 'one-group-signed-legacy-group.sif', 'one-group-signed-legacy-all.sif', 'two-groups-signed-legacy.sif', 'two-groups-signed-legacy-group.sif', 'two-groups-signed-legacy-all.sif']) {
+  // Signature objects and what they link to, from the README table.
+  const legacy: Record<string, string[]> = {
+    'one-group-signed-legacy.sif': ['3->object 2'],
+    'one-group-signed-legacy-group.sif': ['3->group 1'],
+    'one-group-signed-legacy-all.sif': ['3->object 1', '4->object 2'],
+    'two-groups-signed-legacy.sif': ['4->object 2'],
+    'two-groups-signed-legacy-group.sif': ['4->group 1'],
+    'two-groups-signed-legacy-all.sif': ['4->object 1', '5->object 2'],
+  };
+  for (const [file, links] of Object.entries(legacy)) {
     it(`${file}: legacy SIFHASH (SHA-384) digests match`, async () => {
       const src = bufferSource(readFixture(file));
       const img = await loadSif(src);
       const sigs = img.descriptors.filter((d) => d.signature);
-      expect(sigs.length).to.be.greaterThan(0);
+      expect(sigs.map((d) => `${d.id}->${d.link?.type} ${d.link?.id}`)).to.deep.equal(links);
       for (const sig of sigs) {
         expect(sig.signature!.hashTypeName).to.equal('SHA-384');
         const text = (await descriptorData(src, sig)).toString('utf8');

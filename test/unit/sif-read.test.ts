@@ -123,6 +123,10 @@ async function compareWithDump(img: SifImage, dump: DumpImage, source: ByteSourc
 
 describe('sif: loadSif on real images', () => {
   const dump = parseDump(fs.readFileSync(path.join(sifFixturesDir, 'parser-output.txt'), 'utf8'));
+  const ociDigests: Record<string, string[]> = {
+    'one-object-oci-blob.sif': ['sha256:a88b15e9…c731'],
+    'one-object-oci-root-index.sif': ['sha256:2dc692f0…cffb'],
+  };
 
   it('the dump describes exactly the 23 fixture images', () => {
     expect(fixtureImages).to.have.length(23);
@@ -139,6 +143,10 @@ describe('sif: loadSif on real images', () => {
       const img = await loadSif(src);
       expect(img.warnings).to.deep.equal([]);
       await compareWithDump(img, d, src);
+      // README: the OCI objects carry the sha256 of their own data, and which digest that is.
+      const oci = img.descriptors.filter((x) => x.ociDigest !== undefined);
+      expect(oci.map((x) => x.ociDigest!.replace(/^(sha256:.{8}).*(.{4})$/, '$1…$2'))).to.deep.equal(ociDigests[path.basename(rel)] ?? []);
+      for (const x of oci) expect(x.ociDigest).to.equal('sha256:' + sha256(await descriptorData(src, x)));
     });
   }
 

@@ -516,14 +516,26 @@ describe('sif writer: targets, streams and argument checks', () => {
   });
 
   it('default times: now for normal images, Go zero for deterministic ones', async () => {
-    const before = Math.floor(Date.now() / 1000);
-    const w = await createSif(new MemoryTarget(), { objects: [generic(FACE)] });
+    // "Now" is whatever the clock says when the call runs: a clock set by the test, not a
+    // window around the real one.
+    const realNow = Date.now;
+    let clock = 1_700_000_000_900; // ms; the writer keeps whole seconds
+    Date.now = () => clock;
+    let w: SifWriter;
+    let d: Awaited<ReturnType<SifWriter['addObject']>>;
+    try {
+      w = await createSif(new MemoryTarget(), { objects: [generic(FACE)] });
+      clock = 1_700_000_042_000;
+      d = await w.addObject(generic(FEED));
+    } finally {
+      Date.now = realNow;
+    }
     const h = w.header;
     expect(h.uuid).to.match(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
-    expect(h.createdAt).to.be.within(before, before + 5);
+    expect(h.createdAt).to.equal(1_700_000_000);
     expect(w.descriptors[0]!.createdAt).to.equal(h.createdAt);
-    const d = await w.addObject(generic(FEED));
-    expect(d.createdAt).to.be.within(before, before + 5);
+    expect(d.createdAt).to.equal(1_700_000_042);
+    expect(h.modifiedAt).to.equal(1_700_000_042);
     const wd = await createSif(new MemoryTarget(), det);
     expect((await wd.addObject(generic(FEED))).createdAt).to.equal(null);
     expect(wd.header.modifiedAt).to.equal(null);
