@@ -32,6 +32,7 @@ import type { NamespaceRef, NamespaceTarget } from '../../ns/namespace';
 import { encryptionUnsupported } from '../kernel';
 import { currentMountNamespace, entryProcess, findMountRecord, saveMountRecord, sessionsDir, removeMountRecord, thisOwner } from '../mount-record';
 import { openFileBeneath, pinOwnDir, pinTarget, umountPinnedSync } from '../../path/pinned';
+import { pathContains } from '../../image/authorize';
 import { mountNamespaceInode } from '../../ns/namespace';
 import { DriverSession } from '../session';
 import { sourceFd } from '../source';
@@ -350,7 +351,8 @@ export class FuseDriver extends DriverSession {
             driver: 'fuse',
             fstype: record.fstype,
             helpers: [...prior.helpers.filter((h) => !record.helpers.some((x) => x.pid === h.pid)), ...record.helpers],
-            internalMounts: [...record.internalMounts, ...prior.internalMounts.filter((m) => !record.internalMounts.includes(m))],
+            // Entries under our own session directory are ours to state; the caller's stay.
+            internalMounts: [...record.internalMounts, ...prior.internalMounts.filter((m) => !(record.sessionDir && pathContains(record.sessionDir, m)) && !record.internalMounts.includes(m))],
             moreSessionDirs: [...new Set([...(prior.moreSessionDirs ?? []), ...(record.sessionDir ? [record.sessionDir] : [])])].filter((d) => d !== prior.sessionDir),
           };
         }
