@@ -12,6 +12,7 @@ import { releaseMount } from '../root/release';
 import { root, type RootOptions } from '../root/root';
 import * as fs from 'node:fs/promises';
 import { asInitOptions, asOptions } from './as';
+import { interruptible } from './interrupt';
 import { choosePartition } from './select';
 import { parse, UsageError, write, type CliIO, type Command } from './usage';
 
@@ -64,9 +65,9 @@ function describe(m: MountedFilesystem): Record<string, unknown> {
 
 type Who = Awaited<ReturnType<typeof asInitOptions>>;
 
-async function openImage(file: string, values: Values, who: Who): Promise<Image> {
+async function openImage(file: string, values: Values, who: Who, signal: AbortSignal): Promise<Image> {
   const rw = Boolean(values.writable) && !values['writable-tmpfs'];
-  return init(file, rw, { readOnlyFallback: false, ...who });
+  return init(file, rw, { readOnlyFallback: false, signal, ...who });
 }
 
 export const mountCommand: Command = {
@@ -84,25 +85,44 @@ export const mountCommand: Command = {
     const { values, positionals } = parse(args, mountOptions);
     if (positionals.length !== 2) throw new UsageError('mount takes IMAGE and TARGET');
     const [file, target] = positionals as [string, string];
-    const opts = await common(values);
-    const who = await asInitOptions(values);
-    const image = await openImage(file, values, who);
-    try {
-      if (values.partition !== undefined || values.id !== undefined) {
-        if (values['writable-tmpfs'] || values.overlay) throw new UsageError('--writable-tmpfs and --overlay apply to the root, not to one partition');
-        const partition = choosePartition(image, values);
-        const m = await mountImage(image, target, { ...opts, partition, writable: Boolean(values.writable) });
-        await write(io.stdout, values.json ? JSON.stringify(describe(m)) + '\n' : summary(m));
+    return whileInterruptible(io, async (signal) => {
+      const opts = { ...(await common(values)), signal };
+      const who = await asInitOptions(values);
+      const image = await openImage(file, values, who, signal);
+      try {
+        if (values.partition !== undefined || values.id !== undefined) {
+          if (values['writable-tmpfs'] || values.overlay) throw new UsageError('--writable-tmpfs and --overlay apply to the root, not to one partition');
+          const partition = choosePartition(image, values);
+          const m = await mountImage(image, target, { ...opts, partition, writable: Boolean(values.writable) });
+          await write(io.stdout, values.json ? JSON.stringify(describe(m)) + '\n' : summary(m));
+          return 0;
+        }
+        const r = await root(image, target, rootOptions(opts, values, who));
+        await write(io.stdout, values.json ? JSON.stringify({ root: r.root, mounts: r.mounts.map(describe) }) + '\n' : r.mounts.map(summary).join(''));
         return 0;
+      } finally {
+        await image.close();
       }
-      const r = await root(image, target, rootOptions(opts, values, who));
-      await write(io.stdout, values.json ? JSON.stringify({ root: r.root, mounts: r.mounts.map(describe) }) + '\n' : r.mounts.map(summary).join(''));
-      return 0;
-    } finally {
-      await image.close();
-    }
+    });
   },
 };
+
+/**
+ * Runs a command that builds mounts so that SIGINT/SIGTERM abort it: what it had done is
+ * undone, and it exits with 128 + the signal's number.
+ */
+async function whileInterruptible(io: CliIO, run: (signal: AbortSignal) => Promise<number>): Promise<number> {
+  const i = interruptible();
+  try {
+    return await run(i.signal);
+  } catch (err) {
+    if (i.status === null || (err as { code?: string }).code !== 'ABORT_ERR') throw err;
+    await write(io.stderr, `imgmount: interrupted by ${i.name}: what had been mounted was undone\n`);
+    return i.status;
+  } finally {
+    i.dispose();
+  }
+}
 
 function rootOptions(opts: MountImageOptions, values: Values, who: Who): RootOptions {
   const r: RootOptions = { ...opts, ...who, writable: Boolean(values.writable), writableTmpfs: Boolean(values['writable-tmpfs']) };
@@ -124,16 +144,18 @@ export const rootCommand: Command = {
     if (positionals.length !== 2) throw new UsageError('root takes IMAGE and TARGET');
     if (values.partition !== undefined || values.id !== undefined) throw new UsageError('root mounts the root filesystem; use mount --partition for others');
     const [file, target] = positionals as [string, string];
-    const opts = await common(values);
-    const who = await asInitOptions(values);
-    const image = await openImage(file, values, who);
-    try {
-      const r = await root(image, target, rootOptions(opts, values, who));
-      await write(io.stdout, JSON.stringify(r.root) + '\n');
-      return 0;
-    } finally {
-      await image.close();
-    }
+    return whileInterruptible(io, async (signal) => {
+      const opts = { ...(await common(values)), signal };
+      const who = await asInitOptions(values);
+      const image = await openImage(file, values, who, signal);
+      try {
+        const r = await root(image, target, rootOptions(opts, values, who));
+        await write(io.stdout, JSON.stringify(r.root) + '\n');
+        return 0;
+      } finally {
+        await image.close();
+      }
+    });
   },
 };
 

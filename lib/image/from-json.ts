@@ -5,7 +5,7 @@
 
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
-import { ImgmountError, fromNodeError, invalidArgType } from '../errors';
+import { ImgmountError, fromNodeError, invalidArgType, throwIfAborted } from '../errors';
 import { NO_FD, SANDBOX, type ImageType } from './constants';
 import { Image, type ImageJSON } from './image';
 import { fstatFd } from '../io/fd';
@@ -16,6 +16,7 @@ export interface FromJSONOptions {
   fd?: number;
   /** Whether close() closes the fd (default true). */
   ownsFd?: boolean;
+  signal?: AbortSignal;
 }
 
 function invalid(message: string): ImgmountError {
@@ -34,6 +35,7 @@ function checkSection(s: unknown, what: string): SectionJSON {
 
 /** Restores a usable Image from Apptainer-compatible JSON and an open fd. */
 export async function fromJSON(json: string | ImageJSON, options: FromJSONOptions = {}): Promise<Image> {
+  throwIfAborted(options.signal);
   let j: ImageJSON;
   try {
     j = typeof json === 'string' ? (JSON.parse(json) as ImageJSON) : json;
@@ -56,6 +58,7 @@ export async function fromJSON(json: string | ImageJSON, options: FromJSONOption
   } catch (err) {
     throw fromNodeError(err, `fd ${fd} of image ${j.path} is not open`);
   }
+  throwIfAborted(options.signal);
   const isSandbox = j.type === SANDBOX;
   if (isSandbox ? !st.isDirectory() : !(st.isFile() || st.isBlockDevice())) {
     throw invalid(`fd ${fd} is ${st.isDirectory() ? 'a directory' : 'not a directory'}, but the JSON says type 0x${j.type.toString(16)}`);

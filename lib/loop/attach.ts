@@ -553,14 +553,20 @@ async function attachLoopImpl(source: LoopSource, options: AttachLoopOptions = {
  * kernel defers until the last user goes while the device is still mounted or open.
  * A device that is not bound fails with a SystemError ENXIO.
  */
-export function detachLoop(device: number | string): Promise<void> {
-  return api(detachLoop, () => detachLoopImpl(device));
+export function detachLoop(device: number | string, options: { signal?: AbortSignal } = {}): Promise<void> {
+  return api(detachLoop, () => detachLoopImpl(device, signalOf(options.signal)));
 }
 
-async function detachLoopImpl(device: number | string): Promise<void> {
+async function detachLoopImpl(device: number | string, signal: AbortSignal | undefined): Promise<void> {
   const n = loopNumber(device);
   const path = `/dev/loop${n}`;
+  throwIfAborted(signal);
   const { fd } = await native((b) => b.loopOpen(path, true));
+  if (signal?.aborted) {
+    // Opened, not detached: close it and leave the device as it was.
+    await native((b) => b.loopDetach(fd, false, path)).catch(() => undefined);
+    throwIfAborted(signal);
+  }
   await native((b) => b.loopDetach(fd, true, path));
   counters.detached++;
 }

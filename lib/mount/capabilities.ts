@@ -4,6 +4,7 @@
 import * as fs from 'node:fs';
 import { closeFd } from '../io/fd';
 import * as fsp from 'node:fs/promises';
+import { abortError } from '../loop/internal';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -60,13 +61,26 @@ export interface Capabilities {
 
 let memo: Promise<Capabilities> | undefined;
 
-/** What this machine supports. Memoised; `{ refresh: true }` probes again. */
-export function capabilities(options: { refresh?: boolean } = {}): Promise<Capabilities> {
+/**
+ * What this machine supports. Memoised; `{ refresh: true }` probes again. An abort stops the
+ * wait (the probe itself finishes and is kept for the next caller): warm it at start-up.
+ */
+export function capabilities(options: { refresh?: boolean; signal?: AbortSignal } = {}): Promise<Capabilities> {
+  if (options.signal?.aborted) return Promise.reject(abortError(options.signal));
   if (options.refresh || !memo) {
     memo = probe();
     memo.catch(() => (memo = undefined));
   }
-  return memo;
+  if (!options.signal) return memo;
+  const signal = options.signal;
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => reject(abortError(signal));
+    signal.addEventListener('abort', onAbort, { once: true });
+    memo!.then(
+      (c) => (signal.removeEventListener('abort', onAbort), resolve(c)),
+      (e: unknown) => (signal.removeEventListener('abort', onAbort), reject(e)),
+    );
+  });
 }
 
 async function canOpen(p: string, flags: number): Promise<boolean> {

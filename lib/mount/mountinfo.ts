@@ -60,8 +60,8 @@ export function parseMountInfo(text: string): MountInfoEntry[] {
 }
 
 /** Reads and parses /proc/<pid>/mountinfo (default: this process). */
-export async function readMountInfo(pid: number | 'self' = 'self'): Promise<MountInfoEntry[]> {
-  return parseMountInfo(await fsp.readFile(`/proc/${pid}/mountinfo`, 'utf8'));
+export async function readMountInfo(pid: number | 'self' = 'self', options: { signal?: AbortSignal } = {}): Promise<MountInfoEntry[]> {
+  return parseMountInfo(await fsp.readFile(`/proc/${pid}/mountinfo`, { encoding: 'utf8', ...(options.signal ? { signal: options.signal } : {}) }));
 }
 
 export interface MountQuery {

@@ -32,6 +32,7 @@ function pathArg(name: string, v: unknown): string {
 export interface NamespaceUnmountOptions {
   lazy?: boolean;
   force?: boolean;
+  signal?: AbortSignal;
 }
 
 /**
@@ -69,7 +70,7 @@ export class NamespaceMount implements AsyncDisposable {
 
   unmount(options: NamespaceUnmountOptions = {}): Promise<void> {
     const flags = (options.lazy ? MNT_DETACH : 0) | (options.force ? MNT_FORCE : 0);
-    return this.#release.run(() => unmountInNamespace(this.#ns, this.target, flags, { mountId: this.#mountId }));
+    return this.#release.run(() => unmountInNamespace(this.#ns, this.target, flags, { mountId: this.#mountId, ...(options.signal ? { signal: options.signal } : {}) }));
   }
 
   [Symbol.asyncDispose](): Promise<void> {
@@ -173,6 +174,8 @@ async function mountInNamespaceImpl(
 export interface UnmountInNamespaceOptions {
   /** Unmount only if the mount at `target` has this id (statx); else ERR_NOT_MOUNTED. */
   mountId?: number | bigint;
+  /** Checked before the namespace helper starts (once started, the unmount is let finish). */
+  signal?: AbortSignal;
 }
 
 /**
@@ -186,8 +189,10 @@ export function unmountInNamespace(ns: NamespaceTarget, target: string, flags?: 
 async function unmountInNamespaceImpl(ns: NamespaceTarget, target: string, flags?: UmountFlags, options: UnmountInNamespaceOptions = {}): Promise<void> {
   pathArg('target', target);
   const n = umountFlagsToNumber(flags);
+  throwIfAborted(options.signal);
   const opened = await openTarget(ns);
   try {
+    throwIfAborted(options.signal);
     await umountIn(opened, target, n, describe(ns), options.mountId);
   } finally {
     await opened.close();
@@ -198,15 +203,18 @@ async function unmountInNamespaceImpl(ns: NamespaceTarget, target: string, flags
  * Moves a detached mount (an fd from fsmount/open_tree(OPEN_TREE_CLONE)) onto `target`
  * inside the namespaces of `ns`. The fd stays the caller's.
  */
-export function moveMountIntoNamespace(ns: NamespaceTarget, mountFd: number, target: string): Promise<void> {
-  return api(moveMountIntoNamespace, () => moveMountIntoNamespaceImpl(ns, mountFd, target));
+export function moveMountIntoNamespace(ns: NamespaceTarget, mountFd: number, target: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+  return api(moveMountIntoNamespace, () => moveMountIntoNamespaceImpl(ns, mountFd, target, options));
 }
 
-async function moveMountIntoNamespaceImpl(ns: NamespaceTarget, mountFd: number, target: string): Promise<void> {
+async function moveMountIntoNamespaceImpl(ns: NamespaceTarget, mountFd: number, target: string, options: { signal?: AbortSignal }): Promise<void> {
   if (!Number.isInteger(mountFd) || mountFd < 0) throw invalidArgType('mountFd', 'a file descriptor', mountFd);
   pathArg('target', target);
+  throwIfAborted(options.signal);
   const opened = await openTarget(ns);
   try {
+    // The move is one step: once started it is let finish (the fd stays the caller's to undo).
+    throwIfAborted(options.signal);
     await runHelper({ op: 'move-mount', args: [String(childFd(0)), target], passFds: [mountFd], userns: opened.userns?.fd ?? null, mntns: opened.mntns?.fd ?? null, dest: target, where: describe(ns) });
   } finally {
     await opened.close();

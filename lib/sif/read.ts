@@ -2,7 +2,7 @@
 // is never read here. Validation follows sif-format.md §8: hard errors for what would make
 // later reads wrong or unbounded, warnings for what is merely odd.
 
-import { ImgmountError, outOfRange } from '../errors';
+import { ImgmountError, outOfRange, throwIfAborted } from '../errors';
 import type { ByteSource } from '../io/byte-source';
 import {
   DESCRIPTOR_SIZE,
@@ -22,6 +22,8 @@ export { descriptorIntegrityBytes, headerIntegrityBytes, relativeId } from './in
 export interface LoadSifOptions {
   /** Named in error messages and set as the error's `path`. */
   path?: string;
+  /** Checked before each read: an abort stops loading (nothing is changed by loading). */
+  signal?: AbortSignal;
 }
 
 /** What the writer needs beyond the public image: the raw header and every slot's bytes. */
@@ -54,6 +56,7 @@ export async function loadSifTable(source: ByteSource, options: LoadSifOptions =
       fileSize,
     });
   }
+  throwIfAborted(options.signal);
   const hb = await source.read(0, HEADER_SIZE);
   if (hb.length < HEADER_SIZE) {
     throw fail('ERR_SIF_TRUNCATED', `short read of the SIF header: got ${hb.length} of ${HEADER_SIZE} bytes`, {
@@ -151,7 +154,9 @@ export async function loadSifTable(source: ByteSource, options: LoadSifOptions =
     }
   }
 
+  throwIfAborted(options.signal);
   const table = tableBytes > 0 ? await source.read(descOff, tableBytes) : Buffer.alloc(0);
+  throwIfAborted(options.signal);
   if (table.length < tableBytes) {
     throw fail('ERR_SIF_TRUNCATED', `short read of the descriptor table: got ${table.length} of ${tableBytes} bytes`, {
       descriptorsOffset: descOff,

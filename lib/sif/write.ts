@@ -4,7 +4,7 @@
 
 import { createHash, randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
-import { ImgmountError, fromNodeError, invalidArgType, invalidArgValue } from '../errors';
+import { ImgmountError, fromNodeError, invalidArgType, invalidArgValue, throwIfAborted } from '../errors';
 import {
   ARCH_UNKNOWN_CODE,
   DEFAULT_DESCRIPTORS_OFFSET,
@@ -42,6 +42,8 @@ import type { SifTargetLike, SifWriteTarget } from './target';
 import type { SifDescriptor, SifHeader } from './types';
 
 export interface CreateSifOptions {
+  /** Checked before each object is written: an abort removes a file created at a path. */
+  signal?: AbortSignal;
   /** Launch script, shorter than 32 bytes (e.g. "#!/usr/bin/env run-singularity\n"). Default empty. */
   launchScript?: string | Uint8Array;
   /** Image UUID (text or 16 bytes); null = the nil UUID. Default random (nil when deterministic). */
@@ -133,6 +135,7 @@ export class SifWriter {
   /** See createSif. */
   static async create(target: SifTargetLike, options: CreateSifOptions = {}): Promise<SifWriter> {
     const { header, objects, time } = prepareCreate(options);
+    throwIfAborted(options.signal);
     const slots: Slot[] = Array.from({ length: Number(header.descriptorsTotal) }, () => ({
       bytes: Buffer.alloc(DESCRIPTOR_SIZE),
       d: null,
@@ -144,7 +147,11 @@ export class SifWriter {
     try {
       await w.#run(async () => {
         await w.#io(() => w.#target.truncate(0));
-        for (let i = 0; i < objects.length; i++) await w.#writeObject(i, objects[i]!, time);
+        for (let i = 0; i < objects.length; i++) {
+          throwIfAborted(options.signal);
+          await w.#writeObject(i, objects[i]!, time);
+        }
+        throwIfAborted(options.signal);
         await w.#writeTable();
         await w.#writeHeader();
       });
@@ -158,13 +165,14 @@ export class SifWriter {
   }
 
   /** See openSifWriter. */
-  static async open(target: SifTargetLike): Promise<SifWriter> {
+  static async open(target: SifTargetLike, options: { signal?: AbortSignal } = {}): Promise<SifWriter> {
+    throwIfAborted(options.signal);
     const r = await resolveTarget(target, 'open').catch((err) => {
       throw fromNodeError(err, 'opening SIF image');
     });
     try {
       const source = await targetSource(r.target);
-      const loaded = await loadSifTable(source, r.path === undefined ? {} : { path: r.path });
+      const loaded = await loadSifTable(source, { ...(r.path === undefined ? {} : { path: r.path }), ...(options.signal ? { signal: options.signal } : {}) });
       const slots: Slot[] = loaded.slots.map((b) => {
         // Used slots are re-encoded (as Go does: a "used" byte of 2 is written back as 1);
         // unused ones are kept verbatim.
@@ -578,6 +586,6 @@ export function createSif(target: SifTargetLike, options: CreateSifOptions = {})
 }
 
 /** Opens an existing image for modification (a path is opened read-write, never created). */
-export function openSifWriter(target: SifTargetLike): Promise<SifWriter> {
-  return SifWriter.open(target);
+export function openSifWriter(target: SifTargetLike, options: { signal?: AbortSignal } = {}): Promise<SifWriter> {
+  return SifWriter.open(target, options);
 }

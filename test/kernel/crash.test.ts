@@ -13,7 +13,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { init } from '../../lib/image/init';
 import { listMountRecords } from '../../lib/drivers/mount-record';
-import { bindMount, mount, umount } from '../../lib/mount';
+import { bindMount, findMounts, mount, readMountInfo, umount } from '../../lib/mount';
+import { attachLoop, detachLoop } from '../../lib/loop';
+import { mountInNamespace, moveMountIntoNamespace, unmountInNamespace } from '../../lib/ns';
+import { native } from '../../lib/native/binding';
+import { closeFd } from '../../lib/io/fd';
 import { mountImage } from '../../lib/root/mount-image';
 import { root, type RootOptions } from '../../lib/root/root';
 import { cleanup } from '../../lib/root/cleanup';
@@ -22,7 +26,7 @@ import { openFds } from '../support/fds';
 import { restoreEnv, setEnv } from '../support/forgery';
 import { testTmp } from '../support/hooks';
 import { testImages } from '../support/images';
-import { requireKernel } from '../support/kernel';
+import { requireKernel, startNamespaceHolder, stopHolder } from '../support/kernel';
 import { boundLoops, mountPoints } from '../support/leaks';
 import { repoRoot } from '../support/paths';
 
@@ -54,6 +58,13 @@ function scene(): Scene {
       return t;
     },
   };
+}
+
+async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
+  return p.then(
+    () => 'resolved',
+    (e: unknown) => (e as { code?: string }).code,
+  );
 }
 
 /** Processes whose environment marks them as helpers of `pid` (see cleanup()). */
@@ -210,6 +221,50 @@ describe('kernel: crash safety (kill -9 at any point, then cleanup)', function (
   });
 });
 
+describe('kernel: imgmount mount|root interrupted by SIGINT/SIGTERM', function () {
+  this.timeout(120_000);
+  before(function () {
+    requireKernel(this);
+  });
+
+  for (const [cmd, sig, status] of [
+    ['mount', 'SIGINT', 130],
+    ['root', 'SIGTERM', 143],
+  ] as const) {
+    it(`imgmount ${cmd} --writable-tmpfs, ${sig} at each step: undone, exit ${status}; uninterrupted, umount releases it`, () => {
+      let k = 1;
+      for (; ; k++) {
+        const s = scene();
+        const t = s.target('root');
+        const env = { ...process.env, IMGMOUNT_STATE_DIR: s.state, IMGMOUNT_TEST_INTERRUPT_AT: `${k}:${sig}` };
+        const r = spawnSync(process.execPath, [bin, cmd, '--writable-tmpfs', '--data', 'unused', s.sif, t].filter((a) => a !== '--data' && a !== 'unused'), { env, encoding: 'utf8' });
+        if (r.status === 0) {
+          const u = spawnSync(process.execPath, [bin, 'umount', t], { env, encoding: 'utf8' });
+          expect(u.status, u.stderr).to.equal(0);
+          expect(leftoversSync(s)).to.deep.equal([]);
+          break;
+        }
+        expect(r.status, `interrupted at step ${k}: ${r.stderr}`).to.equal(status);
+        expect(r.stderr).to.match(new RegExp(`interrupted by ${sig}: what had been mounted was undone`));
+        expect(leftoversSync(s), `interrupted at step ${k}`).to.deep.equal([]);
+      }
+      expect(k, 'steps interrupted').to.be.greaterThan(5);
+    });
+  }
+});
+
+/** leftovers() without helpers (the CLI's are not marked: its mounts are meant to outlive it). */
+function leftoversSync(s: Scene): string[] {
+  const left: string[] = [];
+  for (const m of mountPoints()) if (m === s.dir || m.startsWith(s.dir + '/')) left.push(`mount ${m}`);
+  for (const l of boundLoops()) if (l.backingFile.startsWith(s.dir + '/')) left.push(`loop ${l.name} -> ${l.backingFile}`);
+  for (const sub of ['mounts', 'sessions']) {
+    const d = path.join(s.state, sub);
+    if (fs.existsSync(d)) for (const n of fs.readdirSync(d)) left.push(`${sub}/${n}`);
+  }
+  return left;
+}
+
 describe('kernel: an abort at any step leaves nothing', function () {
   this.timeout(120_000);
   before(function () {
@@ -285,6 +340,37 @@ describe('kernel: an abort at any step leaves nothing', function () {
       expect(points).to.be.greaterThan(3);
     });
   }
+
+  it('detachLoop, unmountInNamespace, moveMountIntoNamespace and NamespaceMount.unmount: aborted, they change nothing', async () => {
+    const s = scene();
+    const dev = await attachLoop(s.sif, { readOnly: true });
+    try {
+      const ac = new AbortController();
+      ac.abort();
+      expect(await codeOf(detachLoop(dev.path, { signal: ac.signal }))).to.equal('ABORT_ERR');
+      expect(boundLoops().map((l) => l.name)).to.include(path.basename(dev.path));
+      const holder = await startNamespaceHolder(['-m', '--propagation', 'private']);
+      try {
+        const t = s.target('ns');
+        const m = await mountInNamespace({ pid: holder.pid! }, s.sif, t, { fstype: 'squashfs', offset: testImages().sifParts.squashfs.offset, sizeLimit: testImages().sifParts.squashfs.size });
+        expect(await codeOf(unmountInNamespace({ pid: holder.pid! }, t, 0, { signal: ac.signal }))).to.equal('ABORT_ERR');
+        expect(await codeOf(m.unmount({ signal: ac.signal }))).to.equal('ABORT_ERR');
+        expect(findMounts(await readMountInfo(holder.pid!), { mountPoint: t })).to.have.length(1);
+        const fd = await native((b) => b.openTree(-1, testImages().tree, 1 /* OPEN_TREE_CLONE */));
+        try {
+          expect(await codeOf(moveMountIntoNamespace({ pid: holder.pid! }, fd, s.target('moved'), { signal: ac.signal }))).to.equal('ABORT_ERR');
+        } finally {
+          await closeFd(fd);
+        }
+        expect(findMounts(await readMountInfo(holder.pid!), { mountPoint: path.join(s.dir, 'moved') })).to.deep.equal([]);
+        await m.unmount();
+      } finally {
+        await stopHolder(holder);
+      }
+    } finally {
+      await dev.close();
+    }
+  });
 
   it('mount() and bindMount(): aborted at each of their checkpoints', async () => {
     const m = await abortEverywhere('mount', async (s, signal) => {
