@@ -17,6 +17,15 @@ std::string LoopPath(int number) { return "/dev/loop" + std::to_string(number); 
 
 static bool LoopAttachFd(const LoopAttachSpec& spec, int imageFd, LoopAttached& out, Failure& f);
 
+// The binding ioctl, or the errno a test injected in its place (see LoopAttachSpec).
+static int BindIoctl(const LoopAttachSpec& spec, int fd, unsigned long request, unsigned long arg) {
+  if (spec.injectErrno != 0) {
+    errno = spec.injectErrno;
+    return -1;
+  }
+  return ioctl(fd, request, arg);
+}
+
 bool LoopAttach(const LoopAttachSpec& spec, LoopAttached& out, Failure& f) {
   if (spec.imageFd >= 0) return LoopAttachFd(spec, spec.imageFd, out, f);
   int img = open(spec.imagePath.c_str(), (spec.openReadOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
@@ -50,7 +59,7 @@ static bool LoopAttachFd(const LoopAttachSpec& spec, int imageFd, LoopAttached& 
     cfg.fd = static_cast<__u32>(imageFd);
     cfg.block_size = spec.blockSize;
     cfg.info = spec.info;
-    if (ioctl(fd, LOOP_CONFIGURE, &cfg) != 0) {
+    if (BindIoctl(spec, fd, LOOP_CONFIGURE, reinterpret_cast<unsigned long>(&cfg)) != 0) {
       f.Set("ioctl(LOOP_CONFIGURE)", path);
       close(fd);  // not bound by us: nothing else to undo
       return false;
@@ -63,7 +72,7 @@ static bool LoopAttachFd(const LoopAttachSpec& spec, int imageFd, LoopAttached& 
     }
     out.haveStatus = true;
   } else {
-    if (ioctl(fd, LOOP_SET_FD, imageFd) != 0) {
+    if (BindIoctl(spec, fd, LOOP_SET_FD, static_cast<unsigned long>(imageFd)) != 0) {
       f.Set("ioctl(LOOP_SET_FD)", path);
       close(fd);
       return false;
@@ -125,6 +134,8 @@ LoopAttachSpec ParseLoopAttachSpec(Napi::Object o) {
   Napi::Value bs = o.Get("blockSize");
   if (!bs.IsUndefined()) s.blockSize = static_cast<uint32_t>(ArgUint64(bs, "blockSize"));
   ParseInfo(o, s.info);
+  Napi::Value inject = o.Get("injectErrno");
+  if (!inject.IsUndefined()) s.injectErrno = static_cast<int>(ArgUint64(inject, "injectErrno"));
   return s;
 }
 

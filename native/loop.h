@@ -18,6 +18,11 @@ struct LoopAttachSpec {
   bool legacy = false;       // LOOP_SET_FD (+ LOOP_SET_BLOCK_SIZE) instead of LOOP_CONFIGURE
   uint32_t blockSize = 0;
   struct loop_info64 info {};
+  // Test seam (lib/loop/internal.ts testHooks.injectErrno): when non-zero, the binding ioctl
+  // (LOOP_CONFIGURE or LOOP_SET_FD) is not made and fails with this errno instead, after the
+  // real GET_FREE and open, so the failure path (closing the unbound device) is the real one.
+  // Inert unless a test sets it; the retry decision stays in lib/.
+  int injectErrno = 0;
 };
 
 struct LoopAttached {

@@ -80,7 +80,7 @@ export interface AttachLoopOptions {
   api?: LoopApi;
   /** Attempts when another attacher takes the free device first (default 64). */
   busyRetries?: number;
-  /** Attempts when the kernel answers EAGAIN (default 8, with back-off). */
+  /** Retries of a step the kernel answers with EAGAIN (LOOP_CONFIGURE, LOOP_SET_FD, LOOP_SET_STATUS64; default 8, with back-off). */
   eagainRetries?: number;
   /** How long a shared attach waits for another one in progress (default 30 s). */
   sharedLockTimeoutMs?: number;
@@ -238,7 +238,7 @@ export async function withAttachRetries<T>(
         continue;
       }
       if (isSystemError(err, 'EAGAIN', BIND_STEPS)) {
-        if (++eagain > o.eagainRetries) throw err;
+        if (++eagain > o.eagainRetries) throw gaveUp(err, eagain - 1);
         counters.eagainRetries++;
         debug('loop attach: EAGAIN, back-off %d', eagain);
         await sleep(backoffMs(eagain - 1, BACKOFF_START_MS, MAX_BACKOFF_MS), o.signal);
@@ -261,6 +261,23 @@ export async function withAttachRetries<T>(
       throw err;
     }
   }
+}
+
+/** The last EAGAIN of a step, saying how many retries were made before giving up (code EAGAIN kept). */
+function gaveUp(err: SystemError, retries: number): SystemError {
+  return new SystemError({
+    errno: err.errno,
+    syscall: err.syscall,
+    ...(err.path !== undefined ? { path: err.path } : {}),
+    context: `loop attach gave up after ${retries} ${retries === 1 ? 'retry' : 'retries'} (eagainRetries)`,
+    cause: err,
+  });
+}
+
+/** The errno a test injects in place of the binding ioctl of this attempt (inert otherwise). */
+export function injectedBindErrno(method: 'configure' | 'legacy', attempt: number): { injectErrno: number } | Record<string, never> {
+  const errno = testHooks.injectErrno?.(method === 'configure' ? 'configure' : 'setFd', attempt);
+  return errno ? { injectErrno: errno } : {};
 }
 
 // ---------------------------------------------------------------------------------------
@@ -469,6 +486,7 @@ export async function attachNew(src: OpenedSource, o: ResolvedLoopOptions): Prom
         flags,
         blockSize: o.blockSize,
         fileName,
+        ...injectedBindErrno(method, attempt),
       }),
     );
     const undo = (): Promise<void> => native((b) => b.loopDetach(r.fd, true, r.path)).catch(() => undefined);
@@ -510,7 +528,9 @@ async function setStatusWithBackoff(
       await native((b) => b.loopSetStatus(fd, { ...info, offset: toNumberOrBig(info.offset), sizeLimit: toNumberOrBig(info.sizeLimit) }, path));
       return;
     } catch (err) {
-      if (!isSystemError(err, 'EAGAIN') || n + 1 >= o.eagainRetries) throw err;
+      if (!isSystemError(err, 'EAGAIN')) throw err;
+      // eagainRetries retries after the first call, as for the binding ioctl.
+      if (n >= o.eagainRetries) throw gaveUp(err, n);
       counters.eagainRetries++;
       debug('loop %s: LOOP_SET_STATUS64 EAGAIN, back-off %d', path, n + 1);
       await sleep(backoffMs(n, BACKOFF_START_MS, MAX_BACKOFF_MS), o.signal);

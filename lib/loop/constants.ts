@@ -15,7 +15,7 @@ export const DEFAULT_MAX_LOOP_DEVICES = 256;
 /** Attempts at "take a free device and configure it" when other attachers win the race (EBUSY). */
 export const DEFAULT_BUSY_RETRIES = 64;
 
-/** Attempts at LOOP_SET_STATUS64 (and LOOP_CONFIGURE) that the kernel answers with EAGAIN. */
+/** Retries (after the first try) of LOOP_CONFIGURE, LOOP_SET_FD or LOOP_SET_STATUS64 answered with EAGAIN. */
 export const DEFAULT_EAGAIN_RETRIES = 8;
 
 /** First back-off step in milliseconds; it doubles up to MAX_BACKOFF_MS. */

@@ -139,13 +139,20 @@ export class KeyedMutex {
 /**
  * Seams for tests of the retry policy. A kernel EBUSY is produced for real by steering an
  * attempt onto a device that is already bound (`pickDevice`); EAGAIN, which current kernels
- * no longer return from LOOP_SET_STATUS64, is injected (`injectErrno`).
+ * no longer return, is injected (`injectErrno`) at each step that retries on it: the binding
+ * ioctl (LOOP_CONFIGURE, or LOOP_SET_FD of the legacy pair; the addon makes the real
+ * GET_FREE and open, then fails in place of the ioctl) and LOOP_SET_STATUS64.
  */
+export type InjectStep = 'configure' | 'setFd' | 'setStatus';
 export interface LoopTestHooks {
   /** Device number to use for attempt N instead of LOOP_CTL_GET_FREE (undefined: ask the kernel). */
   pickDevice?: (attempt: number) => number | undefined;
-  /** An errno to fail LOOP_SET_STATUS64 with (call number N of attach attempt A is A * 1000 + N). */
-  injectErrno?: (step: 'setStatus', call: number) => number | undefined;
+  /**
+   * An errno to fail a step with. `call` is the attach attempt for 'configure' and 'setFd'
+   * (the fused attach + mount of lib/mount included); for 'setStatus', call number N of
+   * attach attempt A is A * 1000 + N.
+   */
+  injectErrno?: (step: InjectStep, call: number) => number | undefined;
 }
 export const testHooks: LoopTestHooks = {};
 

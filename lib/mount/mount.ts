@@ -20,6 +20,7 @@ import {
   attachLoop,
   checkSource,
   expectationOf,
+  injectedBindErrno,
   loFileName,
   loFlags,
   loopMethod,
@@ -580,7 +581,7 @@ async function fusedAttachMount(
   const image = typeof source === 'string' ? { imageFd: -1, imagePath: source } : { imageFd: typeof source === 'number' ? source : source.fd };
   const r = await withAttachRetries(
     o,
-    async ({ method, device }) => {
+    async ({ method, device, attempt }) => {
       if (method !== 'configure') throw USE_SEPARATE_ATTACH;
       const spec = mountSpec();
       return native((b) =>
@@ -595,6 +596,7 @@ async function fusedAttachMount(
             flags: loFlags(o),
             ...(o.blockSize ? { blockSize: o.blockSize } : {}),
             fileName: loFileName(o.fileName ?? path),
+            ...injectedBindErrno(method, attempt),
           },
           spec,
           false,

@@ -44,6 +44,8 @@ export interface NativeLoopAttachSpec {
   flags?: number;
   blockSize?: number;
   fileName?: string;
+  /** Test seam: fail the binding ioctl with this errno instead of making it (testHooks.injectErrno). */
+  injectErrno?: number;
 }
 
 export interface NativeLoopAttached {

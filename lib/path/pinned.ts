@@ -282,6 +282,19 @@ export async function resolveBeneath(dir: PinnedDir, p: string, options: Beneath
   }
 }
 
+/**
+ * What is mounted at `p` strictly below `root`, crossing the mounts on the way and the one at
+ * `p` (no symlink, no ".."): how the submounts of a tree we mounted are reached by fd.
+ */
+export async function openMountBeneath(root: PinnedDir, p: string): Promise<PinnedDir> {
+  pathArg('path', p);
+  try {
+    return new PinnedDir(await resolveAt(root.fd, p, O_PATH | O_DIRECTORY, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS));
+  } catch (err) {
+    throw unsafe(err, p, `in ${root.path}`, 'a symbolic link or a path leading out of it, where a mount point must be');
+  }
+}
+
 /** A file strictly below `dir` (no symlink, no "..", no other mount), opened read-only: an fd the caller closes. */
 export async function openFileBeneath(dir: PinnedDir, p: string): Promise<number> {
   pathArg('path', p);

@@ -63,10 +63,22 @@ export interface Child {
   finish(): Promise<number | null>;
 }
 
-/** Starts test/support/loop-child.ts with one JSON command (optionally under a wrapper command). */
-export function startChild(command: Record<string, unknown>, wrapper: string[] = []): Child {
-  const argv = [...wrapper, process.execPath, childScript, JSON.stringify(command)];
-  const proc = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'inherit'] });
+export interface ChildOptions {
+  /** The compiled script to run (default test/support/loop-child.js). */
+  script?: string;
+  /** Its whole environment (default: ours). */
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+}
+
+/** Starts test/support/loop-child.ts (or `options.script`) with one JSON command, optionally under a wrapper command. */
+export function startChild(command: Record<string, unknown>, wrapper: string[] = [], options: ChildOptions = {}): Child {
+  const argv = [...wrapper, process.execPath, options.script ?? childScript, JSON.stringify(command)];
+  const proc = spawn(argv[0]!, argv.slice(1), {
+    stdio: ['pipe', 'pipe', 'inherit'],
+    ...(options.env ? { env: options.env } : {}),
+    ...(options.cwd ? { cwd: options.cwd } : {}),
+  });
   const lines: Array<Record<string, unknown>> = [];
   const waiters: Array<(v: Record<string, unknown>) => void> = [];
   let buf = '';
