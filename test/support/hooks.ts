@@ -29,14 +29,14 @@ process.env.IMGMOUNT_STATE_DIR = stateDir;
 export const testRun: TestRun = { pid: process.pid, id: path.basename(testTmp), tmp: fs.realpathSync(testTmp), stateDir: path.join(fs.realpathSync(testTmp), 'state') };
 setCurrentRun(testRun);
 
-// Every child of the tests inherits the run's mark (the library's FUSE helpers do not: they
-// get a fixed environment; they keep the cwd below).
+// Every child of the tests inherits the run's mark (the library's helpers do not: they get a
+// fixed environment; see leaks.ts for what marks them).
 process.env[RUN_ENV] = testRun.id;
 
 /**
  * The run's working directory while tests run: children inherit it through spawn, setsid and
- * exec, so a helper re-parented to init still shows it is ours. 0711: a child running as
- * nobody may stat ".".
+ * exec, so a process re-parented to init whose environment was replaced (imgmount-nsenter)
+ * still shows it is ours. 0711: a child running as nobody may stat ".".
  */
 const runCwd = path.join(testTmp, 'cwd');
 fs.mkdirSync(runCwd, { mode: 0o711 });

@@ -1,13 +1,15 @@
 // Leak check scoped to one test run. It owns, and so may report, kill, unmount or detach, only
 // what this run created:
 //  - processes descended from the mocha process (ppid chains in /proc/PID/stat), or carrying a
-//    mark of the run that a process keeps when its parent exits and it is re-parented: the run's
-//    IMGMOUNT_TEST_RUN=<id> in its initial environment (children of the tests inherit it), or a
-//    cwd, a command-line path or an open file inside the run's temp dir. FUSE helpers get a fixed
-//    environment from the library, so for them the environment says nothing; their cwd does:
-//    hooks.ts makes a directory of testTmp the run's cwd, and spawn(), setsid() and exec() all
-//    keep it (helpers run in the foreground, nothing of theirs chdirs). Persistent helpers also
-//    hold their log file in a session directory of the run's state dir.
+//    mark of the run that a process keeps when its parent exits and it is re-parented to init:
+//    the run's IMGMOUNT_TEST_RUN=<id> in its initial environment (every child of the tests
+//    inherits it), its cwd inside the run's temp dir (hooks.ts makes the run's cwd a directory
+//    there), or an argument or open file inside the run's temp dir. FUSE helpers get a fixed
+//    environment from the library and libfuse moves them to / even in the foreground, so for
+//    them neither the environment nor the cwd says anything; the files they serve do: the image
+//    is at their fd 3 (tests mount copies in the run's temp dir: fixtures.ts, images.ts), a
+//    persistent helper writes to a log in the run's state dir, and gocryptfs and fuse-overlayfs
+//    name session directories there.
 //  - loop devices whose backing file is under the run's temp dir (tests copy shared fixtures
 //    there before attaching them: test/support/fixtures.ts, images.ts);
 //  - mounts at or under the run's temp dir, or registered with registerMountPoint();

@@ -10,6 +10,7 @@ const path = require('node:path');
 const Mocha = require('mocha');
 
 const { EVENT_TEST_PENDING } = Mocha.Runner.constants;
+const repoRoot = path.resolve(__dirname, '..', '..');
 /** Property test/support/skip.ts sets (SKIP_RECORD there). */
 const SKIP_RECORD = 'imgmountSkip';
 
@@ -38,7 +39,7 @@ class SummaryReporter extends Mocha.reporters.Spec {
       const rec = skipRecord(test);
       this.skips.push({
         title: test.fullTitle(),
-        file: test.file ? path.relative(process.cwd(), test.file) : '(no file)',
+        file: test.file ? path.relative(repoRoot, test.file) : '(no file)',
         kernel: isKernelTest(test),
         reason: rec && rec.reason,
         ciAllowed: Boolean(rec && rec.ciAllowed),
