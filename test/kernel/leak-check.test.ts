@@ -156,7 +156,9 @@ describe('kernel: the leak check owns only what its run created', function () {
       expect(ownership(ours!.pid, testRun, processTable(), { ...marks, cwd: '/' }), JSON.stringify(marks)).to.equal('open file');
 
       const cyclesBefore = foreign.cycles();
-      const report = await checkLeaks(testRun, before);
+      // No settling: what we left stays until cleaned up (and another run's name-based check,
+      // as main had, gets no extra time to kill our helper first).
+      const report = await checkLeaks(testRun, before, { settleMs: 0 });
 
       expect(report).to.include(`process ${ours!.pid} squashfuse_ll of this run still running (`);
       expect(report).to.include(`mount left at ${t}`);
