@@ -22,6 +22,7 @@ import { busyboxSif, mountDir, testImages } from '../support/images';
 import { eventually, requireKernel, startChild } from '../support/kernel';
 import { boundLoops, mountPoints, registerMountPoint } from '../support/leaks';
 import { repoRoot } from '../support/paths';
+import { skip } from '../support/skip';
 
 function boundTo(file: string): string[] {
   return boundLoops().filter((l) => l.backingFile === file).map((l) => l.name);
@@ -64,8 +65,7 @@ describe('kernel: mounting partitions', function () {
 
   it('mounts the real busybox SIF (Apptainer-built) and finds /bin/busybox', async function () {
     if (!fs.existsSync(busyboxSif.path)) {
-      console.log(`    (skipping: fixture ${busyboxSif.path} missing)`);
-      this.skip();
+      skip(this, `fixture ${busyboxSif.path} missing`);
     }
     const dir = target('busybox');
     await using m = await mountPartition(busyboxSif.path, dir, { fstype: 'squashfs', offset: busyboxSif.offset, sizeLimit: busyboxSif.size });
@@ -345,15 +345,13 @@ describe('kernel: fallbacks when the kernel (or a seccomp filter) lacks the new 
   before(function () {
     requireKernel(this);
     if (process.arch !== 'x64') {
-      console.log(`    (skipping: the seccomp test filter is written for x86_64, this is ${process.arch})`);
-      this.skip();
+      skip(this, `the seccomp test filter is written for x86_64, this is ${process.arch}`);
     }
     deny = path.join(path.dirname(testImages().tree), 'deny-syscalls');
     try {
       execFileSync('cc', ['-O2', '-o', deny, path.join(repoRoot, 'test', 'support', 'deny-syscalls.c')]);
     } catch (err) {
-      console.log(`    (skipping: cannot build the seccomp test helper with cc: ${(err as Error).message.split('\n')[0]})`);
-      this.skip();
+      skip(this, `cannot build the seccomp test helper with cc: ${(err as Error).message.split('\n')[0]}`);
     }
   });
 

@@ -7,7 +7,7 @@
 //  - a squashfs whose superblock names lzma, which this kernel does not decompress.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { fixture } from './fixtures';
+import { fixture, runCopy } from './fixtures';
 import { testTmp } from './hooks';
 import { sharedDir } from './paths';
 
@@ -34,9 +34,14 @@ export const FILES: Record<string, string> = {
   'bin/true.sh': '#!/bin/sh\nexit 0\n',
 };
 
-/** The real Apptainer-built SIF: squashfs PrimSys partition at 45056, 745472 bytes. */
+/**
+ * The real Apptainer-built SIF: squashfs PrimSys partition at 45056, 745472 bytes. `path` is
+ * this run's copy (loop devices are attached to files of the run only; see leaks.ts).
+ */
 export const busyboxSif = {
-  path: path.join(sharedDir, 'fixtures', 'sif', 'apptainer', 'busybox_amd64.sif'),
+  get path(): string {
+    return runCopy(path.join(sharedDir, 'fixtures', 'sif', 'apptainer', 'busybox_amd64.sif'), 'shared');
+  },
   offset: 45056,
   size: 745472,
 };

@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { repoRoot } from './paths';
+import { skip } from './skip';
 
 function lacking(): string | null {
   if (process.geteuid?.() !== 0) return 'not running as root';
@@ -26,10 +27,7 @@ function inInitMountNamespace(): boolean {
  */
 export function requireKernel(ctx: Mocha.Context): void {
   const why = lacking();
-  if (why) {
-    console.log(`    (skipping: ${why})`);
-    ctx.skip();
-  }
+  if (why) skip(ctx, why);
   if (inInitMountNamespace() && process.env.IMGMOUNT_TEST_HOST_NS !== '1')
     throw new Error('kernel tests mount: run them in a private mount namespace (unshare -m --propagation private ...), or set IMGMOUNT_TEST_HOST_NS=1');
 }
@@ -45,10 +43,7 @@ export function userNamespacesLacking(): string | null {
 
 export function requireUserNamespaces(ctx: Mocha.Context): void {
   const why = userNamespacesLacking();
-  if (why) {
-    console.log(`    (skipping: ${why})`);
-    ctx.skip();
-  }
+  if (why) skip(ctx, why);
 }
 
 /** The compiled library, for child processes. */

@@ -1,4 +1,5 @@
-// Where tests find things. The shared fixtures are read in place, never copied.
+// Where tests find things. The shared fixtures are read in place; a test that attaches a loop
+// device or a FUSE helper to one uses a copy in the run's temp dir (fixtures.ts runCopy()).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 

@@ -24,6 +24,7 @@ import { O_ACCMODE, O_CLOEXEC, fdFlags, openFds } from '../support/fds';
 import { fixture } from '../support/fixtures';
 import { testTmp } from '../support/hooks';
 import { repoRoot } from '../support/paths';
+import { skip } from '../support/skip';
 
 async function initError(p: string, writable = false): Promise<ImgmountError> {
   try {
@@ -169,8 +170,7 @@ describe('init: format detection', () => {
     fs.chmodSync(unreadable, 0o600);
     fs.chmodSync(testTmp, 0o755);
     if (process.getuid?.() !== 0) {
-      console.log('      (skip: needs root to run a child as nobody)');
-      this.skip();
+      skip(this, 'not running as root (needs root to run a child as nobody)');
     }
     // Load the library as root (the checkout may not be readable by nobody), then drop to nobody.
     const lib = path.join(repoRoot, 'dist', 'lib');

@@ -10,6 +10,7 @@ import { ImgmountError, RootFs, RootFsUsage, SIF, SQUASHFS, init } from '../../l
 import { openFds } from '../support/fds';
 import { HOST_ARCH, emulatorsSkipReason, expectedRunnable } from '../support/host';
 import { sifFixturesDir } from '../support/paths';
+import { skip } from '../support/skip';
 import { parseDump } from './sif-helpers';
 
 interface TableRow {
@@ -85,8 +86,7 @@ describe('init over the real SIF fixtures', () => {
       expect(fs.statSync(file).size).to.equal(row.size);
       const want = expectedOutcome(row);
       if ('skip' in want) {
-        console.log(`      (skipping: ${want.skip})`);
-        this.skip();
+        skip(this, want.skip);
       }
       if (!want.load) {
         const got = await outcomeOf(file);
@@ -123,8 +123,7 @@ describe('init over the real SIF fixtures', () => {
 
   it('busybox_amd64.sif: offsets, sizes and names of everything (parser-output.txt)', async function () {
     if (expectedRunnable('amd64') !== true) {
-      console.log(`      (skipping: this ${HOST_ARCH} host does not run amd64 images${expectedRunnable('amd64') === undefined ? `; ${emulatorsSkipReason('amd64')}` : ''})`);
-      this.skip();
+      skip(this, `this ${HOST_ARCH} host does not run amd64 images${expectedRunnable('amd64') === undefined ? `; ${emulatorsSkipReason('amd64')}` : ''}`);
     }
     await using img = await init(path.join(sifFixturesDir, 'apptainer', 'busybox_amd64.sif'));
     expect(img.partitions).to.deep.equal([{ name: RootFs, size: 745472, offset: 45056, id: 4, type: SQUASHFS, allowedUsage: 1 }]);

@@ -24,6 +24,7 @@ import { O_ACCMODE, fdFlags } from '../support/fds';
 import { fixture } from '../support/fixtures';
 import { HOST_ARCH, emulatorsSkipReason, expectedRunnable, goArchOf } from '../support/host';
 import { testTmp } from '../support/hooks';
+import { skip } from '../support/skip';
 
 async function failure(name: string, writable = false): Promise<ImgmountError> {
   try {
@@ -57,8 +58,7 @@ describe('SIF partitions and sections (Apptainer TestSIFInitializer)', () => {
     const foreign = HOST_ARCH === 's390x' ? 'riscv64' : 's390x';
     const runs = expectedRunnable(foreign);
     if (runs === undefined) {
-      console.log(`      (skipping: ${emulatorsSkipReason(foreign)})`);
-      this.skip();
+      skip(this, emulatorsSkipReason(foreign));
     }
     expect(runs, `${foreign} on a ${HOST_ARCH} host without emulators`).to.equal(false);
     const err = await failure('sif-foreign-arch.sif');

@@ -23,6 +23,7 @@ import { releaseMountRecord, stopRecordedHelpers } from '../../lib/drivers/fuse/
 import { releaseMount } from '../../lib/root/release';
 import { killSleepers, rejection, restoreEnv, running, scratchDir as mkdir, scratchPath as fresh, setEnv, sleeper } from '../support/forgery';
 import { repoRoot } from '../support/paths';
+import { skip } from '../support/skip';
 
 const isRoot = process.geteuid?.() === 0;
 
@@ -170,8 +171,7 @@ describe('mount records and the state directory', () => {
 
     it('a record file owned by another user is refused (root: chown)', async function () {
       if (!isRoot) {
-        console.log('    (skipping: needs root to chown the record to another uid)');
-        this.skip();
+        skip(this, 'not running as root (needs root to chown the record to another uid)');
       }
       const target = mkdir(0o755, 'target');
       const file = await plant(target, recordFor(target, mntns, []));

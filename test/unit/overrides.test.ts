@@ -11,6 +11,7 @@ import { FuseDriver, locateFuseBinaries, resetFuseBinaries, squashfuseOwnerOptio
 import { SYSTEM_PATH } from '../../lib/drivers/fuse/binaries';
 import { restoreEnv, scratchDir as mkdir, setEnv } from '../support/forgery';
 import { repoRoot } from '../support/paths';
+import { skip } from '../support/skip';
 
 const isRoot = process.geteuid?.() === 0;
 
@@ -23,8 +24,7 @@ function script(dir: string, name: string, body: string, mode = 0o755): string {
 
 function requireRoot(ctx: Mocha.Context): void {
   if (!isRoot) {
-    console.log('    (skipping: overrides are checked only when the effective uid is 0)');
-    ctx.skip();
+    skip(ctx, 'not running as root (overrides are checked only when the effective uid is 0)');
   }
 }
 

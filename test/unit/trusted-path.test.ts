@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { checkTrustedPath, checkTrustedPathSync } from '../../lib/util/trusted-path';
 import { testTmp } from '../support/hooks';
+import { skip } from '../support/skip';
 
 const isRoot = process.geteuid?.() === 0;
 let n = 0;
@@ -18,8 +19,7 @@ function dir(mode: number, parent = testTmp): string {
 
 function skipUnlessRoot(ctx: Mocha.Context): void {
   if (!isRoot) {
-    console.log('    (skipping: needs root to chown a file to another uid)');
-    ctx.skip();
+    skip(ctx, 'not running as root (needs root to chown a file to another uid)');
   }
 }
 
