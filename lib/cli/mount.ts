@@ -161,15 +161,16 @@ export const rootCommand: Command = {
 
 export const umountCommand: Command = {
   name: 'umount',
-  usage: 'imgmount umount TARGET...',
-  summary: 'unmount what imgmount mounted at TARGET, with its FUSE helpers, internal mounts and loop devices',
+  usage: 'imgmount umount [--mntns PID] TARGET...',
+  summary: 'unmount what imgmount mounted at TARGET (in the mount namespace of PID with --mntns), with its FUSE helpers, internal mounts and loop devices',
   async run(args: string[], io: CliIO): Promise<number> {
-    const { positionals } = parse(args, {});
+    const { values, positionals } = parse(args, { mntns: { type: 'string' } });
     if (positionals.length === 0) throw new UsageError('umount takes one or more TARGETs');
+    const mntns = pid('--mntns', values.mntns);
     let status = 0;
     for (const t of positionals) {
       try {
-        await releaseMount(t);
+        await releaseMount(t, mntns !== undefined ? { namespace: { mntns: { pid: mntns } } } : {});
       } catch (err) {
         if (!hasErrorCode(err, 'ERR_NOT_MOUNTED') || positionals.length === 1) throw err;
         await write(io.stderr, `imgmount: ${(err as Error).message}\n`);

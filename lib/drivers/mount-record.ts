@@ -191,6 +191,20 @@ export async function entryProcess(ns: { pid: number } | { userns?: unknown; mnt
   return startTime ? { pid, startTime } : undefined;
 }
 
+/**
+ * What a helper carries in its environment (OWNER_MARK) so that cleanup() can find it even if
+ * its owner died before recording it: the owner and the state directory its records are in
+ * ("pid:startTime:key"), so that only the cleanup of that state directory acts on it.
+ */
+export async function ownerMark(owner: RecordOwner): Promise<string> {
+  return `${owner.pid}:${owner.startTime}:${await stateKey()}`;
+}
+
+/** A short fixed name of the (resolved) state directory, for owner marks. */
+export async function stateKey(): Promise<string> {
+  return createHash('sha256').update(await ensureStateDir()).digest('hex').slice(0, 16);
+}
+
 /** Whether the owner of a record still runs (same pid, same start time, not a zombie). */
 export async function ownerAlive(owner: RecordOwner): Promise<boolean> {
   try {

@@ -40,6 +40,8 @@ export interface HelperCall {
    * libraries) comes from that namespace's filesystem. Without it the helper refuses.
    */
   namespaceProgram?: boolean;
+  /** How long the helper may take (one-shot operations; for exec, until the exec). Default HELPER_TIMEOUT_MS. */
+  timeoutMs?: number;
   /** Where path arguments came from, for error messages. */
   path?: string;
   dest?: string;
@@ -154,9 +156,19 @@ function helperDied(call: HelperCall, code: number | null, sig: NodeJS.Signals |
   );
 }
 
+/** How long one helper operation may take (a mount or unmount on a hung filesystem may never return). */
+export const HELPER_TIMEOUT_MS = 10_000;
+
+function helperTimedOut(call: HelperCall, ms: number): ImgmountError {
+  return new ImgmountError('ERR_HELPER_TIMEOUT', `namespace helper (${call.op}${call.where ? ` ${call.where}` : ''}) did not finish within ${ms} ms, so it was killed`, {
+    details: { op: call.op, timeoutMs: ms },
+  });
+}
+
 /**
  * Runs a one-shot operation (move-mount, mount, umount) to completion. It is not killed when
- * a caller aborts: the operation is short and must finish so that it can be undone.
+ * a caller aborts: the operation is short and must finish so that it can be undone. It is
+ * killed if it takes longer than `call.timeoutMs` (default HELPER_TIMEOUT_MS): ERR_HELPER_TIMEOUT.
  */
 export async function runHelper(call: HelperCall): Promise<void> {
   const reject0 = callerStack(runHelper);
@@ -166,6 +178,13 @@ export async function runHelper(call: HelperCall): Promise<void> {
     const { child, result, stderr } = spawnHelper(exe, call);
     let text = '';
     let spawnError: unknown;
+    let timedOut = false;
+    const ms = call.timeoutMs ?? HELPER_TIMEOUT_MS;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, ms);
+    child.once('close', () => clearTimeout(timer));
     result.setEncoding('utf8');
     result.on('data', (d: string) => (text += d));
     child.on('error', (e) => {
@@ -177,6 +196,7 @@ export async function runHelper(call: HelperCall): Promise<void> {
       const r = parseHelperResult(text);
       if (r?.ok) return resolve();
       if (r) return reject(failure(call, r));
+      if (timedOut) return reject(helperTimedOut(call, ms));
       reject(helperDied(call, code, sig, stderr(), spawnError));
     });
   });
@@ -202,7 +222,17 @@ export async function execHelper(call: HelperCall, signal?: AbortSignal): Promis
       reject(abortError(signal!));
     };
     signal?.addEventListener('abort', onAbort, { once: true });
+    // Until the exec is reported: joining a namespace or the exec itself may never return.
+    const ms = call.timeoutMs ?? HELPER_TIMEOUT_MS;
+    const timer = setTimeout(() => {
+      if (settled) return;
+      settled = true;
+      signal?.removeEventListener('abort', onAbort);
+      child.kill('SIGKILL');
+      reject(helperTimedOut(call, ms));
+    }, ms);
     const done = (fn: () => void): void => {
+      clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
       if (settled) return;
       settled = true;

@@ -173,6 +173,34 @@ export async function pinTarget(target: string, what = 'target'): Promise<Pinned
 }
 
 /**
+ * The kernel's name for the target a caller names, as pinTarget() would pin it (its
+ * directories without untrusted symlinks, a symlink at the end followed once), found without
+ * touching the target itself: nothing stats, opens or reads what is mounted there, so a hung
+ * FUSE mount costs no thread. For finding a mount's record by the path the caller gives.
+ */
+export async function targetName(target: string): Promise<string> {
+  pathArg('target', target);
+  const abs = nodePath.resolve(target);
+  const base = nodePath.basename(abs);
+  if (base === '') return '/';
+  const parent = await openParentDirs(nodePath.dirname(abs), abs);
+  try {
+    // readlink of a mount point's root fails (EINVAL) without asking its filesystem anything.
+    const link = await fs.promises.readlink(`${parent.procPath}/${base}`).catch(() => null);
+    if (link === null) return nodePath.join(parent.path, base);
+    const to = nodePath.resolve(parent.path, link);
+    const p2 = await openParentDirs(nodePath.dirname(to), abs);
+    try {
+      return nodePath.join(p2.path, nodePath.basename(to));
+    } finally {
+      await p2.close();
+    }
+  } finally {
+    await parent.close();
+  }
+}
+
+/**
  * The directory `dir` (absolute): openat2 with no symlinks at all (one hop); where that meets
  * a symlink, component by component, following only symlinks owned by root in directories
  * nobody else may write (like /var/run -> /run): those only root could have swapped.

@@ -20,6 +20,7 @@ import {
   processExe,
   processStartTime,
   removeStaleRecordTemps,
+  stateKey,
   type MountRecord,
   type RecordOwner,
 } from '../drivers/mount-record';
@@ -97,8 +98,9 @@ function order(records: MountRecord[]): MountRecord[] {
   return [...records.filter((r) => !inner(r)), ...records.filter(inner)];
 }
 
-/** Processes carrying a helper's owner mark whose owner is gone: (pid, program, owner). */
+/** Processes carrying a helper's owner mark of this state directory whose owner is gone. */
 async function orphanHelpers(): Promise<Array<{ pid: number; program: string }>> {
+  const key = await stateKey();
   const out: Array<{ pid: number; program: string }> = [];
   for (const name of await fsp.readdir('/proc')) {
     if (!/^\d+$/.test(name)) continue;
@@ -110,8 +112,8 @@ async function orphanHelpers(): Promise<Array<{ pid: number; program: string }>>
       continue;
     }
     const mark = env.split('\0').find((v) => v.startsWith(`${OWNER_MARK}=`));
-    const m = mark && /^[^=]+=(\d+):(\d+)$/.exec(mark);
-    if (!m) continue;
+    const m = mark && /^[^=]+=(\d+):(\d+):([0-9a-f]+)$/.exec(mark);
+    if (!m || m[3] !== key) continue; // another state directory's helper: its cleanup's business
     if (await ownerAlive({ pid: Number(m[1]), startTime: m[2]! })) continue;
     const exe = await processExe(pid);
     out.push({ pid, program: exe?.split('/').pop() ?? `pid ${pid}` });

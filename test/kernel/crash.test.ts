@@ -221,6 +221,37 @@ describe('kernel: crash safety (kill -9 at any point, then cleanup)', function (
   });
 });
 
+describe('kernel: releasing a mount whose FUSE helper hangs', function () {
+  this.timeout(60_000);
+  before(function () {
+    requireKernel(this);
+  });
+  afterEach(() => restoreEnv());
+
+  it('close() and imgmount umount finish with the helper stopped (SIGSTOP), and leave nothing', async () => {
+    const s = scene();
+    setEnv('IMGMOUNT_STATE_DIR', s.state);
+    const img = await init(s.sif);
+    const r = await root(img, s.target('hung'), { driver: 'fuse' });
+    const helper = r.mounts[0]!.helpers[0]!.pid;
+    process.kill(helper, 'SIGSTOP');
+    await r.close(); // unmounted through its pinned fd, the helper escalated to SIGKILL: nothing stats the hung mount
+    await img.close();
+    expect(await leftovers(s, process.pid)).to.deep.equal([]);
+    // From another process, by the target's name alone (a persistent mount of the CLI).
+    const t = s.target('hung-cli');
+    const env = { ...process.env, IMGMOUNT_STATE_DIR: s.state };
+    const m = spawnSync(process.execPath, [bin, 'mount', '--driver', 'fuse', '--json', s.sif, t], { env, encoding: 'utf8' });
+    expect(m.status, m.stderr).to.equal(0);
+    const pid = (JSON.parse(m.stdout) as { mounts: Array<{ helpers: Array<{ pid: number }> }> }).mounts[0]!.helpers[0]!.pid;
+    process.kill(pid, 'SIGSTOP');
+    const u = spawnSync(process.execPath, [bin, 'umount', t], { env, encoding: 'utf8' });
+    expect(u.status, u.stderr).to.equal(0);
+    expect(leftoversSync(s)).to.deep.equal([]);
+    expect(fs.existsSync(`/proc/${pid}`) && !fs.readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ')).to.equal(false);
+  });
+});
+
 describe('kernel: imgmount mount|root interrupted by SIGINT/SIGTERM', function () {
   this.timeout(120_000);
   before(function () {

@@ -7,7 +7,7 @@ import { expect } from 'chai';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { kernelMountFunc } from '../../lib/drivers/kernel';
-import { currentMountNamespace, findMountRecord, mountRecordFile, processStartTime, saveMountRecord, sessionsDir, thisOwner, type HelperRecord, type MountRecord } from '../../lib/drivers/mount-record';
+import { currentMountNamespace, findMountRecord, mountRecordFile, processStartTime, saveMountRecord, sessionsDir, stateKey, thisOwner, type HelperRecord, type MountRecord } from '../../lib/drivers/mount-record';
 import { FuseDriver, resetFuseBinaries, type FuseMountParams } from '../../lib/drivers/fuse';
 import { SYSTEM_PATH } from '../../lib/drivers/fuse/binaries';
 import { MS_NODEV, MS_NOSUID, MS_RDONLY, mount, umount } from '../../lib/mount';
@@ -186,7 +186,7 @@ describe('kernel: forged state and untrusted configuration', function () {
       }
       // Plus the mark of the record owner it serves (this process), which cleanup() looks for.
       const me = await thisOwner();
-      expect(fs.readFileSync(out, 'utf8').split('\0').filter(Boolean).sort()).to.deep.equal([`IMGMOUNT_OWNER=${me.pid}:${me.startTime}`, 'LC_ALL=C', `PATH=${SYSTEM_PATH}`]);
+      expect(fs.readFileSync(out, 'utf8').split('\0').filter(Boolean).sort()).to.deep.equal([`IMGMOUNT_OWNER=${me.pid}:${me.startTime}:${await stateKey()}`, 'LC_ALL=C', `PATH=${SYSTEM_PATH}`]);
     });
   });
 });

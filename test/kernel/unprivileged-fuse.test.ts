@@ -18,6 +18,7 @@ import { fixture } from '../support/fixtures';
 import { kernelMountsAt } from '../support/kernel-mountinfo';
 import { FILES } from '../support/images';
 import { requireKernel, startChild, type Child } from '../support/kernel';
+import { skip } from '../support/skip';
 import { registerMountPoint } from '../support/leaks';
 import { repoRoot } from '../support/paths';
 
@@ -60,14 +61,8 @@ describe('kernel: unprivileged FUSE, for real (nobody, fusermount3)', function (
   before(function () {
     requireKernel(this);
     const missing = ['setpriv', 'fusermount3', 'squashfuse_ll'].filter((p) => !which(p) && !(p === 'squashfuse_ll' && which('squashfuse')));
-    if (missing.length || !fs.existsSync('/dev/fuse')) {
-      console.log(`    (skipping: ${missing.length ? `${missing.join(', ')} not installed` : 'no /dev/fuse'})`);
-      this.skip();
-    }
-    if ((fs.statSync(which('fusermount3')!).mode & 0o4000) === 0) {
-      console.log('    (skipping: fusermount3 is not setuid here)');
-      this.skip();
-    }
+    if (missing.length || !fs.existsSync('/dev/fuse')) skip(this, missing.length ? `${missing.join(', ')} not installed` : 'no /dev/fuse');
+    if ((fs.statSync(which('fusermount3')!).mode & 0o4000) === 0) skip(this, 'fusermount3 is not setuid here');
     // World-readable (0755), outside the 0700 test temp dir, so nobody can reach it.
     work = fs.mkdtempSync(path.join(os.tmpdir(), 'imgmount-unpriv-'));
     fs.chmodSync(work, 0o755);

@@ -30,7 +30,7 @@ import { MNT_DETACH, MS_NOEXEC, MS_RDONLY } from '../../mount/flags';
 import { binding } from '../../native/binding';
 import type { NamespaceRef, NamespaceTarget } from '../../ns/namespace';
 import { encryptionUnsupported } from '../kernel';
-import { currentMountNamespace, entryProcess, findMountRecord, saveMountRecord, sessionsDir, removeMountRecord, thisOwner } from '../mount-record';
+import { currentMountNamespace, entryProcess, findMountRecord, ownerMark, saveMountRecord, sessionsDir, removeMountRecord, thisOwner } from '../mount-record';
 import { openFileBeneath, pinOwnDir, pinTarget, umountPinnedSync } from '../../path/pinned';
 import { pathContains } from '../../image/authorize';
 import { mountNamespaceInode } from '../../ns/namespace';
@@ -319,7 +319,7 @@ export class FuseDriver extends DriverSession {
     const ctx: ServeContext = {
       mountFunc,
       fusermount: bins.fusermount3,
-      ...(owner ? { owner } : {}),
+      ...(owner ? { ownerMark: await ownerMark(owner) } : {}),
       dieWithOwner,
       onStart: async (helper: HelperProcess, step: Step) => {
         // Helpers never keep this process alive: the handle, the record (cleanup()) or, with

@@ -20,7 +20,7 @@ import { finished } from 'node:stream/promises';
 import { spawnHere, spawnInNamespaces } from '../../ns/mount';
 import { trackExit } from '../../util/child-exit';
 import type { NamespaceTarget } from '../../ns/namespace';
-import { processExe, processStartTime, type HelperRecord, type RecordOwner } from '../mount-record';
+import { processExe, processStartTime, type HelperRecord } from '../mount-record';
 import { SYSTEM_PATH } from './binaries';
 
 /** How much helper output is kept for error messages. */
@@ -57,8 +57,8 @@ export interface StartHelperOptions {
    * of its own). Never a mount namespace: a program is only ever run from our own filesystem.
    */
   userns?: NamespaceTarget;
-  /** The record owner it serves, marked in its environment (OWNER_MARK). */
-  owner?: RecordOwner;
+  /** The owner mark it carries in its environment (OWNER_MARK, see ownerMark()). */
+  ownerMark?: string;
   /** SIGTERM when this process dies (PR_SET_PDEATHSIG, through the namespace helper). */
   dieWithOwner?: boolean;
   /** Write stdout and stderr to this file (helpers that outlive us) instead of pipes. */
@@ -103,8 +103,8 @@ export const OWNER_MARK = 'IMGMOUNT_OWNER';
  * The helpers' environment: fixed, nothing of the caller's (no LD_PRELOAD, no PATH with '.' in
  * it), and the owner mark.
  */
-export function helperEnv(owner?: RecordOwner): NodeJS.ProcessEnv {
-  return { PATH: SYSTEM_PATH, LC_ALL: 'C', ...(owner ? { [OWNER_MARK]: `${owner.pid}:${owner.startTime}` } : {}) };
+export function helperEnv(ownerMark?: string): NodeJS.ProcessEnv {
+  return { PATH: SYSTEM_PATH, LC_ALL: 'C', ...(ownerMark ? { [OWNER_MARK]: ownerMark } : {}) };
 }
 
 export class HelperProcess {
@@ -249,7 +249,7 @@ export async function startHelper(o: StartHelperOptions): Promise<HelperProcess>
       child = await spawnInNamespaces(o.userns, o.program, [...o.args], {
         stdio: [stdin, out, out],
         fds: [...(o.fds ?? [])],
-        env: helperEnv(o.owner),
+        env: helperEnv(o.ownerMark),
         setsid: true,
         ...(o.dieWithOwner ? { deathSignal: 'SIGTERM' as const } : {}),
         ...(o.signal ? { signal: o.signal } : {}),
@@ -259,7 +259,7 @@ export async function startHelper(o: StartHelperOptions): Promise<HelperProcess>
       child = await spawnHere(o.program, [...o.args], {
         stdio: [stdin, out, out],
         fds: [...(o.fds ?? [])],
-        env: helperEnv(o.owner),
+        env: helperEnv(o.ownerMark),
         setsid: true,
         deathSignal: 'SIGTERM',
         ...(o.signal ? { signal: o.signal } : {}),
@@ -267,7 +267,7 @@ export async function startHelper(o: StartHelperOptions): Promise<HelperProcess>
     } else {
       child = spawn(o.program, [...o.args], {
         stdio: [stdin, out, out, ...(o.fds ?? [])],
-        env: helperEnv(o.owner),
+        env: helperEnv(o.ownerMark),
         detached: true, // setsid(): own session and process group
       });
       trackExit(child);

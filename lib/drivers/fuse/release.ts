@@ -16,6 +16,7 @@ import * as path from 'node:path';
 import { ImgmountError, hasErrorCode, throwIfAborted } from '../../errors';
 import { debug } from '../../loop/internal';
 import { unmountInNamespace } from '../../ns/mount';
+import { targetName } from '../../path/pinned';
 import { checkedRecordFile, currentMountNamespace, findMountRecord, processStartTime, removeMountRecord, removeSessionDir, validateMountRecord, type HelperRecord, type MountRecord } from '../mount-record';
 import { isRecordedProcess, stopRecordedProcess, type StopTimings } from './helper-process';
 import { unmountOwn } from './serve';
@@ -146,7 +147,7 @@ export async function stopRecordedHelpers(helpers: readonly HelperRecord[], opti
 
 /** Finds the record of `target` (a path in this mount namespace) and releases it; false if there is none. */
 export async function releaseFuseMount(target: string, options: ReleaseOptions = {}): Promise<boolean> {
-  const real = await fsp.realpath(target).catch(() => path.resolve(target));
+  const real = await targetName(target).catch(() => path.resolve(target));
   const record = (await findMountRecord(real)) ?? (real !== target ? await findMountRecord(target) : undefined);
   if (!record) return false;
   await releaseMountRecord(record, options);

@@ -45,7 +45,6 @@ import { mount as mountFs, mountDetached, umount } from '../../mount/mount';
 import { findMounts, readMountInfo, type MountInfoEntry } from '../../mount/mountinfo';
 import { moveMountIntoNamespace, unmountInNamespace } from '../../ns/mount';
 import type { NamespaceTarget } from '../../ns/namespace';
-import type { RecordOwner } from '../mount-record';
 import { openMountRoot, type PinnedDir } from '../../path/pinned';
 import { describeExit, startHelper, type HelperExit, type HelperProcess, type StopTimings } from './helper-process';
 import { waitForMount } from './wait-mount';
@@ -106,7 +105,7 @@ export interface ServeContext {
   /** fusermount3, for unmounting self-mounted layers without privilege. */
   fusermount: string | null;
   /** Marked in helpers' environment, so cleanup() finds one whose owner died before recording it. */
-  owner?: RecordOwner;
+  ownerMark?: string;
   /** Helpers get SIGTERM when this process dies (PR_SET_PDEATHSIG). */
   dieWithOwner?: boolean;
   /** Awaited once a helper runs, before anything waits on it (the driver records it). */
@@ -207,7 +206,7 @@ async function serveWithFd(step: Step, ctx: ServeContext): Promise<Layer> {
       program: step.program,
       args: step.argv(step.sourceFd !== undefined ? '/proc/self/fd/3' : null, `/dev/fd/${3 + fds.length}`),
       fds: [...fds, fuseFd],
-      ...(ctx.owner ? { owner: ctx.owner } : {}),
+      ...(ctx.ownerMark ? { ownerMark: ctx.ownerMark } : {}),
       ...(ctx.dieWithOwner ? { dieWithOwner: true } : {}),
       ...(step.input ? { input: step.input } : {}),
       ...(step.logFile ? { logFile: step.logFile } : {}),
@@ -299,7 +298,7 @@ async function serveSelf(step: Step, ctx: ServeContext): Promise<Layer> {
     program: step.program,
     args: step.argv(step.sourceFd !== undefined ? '/proc/self/fd/3' : null, mountpoint),
     fds: [...(step.sourceFd !== undefined ? [step.sourceFd] : []), ...(step.extraFds ?? [])],
-    ...(ctx.owner ? { owner: ctx.owner } : {}),
+    ...(ctx.ownerMark ? { ownerMark: ctx.ownerMark } : {}),
     ...(ctx.dieWithOwner ? { dieWithOwner: true } : {}),
     ...(step.input ? { input: step.input } : {}),
     ...(step.logFile ? { logFile: step.logFile } : {}),
