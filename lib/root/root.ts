@@ -15,7 +15,7 @@ import { debuglog } from 'node:util';
 import { ImgmountError, hasErrorCode, invalidArgValue } from '../errors';
 import { checkpoint } from '../util/checkpoint';
 import { openMountRoot, pinOwnDir, pinTarget, resolveBeneath, resolveInRoot, type PinnedDir } from '../path/pinned';
-import { EXT3, OverlayUsage, SANDBOX, SQUASHFS } from '../image/constants';
+import { EXT3, OverlayUsage, SANDBOX, SIF, SQUASHFS } from '../image/constants';
 import type { UserCredentials } from '../image/credentials';
 import type { Image } from '../image/image';
 import { init } from '../image/init';
@@ -156,8 +156,22 @@ async function sessionSubdir(r: Root, name: string): Promise<string> {
 }
 
 /** Session subdirectories a root may mount layers on, in the order they are made. */
-function layerNames(external: number, writableTmpfs: boolean, sifOverlay: boolean, staged: boolean): string[] {
-  return [...(staged ? ['root'] : []), ...Array.from({ length: external }, (_, i) => `overlay-${i}`), ...(writableTmpfs ? ['tmpfs'] : []), ...(sifOverlay ? ['sif-overlay'] : []), 'lower'];
+function layerNames(external: number, writableTmpfs: boolean, sifOverlays: number, staged: boolean): string[] {
+  return [
+    ...(staged ? ['root'] : []),
+    ...Array.from({ length: external }, (_, i) => `overlay-${i}`),
+    ...(writableTmpfs ? ['tmpfs'] : []),
+    ...Array.from({ length: sifOverlays }, (_, j) => `sif-overlay-${j}`),
+    'lower',
+  ];
+}
+
+/** A layer not planned when the record was written (an overlay image's further partitions): named in it before it is made. */
+async function planLayer(r: Root, name: string): Promise<void> {
+  const p = path.join(r.sessionDir!, name);
+  if (!r.record || r.record.internalMounts.includes(p)) return;
+  r.record.internalMounts = [p, ...r.record.internalMounts];
+  await saveMountRecord(r.record);
 }
 
 /**
@@ -230,10 +244,11 @@ export async function root(image: Image, target: string, options: RootOptions = 
   try {
     // Which writable layer, if any: the root itself, tmpfs, the SIF's overlay partition, or an external overlay.
     const external = overlays.map((o) => (typeof o === 'string' ? { path: o, writable: false } : { path: o.path, writable: o.writable ?? false }));
-    const sifOverlay = image.getOverlayPartitions().find((p) => p.type === EXT3 && image.writable);
-    const rootWritable = writable && !writableProblem(image, rootPart) && external.length === 0 && !writableTmpfs;
-    const needsOverlay = writableTmpfs || external.length > 0 || (writable && !rootWritable);
-    if (writable && !rootWritable && !writableTmpfs && !external.some((e) => e.writable) && !sifOverlay) {
+    // The image's own ext3 overlay partitions are applied on every run (read-only unless writing).
+    const sifOverlays = image.type === SIF ? image.getOverlayPartitions().filter((p) => p.type === EXT3) : [];
+    const rootWritable = writable && !writableProblem(image, rootPart) && external.length === 0 && !writableTmpfs && sifOverlays.length === 0;
+    const needsOverlay = writableTmpfs || external.length > 0 || (writable && !rootWritable) || sifOverlays.length > 0;
+    if (writable && !rootWritable && !writableTmpfs && !external.some((e) => e.writable) && !(sifOverlays.length > 0 && image.writable)) {
       throw new ImgmountError(
         'ERR_READ_ONLY_FS',
         `no SIF writable overlay partition found in ${image.path}` +
@@ -256,7 +271,7 @@ export async function root(image: Image, target: string, options: RootOptions = 
       r.root.path = r.target.path;
       checkpoint('root:pinned', signal);
     }
-    await intend(r, options, needsOverlay || staged ? layerNames(external.length, writableTmpfs, writable && sifOverlay !== undefined, staged) : [], expectedFstypes(rootPart, needsOverlay));
+    await intend(r, options, needsOverlay || staged ? layerNames(external.length, writableTmpfs, sifOverlays.length, staged) : [], expectedFstypes(rootPart, needsOverlay));
     checkpoint('root:recorded', signal);
     if (!ns) {
       at = r.target!;
@@ -275,7 +290,7 @@ export async function root(image: Image, target: string, options: RootOptions = 
       r.root.readonly = m.readOnly;
       checkpoint('root:mounted', signal);
     } else {
-      await assembleOverlay(image, at as PinnedDir, r, { ...local, rootPart, writable, writableTmpfs, external, sifOverlay, tmpfsSize: options.tmpfsSize ?? '64m' });
+      await assembleOverlay(image, at as PinnedDir, r, { ...local, rootPart, writable, writableTmpfs, external, sifOverlays, tmpfsSize: options.tmpfsSize ?? '64m' });
     }
     if (data.length > 0) await mountData(image, r, at as PinnedDir, data, local);
     await r.closeTransient();
@@ -328,47 +343,74 @@ interface OverlayPlan extends Omit<MountImageOptions, 'partition' | 'writable'>,
   writable: boolean;
   writableTmpfs: boolean;
   external: Array<{ path: string; writable: boolean }>;
-  sifOverlay: Section | undefined;
+  /** The image's own ext3 overlay partitions (SIF), in order. */
+  sifOverlays: Section[];
   tmpfsSize: string;
 }
 
+/**
+ * Mounts one overlay partition on a session directory of its own: as the writable layer
+ * (its upper/ and work/, pinned) or as a read-only lower layer (its upper/ if it has one, a
+ * real directory, else the partition itself; a squashfs is itself the layer).
+ */
+async function overlayLayer(
+  r: Root,
+  name: string,
+  img: Image,
+  part: Section,
+  rw: boolean,
+  options: Omit<MountImageOptions, 'partition' | 'writable'>,
+): Promise<{ upper?: { upper: string; work: string }; lower?: string; onFuse: boolean }> {
+  await planLayer(r, name);
+  const dir = await sessionSubdir(r, name);
+  const m = await mountImage(img, dir, { ...options, partition: part, writable: rw, recordAs: 'none' });
+  r.mounts.push(m);
+  checkpoint('root:overlay-layer', options.signal);
+  const onFuse = m.driver === 'fuse';
+  if (part.type === SQUASHFS) return { lower: dir, onFuse };
+  const layer = await layerRoot(r, dir);
+  if (rw) return { upper: await pinnedUpperDirs(r, layer), onFuse };
+  const up = await resolveBeneath(layer, 'upper').catch((err: unknown) => {
+    if (hasErrorCode(err, 'ENOENT')) return null;
+    throw err;
+  });
+  if (up) r.transient.push(up);
+  return { lower: up ? up.procPath : dir, onFuse };
+}
+
+/**
+ * The overlay, in Apptainer's order. Lower layers, top-most first: every overlay partition of
+ * each external overlay (in the order given), then every ext3 overlay partition of the image
+ * itself (its SIF overlay partitions are applied on every run: read-only unless the image was
+ * opened writable and `writable` asked), then the root partition. The writable layer, if any:
+ * the first partition of an overlay opened writable, else tmpfs, else the image's first
+ * overlay partition.
+ */
 async function assembleOverlay(image: Image, target: PinnedDir, r: Root, plan: OverlayPlan): Promise<void> {
-  const { rootPart, writable, writableTmpfs, external, sifOverlay, tmpfsSize, ...local } = plan;
+  const { rootPart, writable, writableTmpfs, external, sifOverlays, tmpfsSize, ...local } = plan;
   const lowers: string[] = [];
   let upper: { upper: string; work: string } | undefined;
   let upperOnFuse = false;
+  const take = (l: { upper?: { upper: string; work: string }; lower?: string; onFuse: boolean }): void => {
+    if (l.upper) {
+      upper = l.upper;
+      upperOnFuse = l.onFuse;
+    } else lowers.push(l.lower!);
+  };
 
-  // External overlays come first (top-most lower layers, or the upper layer).
   for (const [i, ov] of external.entries()) {
-    const dir = await sessionSubdir(r, `overlay-${i}`);
     const img = await init(ov.path, ov.writable, { as: plan.as, allowBlockDevice: plan.allowBlockDevice });
     r.images.push(img);
     // Used as an overlay, an image offers its overlay-capable partitions (Apptainer's usage gate).
     img.usage = OverlayUsage;
-    const part = img.getOverlayPartitions()[0];
-    if (!part) throw new ImgmountError('ERR_NO_PARTITION', `${img.path} has no partition usable as an overlay`, { path: img.path });
-    const rw = ov.writable && !upper && (part.type === EXT3 || part.type === SANDBOX) && img.writable;
-    if (ov.writable && !rw) throw new ImgmountError('ERR_READ_ONLY_FS', `overlay ${img.path} cannot be the writable layer: ${writableProblem(img, part) ?? 'another overlay already is'}`, { path: img.path });
-    // `trusted` vouches for `image` only: an overlay image gets the default rule for its own file.
-    const m = await mountImage(img, dir, { ...local, trusted: false, partition: part, writable: rw, recordAs: 'none' });
-    r.mounts.push(m);
-    checkpoint('root:overlay-layer', local.signal);
-    if (part.type === SQUASHFS) {
-      lowers.push(dir);
-      continue;
-    }
-    const layer = await layerRoot(r, dir);
-    if (rw) {
-      upper = await pinnedUpperDirs(r, layer);
-      upperOnFuse = m.driver === 'fuse';
-    } else {
-      // A read-only overlay image or directory offers its upper/ if it has one (a real directory).
-      const up = await resolveBeneath(layer, 'upper').catch((err: unknown) => {
-        if (hasErrorCode(err, 'ENOENT')) return null;
-        throw err;
-      });
-      if (up) r.transient.push(up);
-      lowers.push(up ? up.procPath : dir);
+    const parts = img.getOverlayPartitions();
+    if (parts.length === 0) throw new ImgmountError('ERR_NO_PARTITION', `${img.path} has no partition usable as an overlay`, { path: img.path });
+    for (const [j, part] of parts.entries()) {
+      const rw = ov.writable && j === 0 && !upper && (part.type === EXT3 || part.type === SANDBOX) && img.writable;
+      if (ov.writable && j === 0 && !rw)
+        throw new ImgmountError('ERR_READ_ONLY_FS', `overlay ${img.path} cannot be the writable layer: ${writableProblem(img, part) ?? 'another overlay already is'}`, { path: img.path });
+      // `trusted` vouches for `image` only: an overlay image gets the default rule for its own file.
+      take(await overlayLayer(r, j === 0 ? `overlay-${i}` : `overlay-${i}-${j}`, img, part, rw, { ...local, trusted: false }));
     }
   }
   if (!upper && writableTmpfs) {
@@ -382,13 +424,9 @@ async function assembleOverlay(image: Image, target: PinnedDir, r: Root, plan: O
     await fs.mkdir(upper.work, { mode: 0o700 });
     checkpoint('root:tmpfs-dirs', local.signal);
   }
-  if (!upper && writable && sifOverlay) {
-    const dir = await sessionSubdir(r, 'sif-overlay');
-    const m = await mountImage(image, dir, { ...local, partition: sifOverlay, writable: true, recordAs: 'none' });
-    r.mounts.push(m);
-    checkpoint('root:sif-overlay', local.signal);
-    upper = await pinnedUpperDirs(r, await layerRoot(r, dir));
-    upperOnFuse = m.driver === 'fuse';
+  for (const [j, part] of sifOverlays.entries()) {
+    const rw = !upper && writable && image.writable && j === 0;
+    take(await overlayLayer(r, `sif-overlay-${j}`, image, part, rw, local));
   }
   const lower = await sessionSubdir(r, 'lower');
   r.mounts.push(await mountImage(image, lower, { ...local, partition: rootPart, writable: false, recordAs: 'none' }));

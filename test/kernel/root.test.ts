@@ -3,6 +3,7 @@
 // shape, ID-mapped roots and roots in another mount namespace. Every mount is checked in
 // mountinfo and released by the handle (the suite's leak check catches the rest).
 import { expect } from 'chai';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ImgmountError, init, type Image } from '../../lib';
@@ -11,6 +12,9 @@ import { findMounts, readMountInfo, type MountInfoEntry } from '../../lib/mount'
 import { createUserNamespace } from '../../lib/ns';
 import { root, mountImage, releaseMount } from '../../lib/root';
 import { fixture } from '../support/fixtures';
+import { createSif } from '../../lib/sif';
+import { DataPartition, FsExt3, FsSquash, PartOverlay, PartPrimSys } from '../../lib/sif/constants';
+import { hostArch } from '../../lib/image/arch';
 import { testTmp } from '../support/hooks';
 import { mountDir } from '../support/images';
 import { eventually, requireKernel, requireUserNamespaces, startNamespaceHolder, stopHolder } from '../support/kernel';
@@ -128,15 +132,49 @@ describe('kernel: mountImage and root() with the kernel driver', function () {
     {
       await using img = await init(sif);
       await using r = await root(img, dir, kernelOnly);
-      // Read-only now: the overlay partition is not used, so the file is not visible...
-      expect(fs.existsSync(path.join(dir, 'etc/persist.txt'))).to.equal(false);
+      // Opened read-only, the overlay partition is still applied, read-only (Apptainer's engine
+      // does this on every run): what was installed with --writable is there, and stays as it is.
+      expect(fs.readFileSync(path.join(dir, 'etc/persist.txt'), 'utf8')).to.equal('kept in the SIF\n');
       expect(r.root.readonly).to.equal(true);
+      expect((await mountAt(dir))!.fstype).to.equal('overlay');
+      expect((await mountAt(dir))!.mountOptions).to.include('ro');
+      expect(() => fs.writeFileSync(path.join(dir, 'etc/persist.txt'), 'changed\n')).to.throw(/EROFS/);
     }
     await using rw = await init(sif, true);
     await using r2 = await root(rw, dir, { ...kernelOnly, writable: true });
     expect(r2.root.readonly).to.equal(false);
-    // ...and back with the overlay partition.
     expect(fs.readFileSync(path.join(dir, 'etc/persist.txt'), 'utf8')).to.equal('kept in the SIF\n');
+  });
+
+  it('every overlay partition is applied, in order: the SIF\'s own (two) and an overlay SIF\'s (two), the first on top', async () => {
+    // ext3 overlay partitions holding upper/ with a file each, and one file all of them shadow.
+    const layer = (name: string): Buffer => {
+      const tree = path.join(testTmp, `ovl-tree-${name}`);
+      fs.mkdirSync(path.join(tree, 'upper', 'etc'), { recursive: true });
+      fs.writeFileSync(path.join(tree, 'upper', 'etc', `${name}.txt`), `${name}\n`);
+      fs.writeFileSync(path.join(tree, 'upper', 'etc', 'who.txt'), `${name}\n`);
+      const img = path.join(testTmp, `ovl-${name}.ext3`);
+      execFileSync('mke2fs', ['-q', '-F', '-t', 'ext3', '-d', tree, img, '2048k']);
+      return fs.readFileSync(img);
+    };
+    const part = (data: Buffer, partType: number, name: string) => ({ dataType: DataPartition, name, data, partition: { fsType: partType === PartPrimSys ? FsSquash : FsExt3, partType, arch: hostArch() } });
+    const sifWith = async (file: string, objects: ReturnType<typeof part>[]) => (await (await createSif(file, { objects })).close(), file);
+    const base = await sifWith(path.join(testTmp, 'two-overlays.sif'), [
+      part(fs.readFileSync(fixture('sq-gzip.sqfs')), PartPrimSys, 'rootfs'),
+      part(layer('own-a'), PartOverlay, 'a'),
+      part(layer('own-b'), PartOverlay, 'b'),
+    ]);
+    const extra = await sifWith(path.join(testTmp, 'overlay-sif.sif'), [part(layer('ext-a'), PartOverlay, 'a'), part(layer('ext-b'), PartOverlay, 'b')]);
+    await using img = await init(base);
+    const dir = registerMountPoint(mountDir('root-all-overlays'));
+    await using r = await root(img, dir, { ...kernelOnly, overlays: [extra] });
+    for (const name of ['own-a', 'own-b', 'ext-a', 'ext-b']) expect(fs.readFileSync(path.join(dir, 'etc', `${name}.txt`), 'utf8')).to.equal(`${name}\n`);
+    expect(fs.readFileSync(path.join(dir, 'etc/hello.txt'), 'utf8')).to.equal('hello from imgmount\n');
+    // External overlays over the image's own, each image's first partition over its next.
+    expect(fs.readFileSync(path.join(dir, 'etc/who.txt'), 'utf8')).to.equal('ext-a\n');
+    expect(r.root.readonly).to.equal(true);
+    const lowerdir = (await mountAt(dir))!.superOptions.find((o) => o.startsWith('lowerdir='))!.split('=')[1]!.split(':');
+    expect(lowerdir).to.have.length(5);
   });
 
   it('an external ext3 overlay image as upper layer, and a squashfs one as an extra lower layer', async () => {
