@@ -113,18 +113,3 @@ export async function runFuzz(options: FuzzOptions, corpus: Corpus, ctx: Omit<Ta
   }
   return report;
 }
-
-/** Least-squares slope of RSS over runs, in bytes per run (0 with fewer than 2 samples). */
-export function rssSlope(samples: RssSample[]): number {
-  if (samples.length < 2) return 0;
-  const n = samples.length;
-  const mx = samples.reduce((s, x) => s + x.run, 0) / n;
-  const my = samples.reduce((s, x) => s + x.rss, 0) / n;
-  let num = 0;
-  let den = 0;
-  for (const s of samples) {
-    num += (s.run - mx) * (s.rss - my);
-    den += (s.run - mx) ** 2;
-  }
-  return den === 0 ? 0 : num / den;
-}

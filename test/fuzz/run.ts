@@ -22,8 +22,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fixture } from '../support/fixtures';
+import { settledMemory, slope } from '../support/memory';
 import { generatedDir, repoRoot, sifFixturesDir } from '../support/paths';
-import { replayCommand, rssSlope, runFuzz, type FuzzReport } from './harness';
+import { replayCommand, runFuzz, type FuzzReport } from './harness';
 import { documentedCodes, loadCorpus, targets, type TargetName } from './targets';
 
 interface Args {
@@ -70,19 +71,7 @@ function parseArgs(argv: string[]): Args {
 const MiB = 2 ** 20;
 const mib = (n: number) => `${(n / MiB).toFixed(1)} MiB`;
 
-function gc(): void {
-  (globalThis as { gc?: () => void }).gc?.();
-}
 
-/** Memory after full GCs with turns of the event loop between them (freed buffers' memory goes back asynchronously). */
-async function settled(): Promise<{ rss: number; live: number }> {
-  for (let i = 0; i < 3; i++) {
-    gc();
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  const m = process.memoryUsage();
-  return { rss: m.rss, live: m.heapUsed + m.external };
-}
 
 // ---- child: fuzzes, writes the heartbeat, sends its report ----
 
@@ -126,7 +115,7 @@ async function child(a: Args): Promise<void> {
         ...(a.path === undefined ? {} : { path: a.path }),
         onRun: async (i, input) => {
           beat(offset + i, t, i, input);
-          if (i === warm && k === 0) ({ rss: result.rssWarm, live: result.liveWarm } = await settled());
+          if (i === warm && k === 0) ({ rss: result.rssWarm, live: result.liveWarm } = await settledMemory());
           // The supervisor's own test (test/unit/fuzz-harness): a crash or a blocked event loop at run 10.
           if (i === 10 && selftest === 'crash') process.kill(process.pid, 'SIGSEGV');
           if (i === 10 && selftest === 'block') for (;;);
@@ -139,7 +128,7 @@ async function child(a: Args): Promise<void> {
     result.reports.push(report);
     if (report.failure) break;
   }
-  ({ rss: result.rssEnd, live: result.liveEnd } = await settled());
+  ({ rss: result.rssEnd, live: result.liveEnd } = await settledMemory());
   result.peakRss = process.resourceUsage().maxRSS * 1024;
   if (result.rssWarm === 0) [result.rssWarm, result.liveWarm] = [result.rssEnd, result.liveEnd];
   const growth = result.rssEnd - result.rssWarm;
@@ -161,7 +150,7 @@ function printReport(a: Args, r: ChildResult): boolean {
   const out: string[] = [];
   out.push(`fuzz: ${total} runs in ${seconds.toFixed(1)} s (${(total / seconds).toFixed(0)} runs/s), seed ${a.seed}`);
   for (const rep of r.reports) {
-    out.push(`  ${rep.target}: ${rep.runs} runs in ${rep.seconds.toFixed(1)} s (${rep.runsPerSecond.toFixed(0)} runs/s); RSS slope ${(rssSlope(rep.rss) * 10_000 / 1024).toFixed(1)} KiB per 10k runs`);
+    out.push(`  ${rep.target}: ${rep.runs} runs in ${rep.seconds.toFixed(1)} s (${rep.runsPerSecond.toFixed(0)} runs/s); RSS slope ${((slope(rep.rss.map((x) => [x.run, x.rss])) * 10_000) / 1024).toFixed(1)} KiB per 10k runs`);
     for (const [o, n] of Object.entries(rep.outcomes).sort((x, y) => y[1] - x[1])) out.push(`      ${String(n).padStart(7)}  ${o}`);
     if (rep.failure) {
       ok = false;
