@@ -443,9 +443,11 @@ export function applyMutations(base: Buffer, layout: Layout, muts: readonly Muta
           zero: [cur.offset, 0],
           huge: [cur.offset, img.size - cur.offset],
         };
+        // Fields that held anything (2^63 - 1 read back as a double) are clamped to int64.
+        const int64 = (n: number) => BigInt.asIntN(64, BigInt(Math.max(0, Math.min(Math.trunc(n), Number.MAX_SAFE_INTEGER))));
         const [offset, size] = place[mu.place];
-        img.data.writeBigInt64LE(BigInt(Math.max(0, offset + mu.d)), at + D.offset);
-        img.data.writeBigInt64LE(BigInt(Math.max(0, size)), at + D.size);
+        img.data.writeBigInt64LE(int64(offset + mu.d), at + D.offset);
+        img.data.writeBigInt64LE(int64(size), at + D.size);
         break;
       }
       case 'truncate': {

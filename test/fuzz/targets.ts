@@ -20,7 +20,7 @@ import type { ByteSource } from '../../lib/io/byte-source';
 import { DESCRIPTOR_SIZE, HEADER_SIZE, MAX_DESCRIPTORS, descriptorData, loadSif } from '../../lib/sif';
 import { applyMutations, errorSummary, layoutOf, mutationsArb, type Donor, type Img, type Layout, type Mutation } from './mutate';
 
-export type ViolationKind = 'untyped' | 'unexpected-code' | 'undocumented-code' | 'bound' | 'invalid-result' | 'fd-leak' | 'hang';
+export type ViolationKind = 'harness' | 'untyped' | 'unexpected-code' | 'undocumented-code' | 'bound' | 'invalid-result' | 'fd-leak' | 'hang';
 
 /** A property failure the report names by kind. */
 export class Violation extends Error {
@@ -204,9 +204,18 @@ interface Mutated {
   muts: Mutation[];
 }
 
+/** The fuzzer's own failure (making an input), not the library's. */
+function harness<T>(what: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw new Violation('harness', `${what}: ${errorSummary(err)}`, { cause: err });
+  }
+}
+
 function mutated(list: Base[], input: Mutated, corpus: Corpus): { base: Base; img: Img } {
   const base = list[input.base % list.length]!;
-  return { base, img: applyMutations(base.bytes, base.layout, input.muts, corpus.donors) };
+  return { base, img: harness('applying the mutations', () => applyMutations(base.bytes, base.layout, input.muts, corpus.donors)) };
 }
 
 const describeMutated = (list: (c: Corpus) => Base[]) => <I extends Mutated>(input: I, corpus: Corpus) => ({
@@ -278,8 +287,7 @@ export const initTarget: Target<InitInput> = {
   async run(input, ctx) {
     const { img } = mutated(ctx.corpus.bases, input, ctx.corpus);
     const file = path.join(ctx.workDir, 'image');
-    writeImage(file, img);
-    const fileSize = fs.statSync(file).size;
+    const fileSize = harness('writing the image', () => (writeImage(file, img), fs.statSync(file).size));
     const fds = openFdCount();
     let count: Counted | undefined;
     detectionTestHooks.wrapSource = (s) => (count = counting(s, INIT_BUDGET)).source;
