@@ -7,11 +7,12 @@ import * as fs from 'node:fs';
 import { ImgmountError, hasErrorCode } from '../errors';
 import { Ext3Feature, OverlayFeature, SquashFeature } from '../image/constants';
 import type { MountFunc } from '../image/driver';
-import { mount as mountFs, mountPartition, unmountPinnedOnce, umount, type Mount } from '../mount/mount';
+import { Mount, mount as mountFs, mountPartition, unmountPinnedOnce, umount } from '../mount/mount';
 import { pinTarget, type PinnedDir } from '../path/pinned';
 import { MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY } from '../mount/flags';
 import { mountInNamespace, type NamespaceMount } from '../ns/mount';
 import { DriverSession } from './session';
+import { RetryableOnce } from '../util/once';
 import { loopSourceOf } from './source';
 import type { DriverMountParams, MountedFilesystem } from './types';
 
@@ -19,7 +20,7 @@ import type { DriverMountParams, MountedFilesystem } from './types';
 export class KernelMounted implements MountedFilesystem {
   readonly driver = 'kernel' as const;
   readonly helpers = [] as const;
-  #closing: Promise<void> | undefined;
+  readonly #release = new RetryableOnce();
 
   constructor(
     readonly target: string,
@@ -29,13 +30,13 @@ export class KernelMounted implements MountedFilesystem {
     private readonly release: () => Promise<void>,
   ) {}
 
+  /** True once close() is running or has succeeded (a failed close can be retried). */
   get closed(): boolean {
-    return this.#closing !== undefined;
+    return this.#release.started;
   }
 
   close(): Promise<void> {
-    this.#closing ??= this.release();
-    return this.#closing;
+    return this.#release.run(this.release);
   }
 
   [Symbol.asyncDispose](): Promise<void> {
@@ -48,9 +49,18 @@ export class KernelMounted implements MountedFilesystem {
  * its pinned mount point (which it then owns), or by path for our own session directories.
  */
 export function plainKernelMount(target: string | PinnedDir, fstype: string, readOnly: boolean): KernelMounted {
-  if (typeof target === 'string') return new KernelMounted(target, fstype, readOnly, null, () => alreadyGoneIsFine(umount(target)));
-  return new KernelMounted(target.path, fstype, readOnly, null, () => alreadyGoneIsFine(unmountPinnedOnce(target, 0)));
+  const busy = { busyRetries: UNMOUNT_BUSY_RETRIES };
+  if (typeof target === 'string') return new KernelMounted(target, fstype, readOnly, null, () => alreadyGoneIsFine(umount(target, 0, busy)));
+  return new KernelMounted(target.path, fstype, readOnly, null, () => alreadyGoneIsFine(unmountPinnedOnce(target, 0, busy)));
 }
+
+/**
+ * EBUSY retries (with back-off, 0.15-0.3 s in all) when close() unmounts: a process forked
+ * meanwhile (a FUSE helper of another mount, any child_process) holds copies of our fds until
+ * it execs, and one that pinned this mount makes it busy for that moment. A mount still busy
+ * after them (a process working in it) fails with EBUSY, and close() can be called again.
+ */
+export const UNMOUNT_BUSY_RETRIES = 6;
 
 /** Someone else (`imgmount umount`, an operator) may have unmounted it first: nothing left to do. */
 export async function alreadyGoneIsFine(unmount: Promise<void>): Promise<void> {
@@ -120,7 +130,8 @@ export class KernelDriver extends DriverSession {
     let m: Mount | NamespaceMount;
     if (params.namespace) m = await mountInNamespace(params.namespace, source, params.target, options);
     else m = await mountPartition(source, params.pinned ?? params.target, options);
-    return new KernelMounted(m.target, options.fstype, readOnly, m.loopDevice, () => alreadyGoneIsFine(m.unmount()));
+    const unmount = () => (m instanceof Mount ? m.unmount({ busyRetries: UNMOUNT_BUSY_RETRIES }) : m.unmount());
+    return new KernelMounted(m.target, options.fstype, readOnly, m.loopDevice, () => alreadyGoneIsFine(unmount()));
   }
 
   async #mountVirtual(params: DriverMountParams, readOnly: boolean, mountFunc: MountFunc): Promise<MountedFilesystem> {

@@ -150,6 +150,13 @@ export function checkExt3Header(buf: Buffer, options: Ext3CheckOptions = {}): Ex
       );
     }
   }
+  // A 64-bit count can put the size beyond 2^53, where numbers are no longer exact (and no file is that large).
+  if (!Number.isSafeInteger(fsSize)) {
+    const exact = BigInt(sb.readUInt32LE(0x4)) + (incompat & INCOMPAT_64BIT ? BigInt(sb.readUInt32LE(0x150)) << 32n : 0n);
+    throw new ImgmountError('ERR_EXT3_INVALID', `corrupted ext superblock: ${exact} blocks of ${blockSize} bytes is beyond 2^53 bytes`, {
+      details: { blocksCount: exact.toString(), blockSize },
+    });
+  }
   const available = options.size === undefined ? undefined : options.size - offset;
   if (available !== undefined && fsSize > available) {
     throw new ImgmountError(

@@ -101,7 +101,14 @@ export function checkSquashfsHeader(buf: Buffer, options: SquashfsCheckOptions =
       `corrupted image: squashfs block size ${blockSize} does not match block log ${blockLog}`,
     );
   }
-  const bytesUsed = Number(sb.readBigUInt64LE(40));
+  const bytesUsedRaw = sb.readBigUInt64LE(40);
+  // Beyond 2^53 a number is no longer exact (and no file is that large): corrupt, whatever the size.
+  if (bytesUsedRaw >= 2n ** 53n) {
+    throw new ImgmountError('ERR_SQUASHFS_INVALID', `corrupted image: squashfs bytes_used ${bytesUsedRaw} is beyond 2^53 bytes`, {
+      details: { bytesUsed: bytesUsedRaw.toString() },
+    });
+  }
+  const bytesUsed = Number(bytesUsedRaw);
   const available = options.size === undefined ? undefined : options.size - offset;
   if (available !== undefined && bytesUsed > available) {
     throw new ImgmountError(

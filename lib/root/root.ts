@@ -14,6 +14,7 @@ import * as path from 'node:path';
 import { debuglog } from 'node:util';
 import { ImgmountError, hasErrorCode, invalidArgValue } from '../errors';
 import { checkpoint } from '../util/checkpoint';
+import { RetryableOnce } from '../util/once';
 import { openMountRoot, pinOwnDir, pinTarget, resolveBeneath, resolveInRoot, type PinnedDir } from '../path/pinned';
 import { EXT3, OverlayUsage, SANDBOX, SIF, SQUASHFS } from '../image/constants';
 import type { UserCredentials } from '../image/credentials';
@@ -71,7 +72,7 @@ export interface MountedRoot extends AsyncDisposable {
   /** Every mount made, in the order they were made. */
   readonly mounts: readonly MountedFilesystem[];
   readonly closed: boolean;
-  /** Unmounts everything in reverse order and removes the session directory. Idempotent. */
+  /** Unmounts everything in reverse order and removes the session directory. Idempotent; after a failure (a mount still busy) it can be called again. */
   close(): Promise<void>;
 }
 
@@ -90,7 +91,8 @@ class Root implements MountedRoot {
   target: PinnedDir | undefined;
   /** fds that pin layers while the root is built (they keep mounts busy): closed once built. */
   readonly transient: PinnedDir[] = [];
-  #closing: Promise<void> | undefined;
+  /** A failed release (a mount still busy) can be tried again; a success is final. */
+  readonly #closing = new RetryableOnce();
   root: OciRoot;
 
   constructor(target: string) {
@@ -98,12 +100,11 @@ class Root implements MountedRoot {
   }
 
   get closed(): boolean {
-    return this.#closing !== undefined;
+    return this.#closing.started;
   }
 
   close(): Promise<void> {
-    this.#closing ??= this.#release();
-    return this.#closing;
+    return this.#closing.run(() => this.#release());
   }
 
   async closeTransient(): Promise<void> {

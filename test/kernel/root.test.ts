@@ -10,7 +10,7 @@ import { ImgmountError, init, type Image } from '../../lib';
 import { findMountRecord } from '../../lib/drivers/mount-record';
 import { findMounts, readMountInfo, type MountInfoEntry } from '../../lib/mount';
 import { createUserNamespace } from '../../lib/ns';
-import { root, mountImage, releaseMount } from '../../lib/root';
+import { root, mountImage, releaseMount, type RootOptions } from '../../lib/root';
 import { fixture } from '../support/fixtures';
 import { createSif } from '../../lib/sif';
 import { DataPartition, FsExt3, FsSquash, PartOverlay, PartPrimSys } from '../../lib/sif/constants';
@@ -208,6 +208,37 @@ describe('kernel: mountImage and root() with the kernel driver', function () {
     const err = await root(img, dir, { ...kernelOnly, data: [{ partition: 'data', path: '/no/such/dir' }] }).catch((e: unknown) => e);
     expect((err as NodeJS.ErrnoException).code).to.equal('ERR_INVALID_ARG_VALUE');
     expect(await mountAt(dir)).to.equal(undefined); // a failed root() leaves nothing
+  });
+
+  it('close() waits out a mount that is busy for a moment (found by npm run soak), and can be retried after one that stays busy', async () => {
+    const sif = copyFixture('sif-kernel.sif');
+    await using img = await init(sif);
+    const kinds: RootOptions[] = [kernelOnly, { ...kernelOnly, writableTmpfs: true }, { ...kernelOnly, data: [{ partition: 'data', path: '/data' }] }];
+    for (const options of kinds) {
+      const dir = registerMountPoint(mountDir('root-busy'));
+      // Busy for a moment, as a forked child holding a copy of an fd until it execs makes it.
+      let r = await root(img, dir, options);
+      let fd = fs.openSync(path.join(dir, options.data ? 'data/etc/hello.txt' : 'etc/hello.txt'), 'r');
+      const released = new Promise<void>((resolve) => setTimeout(() => resolve(fs.closeSync(fd)), 50));
+      await r.close();
+      await released;
+      expect(await mountAt(dir), JSON.stringify(options)).to.equal(undefined);
+      expect(await findMountRecord(dir)).to.equal(undefined);
+      // Busy until released: close() fails with EBUSY, keeps the record, and a later close() finishes the job.
+      r = await root(img, dir, options);
+      fd = fs.openSync(path.join(dir, 'etc/hello.txt'), 'r');
+      const err = await r.close().catch((e: unknown) => e);
+      expect((err as NodeJS.ErrnoException).code, JSON.stringify(options)).to.equal('EBUSY');
+      expect(r.closed).to.equal(false);
+      expect(await mountAt(dir)).to.not.equal(undefined);
+      expect((await findMountRecord(dir))?.target).to.equal(dir);
+      fs.closeSync(fd);
+      await r.close();
+      expect(r.closed).to.equal(true);
+      expect(await mountAt(dir)).to.equal(undefined);
+      expect(await findMountRecord(dir)).to.equal(undefined);
+    }
+    await eventually(() => loopsFor(sif).length === 0, 3000, 'the loop devices to autoclear');
   });
 
   it('a sandbox directory is bind-mounted read-only, nosuid, nodev (read-write when opened writable)', async () => {

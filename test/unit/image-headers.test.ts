@@ -99,6 +99,14 @@ describe('checkSquashfsHeader', () => {
     expect(checkSquashfsHeader(b).compression).to.equal('gzip');
   });
 
+  it('refuses a bytes_used beyond 2^53, where numbers are not exact, even without a size (found by npm run fuzz)', () => {
+    const b = Buffer.from(read('sq-gzip.sqfs'));
+    b.writeBigUInt64LE(2n ** 53n, 40);
+    expect(() => checkSquashfsHeader(b)).to.throw(ImgmountError, /^corrupted image: squashfs bytes_used 9007199254740992 is beyond 2\^53 bytes$/);
+    b.writeBigUInt64LE(2n ** 53n - 1n, 40);
+    expect(checkSquashfsHeader(b).bytesUsed).to.equal(2 ** 53 - 1);
+  });
+
   it('refuses a superblock cut short after the magic', () => {
     const b = read('sq-gzip.sqfs').subarray(0, 40);
     expect(codeOf(() => checkSquashfsHeader(b))).to.equal('ERR_SQUASHFS_INVALID');
@@ -149,6 +157,27 @@ describe('checkExt3Header', () => {
   it('catches a truncated filesystem', () => {
     const b = read('ext3-truncated.img');
     expect(() => checkExt3Header(b, { size: b.length })).to.throw(/spans 2097152 bytes .* only 1048576/);
+  });
+
+  it('refuses a 64-bit block count whose size is beyond 2^53 bytes, even without a size (found by npm run fuzz)', () => {
+    const b = Buffer.from(read('ext4.img')); // 64bit, 1 KiB blocks
+    b.writeUInt32LE(0xffffffff, 1024 + 0x150);
+    let err: ImgmountError | undefined;
+    try {
+      checkExt3Header(b, { anyExtFeatures: true });
+    } catch (e) {
+      err = e as ImgmountError;
+    }
+    expect(err?.code).to.equal('ERR_EXT3_INVALID');
+    const blocks = (0xffffffffn << 32n) + BigInt(b.readUInt32LE(1024 + 4));
+    expect(err?.message).to.equal(`corrupted ext superblock: ${blocks} blocks of 1024 bytes is beyond 2^53 bytes`);
+    // 2^43 blocks of 1 KiB = 2^53 bytes is one too many; one block fewer is exact.
+    b.writeUInt32LE(0x800, 1024 + 0x150);
+    b.writeUInt32LE(0, 1024 + 4);
+    expect(codeOf(() => checkExt3Header(b, { anyExtFeatures: true }))).to.equal('ERR_EXT3_INVALID');
+    b.writeUInt32LE(0x7ff, 1024 + 0x150);
+    b.writeUInt32LE(0xffffffff, 1024 + 4);
+    expect(checkExt3Header(b, { anyExtFeatures: true }).fsSize).to.equal(2 ** 53 - 1024);
   });
 
   it('is "not this format" for other files, saying where it looked', () => {
