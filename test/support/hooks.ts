@@ -15,6 +15,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { checkLeaks, mountPoints, RUN_ENV, setCurrentRun, snapshotLeaks, within, type LeakSnapshot, type TestRun } from './leaks';
+import { killLiveChildren } from './kernel';
 import { repoRoot } from './paths';
 
 /** Per-run scratch directory; everything a test creates lives under it. */
@@ -92,6 +93,12 @@ async function openLibuvReserveFd(): Promise<void> {
 }
 
 export const mochaHooks = {
+  // A test that failed (or timed out) before finishing a child it started: the child is killed
+  // here, so it neither holds loop devices into the next test nor keeps mocha from exiting.
+  async afterEach(this: Mocha.Context): Promise<void> {
+    const killed = await killLiveChildren();
+    if (killed > 0 && this.currentTest?.state === 'passed') throw new Error(`${this.currentTest.title}: left ${killed} child process(es) running (now killed)`);
+  },
   async beforeAll(this: Mocha.Context): Promise<void> {
     await openLibuvReserveFd();
     runStart = snapshotLeaks(testRun);

@@ -66,6 +66,17 @@ export interface ChildOptions {
   cwd?: string;
 }
 
+/** Children of startChild() still running: a test that failed before finishing its child must not leave it holding loop devices (or keep mocha from exiting). */
+const liveChildren = new Set<ChildProcess>();
+
+/** SIGKILLs every startChild() child still running and waits for it; returns how many there were. */
+export async function killLiveChildren(): Promise<number> {
+  const left = [...liveChildren];
+  await Promise.all(left.map((c) => stopHolder(c)));
+  liveChildren.clear();
+  return left.length;
+}
+
 /** Starts test/support/loop-child.ts (or `options.script`) with one JSON command, optionally under a wrapper command. */
 export function startChild(command: Record<string, unknown>, wrapper: string[] = [], options: ChildOptions = {}): Child {
   const argv = [...wrapper, process.execPath, options.script ?? childScript, JSON.stringify(command)];
@@ -74,6 +85,8 @@ export function startChild(command: Record<string, unknown>, wrapper: string[] =
     ...(options.env ? { env: options.env } : {}),
     ...(options.cwd ? { cwd: options.cwd } : {}),
   });
+  liveChildren.add(proc);
+  proc.once('exit', () => liveChildren.delete(proc));
   const lines: Array<Record<string, unknown>> = [];
   const waiters: Array<(v: Record<string, unknown>) => void> = [];
   let buf = '';
