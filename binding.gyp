@@ -5,6 +5,8 @@
       "sources": [
         "native/addon.cc",
         "native/credentials.cc",
+        "native/files.cc",
+        "native/image.cc",
         "native/lock.cc",
         "native/loop.cc",
         "native/mount.cc",

@@ -100,6 +100,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData<Addon>(new Addon());
   exports.Set("initialize", Napi::Function::New(env, Initialize, "initialize"));
   exports.Set("abiVersion", Napi::Number::New(env, 1));
+  InitFiles(env, exports);
+  InitImage(env, exports);
   InitLock(env, exports);
   InitLoop(env, exports);
   InitMount(env, exports);

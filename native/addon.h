@@ -119,6 +119,8 @@ Napi::Object ArgObject(const Napi::CallbackInfo& info, size_t i, const char* nam
 Napi::Value BigOrNumber(Napi::Env env, uint64_t v);
 
 // Module parts; each adds its functions to `exports`.
+void InitFiles(Napi::Env env, Napi::Object exports);
+void InitImage(Napi::Env env, Napi::Object exports);
 void InitLock(Napi::Env env, Napi::Object exports);
 void InitLoop(Napi::Env env, Napi::Object exports);
 void InitMount(Napi::Env env, Napi::Object exports);

@@ -126,7 +126,7 @@ export class KernelDriver extends DriverSession {
       ...(params.idmap !== undefined ? { idmap: params.idmap } : {}),
       ...(params.signal ? { signal: params.signal } : {}),
     };
-    const source = await loopSourceOf(params.source);
+    const source = await loopSourceOf(params.source, params.sourcePath);
     let m: Mount | NamespaceMount;
     if (params.namespace) m = await mountInNamespace(params.namespace, source, params.target, options);
     else m = await mountPartition(source, params.pinned ?? params.target, options);

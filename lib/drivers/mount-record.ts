@@ -25,6 +25,7 @@ import { constants as C } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { ImgmountError, fromNodeError, hasErrorCode } from '../errors';
+import { native } from '../native/binding';
 import { pathContains } from '../image/authorize';
 import { checkTrustedPath } from '../util/trusted-path';
 import type { DriverName } from './types';
@@ -411,18 +412,13 @@ export async function saveMountRecord(record: MountRecord): Promise<void> {
   await validateMountRecord(JSON.parse(JSON.stringify(record)), file, { target: record.target, mntns: record.mntns });
   const data = JSON.stringify(record, null, 2) + '\n';
   if (Buffer.byteLength(data) > MAX_RECORD_BYTES) throw invalid(file, `it would be ${Buffer.byteLength(data)} bytes (at most ${MAX_RECORD_BYTES})`);
+  // Unique per write (the pid for removeStaleRecordTemps, a random part for the rest); written
+  // and renamed over the record in one hop.
   const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-  const fh = await fsp.open(tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
   try {
-    try {
-      await fh.writeFile(data);
-    } finally {
-      await fh.close();
-    }
-    await fsp.rename(tmp, file);
+    await native((b) => b.replaceFile(tmp, file, Buffer.from(data), 0o600));
   } catch (err) {
-    await fsp.rm(tmp, { force: true }).catch(() => undefined);
-    throw err;
+    throw fromNodeError(err, `writing the mount record ${file}`);
   }
 }
 
@@ -523,7 +519,10 @@ export async function removeStaleRecordTemps(alive: (pid: number) => Promise<boo
 export async function removeMountRecord(target: string, mntns?: string): Promise<void> {
   const ns = mntns ?? (await currentMountNamespace());
   const dir = await subdir('mounts', false);
-  if (dir !== null) await fsp.rm(path.join(dir, recordName(ns, target)), { force: true });
+  if (dir === null) return;
+  await fsp.unlink(path.join(dir, recordName(ns, target))).catch((err: unknown) => {
+    if (!hasErrorCode(err, 'ENOENT')) throw err;
+  });
 }
 
 /**

@@ -7,11 +7,15 @@ import type { LoopSource } from '../loop/attach';
 
 const PROC_FD = /^\/proc\/self\/fd\/(\d+)$/;
 
-/** `/proc/self/fd/N` -> { fd: N, path } (path for messages only); anything else stays a path. */
-export async function loopSourceOf(source: string): Promise<LoopSource> {
+/**
+ * `/proc/self/fd/N` -> { fd: N, path } (path for messages only: `knownPath` when the caller
+ * has it, else where the kernel says the fd leads); anything else stays a path.
+ */
+export async function loopSourceOf(source: string, knownPath?: string): Promise<LoopSource> {
   const m = PROC_FD.exec(source);
   if (!m) return source;
   const fd = Number(m[1]);
+  if (knownPath !== undefined) return { fd, path: knownPath };
   const path = await fs.readlink(source).catch(() => source);
   return { fd, path: path.replace(/ \(deleted\)$/, '') };
 }

@@ -16,6 +16,11 @@ export interface DriverMountParams extends MountParams {
    * Without it a driver pins `target` itself.
    */
   pinned?: PinnedDir;
+  /**
+   * The image's path, for messages, when `source` is `/proc/self/fd/N` of an image we opened
+   * (saves asking the kernel where the fd leads).
+   */
+  sourcePath?: string;
   /** ID-map the mount through this user namespace (kernel driver, new mount API). */
   idmap?: NamespaceRef;
   /** How long a FUSE helper may take to serve its mount (default 10 s). */

@@ -45,6 +45,8 @@ export interface ImageInit {
   warnings?: string[];
   /** Whether close() closes the fd (false for an fd the caller keeps). */
   ownsFd?: boolean;
+  /** @internal Superblocks read at detection, by partition offset (at most PARTITION_PROBE_SIZE bytes each). */
+  superblocks?: ReadonlyMap<number, Buffer> | undefined;
 }
 
 // An image dropped without close(): close its fd (as FileHandle does) and say so.
@@ -79,6 +81,7 @@ export class Image {
   #closed = false;
   #closing: Promise<void> | undefined;
   readonly #ownsFd: boolean;
+  readonly #superblocks: ReadonlyMap<number, Buffer>;
 
   constructor(init: ImageInit) {
     this.partitions = Object.freeze([...init.partitions]);
@@ -92,7 +95,14 @@ export class Image {
     this.usage = init.usage;
     this.warnings = Object.freeze([...(init.warnings ?? [])]);
     this.#ownsFd = init.ownsFd ?? true;
+    this.#superblocks = init.superblocks ?? new Map();
     if (this.#ownsFd) leakRegistry.register(this, { fd: this.fd, path: this.path }, this);
+  }
+
+  /** @internal The first `length` bytes of the partition at `offset`, if detection kept them. */
+  cachedSuperblock(offset: number, length: number): Buffer | undefined {
+    const b = this.#superblocks.get(offset);
+    return b && b.length >= length ? b.subarray(0, length) : undefined;
   }
 
   /** True once close() was called. */

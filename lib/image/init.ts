@@ -6,11 +6,13 @@
 // what they hold, FIFOs/sockets/devices refused before open, and an unknown file's error
 // saying per format why it was rejected.
 
-import * as fs from 'node:fs';
 import { debuglog } from 'node:util';
 import { ImgmountError, fromNodeError, invalidArgType, invalidArgValue, throwIfAborted } from '../errors';
+import * as nodePath from 'node:path';
 import { fdSource, type ByteSource } from '../io/byte-source';
-import { PROBE_SIZE, RootFsUsage } from './constants';
+import { windowSource, type WindowSource } from '../io/window-source';
+import { EXT3, PARTITION_PROBE_SIZE, PROBE_SIZE, RootFsUsage, SQUASHFS } from './constants';
+import type { Section } from './section';
 import { ext3Format } from './formats/ext3';
 import type { DetectedImage, ImageFormat, ProbeContext } from './formats/format';
 import { sandboxFormat } from './formats/sandbox';
@@ -21,7 +23,6 @@ import { lockExt3Partitions } from './lock';
 import { closeFd } from '../io/fd';
 import { describeCredentials, validateCredentials, type UserCredentials } from './credentials';
 import { openImageFile, openImageFileAs, reopenReadOnly, reopenReadWrite, type OpenedFile } from './open-file';
-import { resolvePath } from './path';
 import { NotThisFormat, type FormatRejection } from './probe';
 
 const debug = debuglog('imgmount');
@@ -59,10 +60,6 @@ export interface InitOptions {
    * user could name any disk they may read). Without `as`, block devices are always accepted.
    */
   allowBlockDevice?: boolean;
-}
-
-function access(p: string, mode: number): Promise<boolean> {
-  return new Promise((resolve) => fs.access(p, mode, (err) => resolve(!err)));
 }
 
 /** A short hint about what an unrecognised file is, from its first bytes. */
@@ -112,13 +109,14 @@ export async function init(path: string, writable = false, options: InitOptions 
     throw invalidArgType('options.allowBlockDevice', 'of type boolean', options.allowBlockDevice);
   }
   throwIfAborted(signal);
-  const opened = as === undefined ? await openAsCaller(path, writable, signal) : await openAsUser(path, writable, as, options.allowBlockDevice ?? false);
+  const opened = as === undefined ? await openAsCaller(path, writable) : await openAsUser(path, writable, as, options.allowBlockDevice ?? false);
   const { file, resolved } = opened;
   let { wantWrite } = opened;
   let fd = file.fd;
   try {
     throwIfAborted(signal);
-    const plain = fdSource(fd, file.size);
+    const window = opened.window ? windowSource(fd, file.size, opened.window) : undefined;
+    const plain = window ?? fdSource(fd, file.size);
     const source = detectionTestHooks.wrapSource?.(plain) ?? plain;
     const head = file.kind === 'directory' ? Buffer.alloc(0) : await readHead(source, resolved);
     throwIfAborted(signal);
@@ -158,6 +156,7 @@ export async function init(path: string, writable = false, options: InitOptions 
       writable: wantWrite,
       usage: RootFsUsage | found.extraUsage,
       warnings,
+      superblocks: window ? superblocksOf(window, found.partitions) : undefined,
     });
   } catch (err) {
     await closeFd(fd).catch(() => undefined);
@@ -169,23 +168,20 @@ interface Opened {
   file: OpenedFile;
   resolved: string;
   wantWrite: boolean;
+  /** The first bytes, read with the open (not with `as`). */
+  window?: Buffer;
 }
 
-/** As the calling process: resolve, check access with the real uid (as Apptainer), open. */
-async function openAsCaller(path: string, writable: boolean, signal: AbortSignal | undefined): Promise<Opened> {
-  const resolved = await resolvePath(path);
-  if (!(await access(resolved, fs.constants.R_OK))) {
-    throw new ImgmountError('ERR_IMAGE_NOT_READABLE', `${resolved} is not readable by the current user, check permissions`, {
-      path: resolved,
-    });
-  }
+/** As the calling process: resolve, check access with the real uid (as Apptainer), open, read the head: one native hop. */
+async function openAsCaller(path: string, writable: boolean): Promise<Opened> {
+  if (path === '') throw invalidArgValue('path', path, 'must not be empty (failed to get absolute path)');
+  const file = await openImageFile(nodePath.resolve(path), writable);
   let wantWrite = writable;
-  if (wantWrite && !(await access(resolved, fs.constants.W_OK))) {
-    debug('opening %s in read-only mode: no write permissions', resolved);
+  if (wantWrite && !file.writeAccess) {
+    debug('opening %s in read-only mode: no write permissions', file.path);
     wantWrite = false;
   }
-  throwIfAborted(signal);
-  return { file: await openImageFile(resolved), resolved, wantWrite };
+  return { file, resolved: file.path, wantWrite, window: file.head };
 }
 
 /** As the user `as`: one open with their credentials; no check or path resolution as root. */
@@ -194,6 +190,20 @@ async function openAsUser(path: string, writable: boolean, as: UserCredentials, 
   const file = await openImageFileAs(path, writable, as, allowBlockDevice);
   if (file.readOnlyReason !== undefined) debug('opening %s in read-only mode: %s', file.path, file.readOnlyReason);
   return { file, resolved: file.path, wantWrite: file.writable === true };
+}
+
+/**
+ * The superblocks detection read, kept (copied, so the window can go) for driver selection and
+ * readPartitionInfo(): at most PARTITION_PROBE_SIZE bytes per partition.
+ */
+function superblocksOf(window: WindowSource, partitions: readonly Section[]): Map<number, Buffer> {
+  const out = new Map<number, Buffer>();
+  for (const p of partitions) {
+    if (p.type !== SQUASHFS && p.type !== EXT3) continue;
+    const head = window.cached(p.offset, Math.min(PARTITION_PROBE_SIZE, p.size));
+    if (head) out.set(p.offset, Buffer.from(head));
+  }
+  return out;
 }
 
 async function readHead(source: ByteSource, displayPath: string): Promise<Buffer> {

@@ -26,10 +26,6 @@ export interface OpenedFile {
   writable?: boolean;
 }
 
-function kindOf(st: fs.Stats, p: string): FileKind {
-  return kindOfMode(st.mode, p);
-}
-
 function kindOfMode(mode: number, p: string): FileKind {
   const type = mode & fs.constants.S_IFMT;
   if (type === fs.constants.S_IFREG) return 'file';
@@ -71,39 +67,67 @@ function openFd(p: string, flags: number): Promise<number> {
   return new Promise((resolve, reject) => fs.open(p, flags, (err, fd) => (err ? reject(err) : resolve(fd))));
 }
 
+/** Bytes read at the start of an image in the same hop as the open: a SIF's header, descriptor table and (usually) its partitions' superblocks. */
+export const HEAD_WINDOW = 64 * 1024;
+
+export interface OpenedImageFile extends OpenedFile {
+  /** The absolute path with every symlink resolved (realpath). */
+  path: string;
+  /** The first min(HEAD_WINDOW, size) bytes (empty for a directory). */
+  head: Buffer;
+  /** With checkWrite: whether the real uid may write it (access(W_OK)). */
+  writeAccess: boolean;
+}
+
+const ACCEPTED_TYPES = [fs.constants.S_IFREG, fs.constants.S_IFDIR, fs.constants.S_IFBLK];
 
 /**
- * Opens `resolvedPath` read-only (Node adds O_CLOEXEC). O_NONBLOCK keeps a FIFO swapped in
- * after the stat from blocking the open; O_NOFOLLOW refuses a symlink swapped in.
+ * Resolves `p` (realpath), checks the real uid may read it (and with `checkWrite`, whether it
+ * may write it), and opens it read-only, as Apptainer does, in one native hop
+ * (native/image.cc) that also reads the first HEAD_WINDOW bytes. The type is checked before
+ * open (a FIFO or device can block or have side effects on open); O_NONBLOCK keeps a FIFO
+ * swapped in after the stat from blocking; O_NOFOLLOW refuses a symlink swapped in; the fd
+ * must be the file stat'ed.
  */
-export async function openImageFile(resolvedPath: string): Promise<OpenedFile> {
-  let st: fs.Stats;
+export async function openImageFile(p: string, checkWrite: boolean): Promise<OpenedImageFile> {
+  let opened;
   try {
-    st = await fsp.stat(resolvedPath);
+    opened = await native((b) => b.openImage(p, { checkWrite, acceptTypes: ACCEPTED_TYPES, window: HEAD_WINDOW }));
   } catch (err) {
-    throw fromNodeError(err, `failed to stat ${resolvedPath}`);
-  }
-  kindOf(st, resolvedPath);
-  let fd: number;
-  try {
-    fd = await openFd(resolvedPath, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
-  } catch (err) {
-    throw fromNodeError(err, `failed to open ${resolvedPath}`);
-  }
-  try {
-    const fst = await fstatFd(fd);
-    if (fst.dev !== st.dev || fst.ino !== st.ino) {
-      throw new ImgmountError('ERR_IMAGE_UNSUPPORTED_FILE_TYPE', `${resolvedPath} changed while it was being opened`, {
-        path: resolvedPath,
-      });
+    const e = err as { syscall?: string; path?: string };
+    const at = e.path ?? p;
+    switch (e.syscall) {
+      case 'realpath':
+        throw fromNodeError(err, `failed to retrieve path for ${p}`);
+      case 'access':
+        throw new ImgmountError('ERR_IMAGE_NOT_READABLE', `${at} is not readable by the current user, check permissions`, { path: at, cause: err });
+      case 'stat':
+      case 'fstat':
+        throw fromNodeError(err, `failed to stat ${at}`);
+      case 'open':
+        throw fromNodeError(err, `failed to open ${at}`);
+      case 'ioctl(BLKGETSIZE64)':
+        throw new ImgmountError('ERR_IMAGE_UNSUPPORTED_FILE_TYPE', `cannot read the size of block device ${at}`, { path: at, cause: err });
+      case 'pread':
+        throw fromNodeError(err, `can't read the start of ${at}`);
+      default:
+        throw fromNodeError(err, `failed to open ${at}`);
     }
-    const kind = kindOf(fst, resolvedPath);
-    const size = kind === 'file' ? fst.size : kind === 'block' ? await blockDeviceSize(fst.rdev, resolvedPath) : 0;
-    return { fd, kind, size, dev: fst.dev, ino: fst.ino };
-  } catch (err) {
-    await closeFd(fd).catch(() => undefined);
-    throw err;
   }
+  if (opened.refused === 'file-type') kindOfMode(opened.mode, opened.path); // throws, naming the type
+  if (opened.refused !== undefined) {
+    throw new ImgmountError('ERR_IMAGE_UNSUPPORTED_FILE_TYPE', `${opened.path} changed while it was being opened`, { path: opened.path });
+  }
+  return {
+    fd: opened.fd,
+    kind: kindOfMode(opened.mode, opened.path),
+    size: Number(opened.size),
+    dev: Number(opened.dev),
+    ino: Number(opened.ino),
+    path: opened.path,
+    head: opened.head,
+    writeAccess: opened.writeAccess === 0,
+  };
 }
 
 /**

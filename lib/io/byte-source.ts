@@ -13,6 +13,11 @@ export interface ByteSource {
    * read from the OS is retried until the range is complete or EOF is reached.
    */
   read(offset: number, length: number): Promise<Buffer>;
+  /**
+   * Optional hint: these [offset, length] ranges will be read next. A source over an fd reads
+   * them all in one hop, so that the reads that follow cost none.
+   */
+  prefetch?(ranges: ReadonlyArray<readonly [number, number]>): Promise<void>;
 }
 
 /** A ByteSource over memory (tests, in-memory SIF building). */

@@ -129,6 +129,18 @@ export interface NativeOpenedAs {
   gid: number;
 }
 
+/**
+ * What openImage found (native/image.cc). `path` is the realpath; `refused`: not opened
+ * (fd -1) because stat showed a type not in acceptTypes ('file-type', `mode` says which), or
+ * the path changed between stat and open ('changed'). `writeAccess`: with checkWrite, 0 or
+ * the errno of access(W_OK). `head`: the first min(window, size) bytes.
+ */
+export interface NativeOpenedImage extends NativeOpenedAs {
+  path: string;
+  writeAccess?: number;
+  head: Buffer;
+}
+
 /** The raw addon. Numbers that may exceed 2^53 come back as bigint. */
 export interface NativeBinding {
   abiVersion: number;
@@ -142,6 +154,13 @@ export interface NativeBinding {
   userInfo(uid: number, sync?: boolean): Promise<{ name: string; gid: number; groups: number[] } | null>;
   /** Opens `path` with another user's credentials in a short-lived child task (native/credentials.cc). */
   openAs(path: string, flags: number, credentials: NativeCredentials, sync?: boolean): Promise<NativeOpenedAs>;
+  // small files (native/files.cc)
+  /** Creates tmpPath (O_EXCL|O_NOFOLLOW, mode), writes data, renames it over path; tmpPath is removed after a failure. */
+  replaceFile(tmpPath: string, path: string, data: Buffer, mode: number, sync?: boolean): Promise<void>;
+  // images (native/image.cc)
+  openImage(path: string, options: { checkWrite: boolean; acceptTypes: number[]; window: number }, sync?: boolean): Promise<NativeOpenedImage>;
+  /** Each [offset, length] read fully (shorter only at EOF), in one hop. */
+  preadRanges(fd: number, ranges: Array<[number, number]>, sync?: boolean): Promise<Buffer[]>;
   // loop devices (native/loop.cc)
   loopCtlGetFree(sync?: boolean): Promise<number>;
   loopAttach(spec: NativeLoopAttachSpec, sync?: boolean): Promise<NativeLoopAttached>;

@@ -155,6 +155,9 @@ export async function pinTarget(target: string, what = 'target'): Promise<Pinned
   } else {
     const abs = nodePath.resolve(target);
     const base = nodePath.basename(abs);
+    // The common case, one hop: no symlink anywhere on the path (so nothing to judge).
+    const direct = resolver() === 'openat2' ? await openWithoutSymlinks(abs) : null;
+    if (direct) return checkedTarget(new PinnedDir(direct), target);
     const parent = await openParentDirs(nodePath.dirname(abs), abs);
     try {
       info = base === '' ? await native((b) => b.openAt(parent.fd, '.', O_PATH | O_DIRECTORY, 0)) : await native((b) => b.openAt(parent.fd, base, O_PATH | O_DIRECTORY, 0));
@@ -162,7 +165,20 @@ export async function pinTarget(target: string, what = 'target'): Promise<Pinned
       await parent.close();
     }
   }
-  const pinned = new PinnedDir(info);
+  return checkedTarget(new PinnedDir(info), target);
+}
+
+/** `abs` opened as a directory if no symlink lies on it (null if one does, or openat2 is missing: the careful walk decides). */
+async function openWithoutSymlinks(abs: string): Promise<NativePathInfo | null> {
+  try {
+    return await native((b) => b.openAt(-1, abs, O_PATH | O_DIRECTORY, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS));
+  } catch (err) {
+    if ((err instanceof SystemError && (err.code === 'ELOOP' || err.code === 'EAGAIN')) || isNoOpenat2(err)) return null;
+    throw err;
+  }
+}
+
+async function checkedTarget(pinned: PinnedDir, target: string): Promise<PinnedDir> {
   try {
     await checkSystemTarget(pinned, target);
   } catch (err) {

@@ -9,7 +9,7 @@ import { EXT3, SANDBOX, SQUASHFS } from '../image/constants';
 import type { Image } from '../image/image';
 import type { Section } from '../image/section';
 import { KernelDriver, KernelMounted, alreadyGoneIsFine, kernelMountFunc, plainKernelMount } from '../drivers/kernel';
-import { chooseDriver, type DriverPolicy } from '../drivers/select';
+import { chooseDriver, type DriverChoice, type DriverPolicy } from '../drivers/select';
 import type { DriverMountParams, DriverName, MountedFilesystem } from '../drivers/types';
 import { currentMountNamespace, entryProcess, removeMountRecord, saveMountRecord, thisOwner, type MountRecord } from '../drivers/mount-record';
 import { bindMount } from '../mount/bind';
@@ -48,6 +48,8 @@ export interface MountImageOptions extends DriverPolicy {
    * root()'s record describes).
    */
   recordAs?: 'own' | 'merge' | 'none';
+  /** @internal The driver, chosen already by the caller (root() chooses while it pins and records). */
+  driverChoice?: DriverChoice;
   signal?: AbortSignal;
 }
 
@@ -119,12 +121,20 @@ export async function mountImage(image: Image, target: string | PinnedDir, optio
     if (problem) throw new ImgmountError(partition.type === SQUASHFS ? 'ERR_READ_ONLY_FS' : 'ERR_IMAGE_NOT_WRITABLE', `could not mount ${problem}`, { path: image.path });
   }
   if (options.namespace && target instanceof PinnedDir) throw new TypeError('mountImage: a target in another namespace is a path there, not a PinnedDir');
-  const choice = await chooseDriver(image, partition, options);
-  checkpoint('mountImage:driver', signal);
-  const pinned = options.namespace ? undefined : target instanceof PinnedDir ? target : await pinTarget(target);
+  // The driver choice (an fstat of the image) and the pin (opening the target) are independent:
+  // they run at once, so the caller waits for one hop, not two.
+  const pinning = options.namespace || target instanceof PinnedDir ? undefined : pinTarget(target);
+  const [chosen, pinnedNow] = await Promise.allSettled([options.driverChoice ?? chooseDriver(image, partition, options), pinning]);
+  if (chosen.status === 'rejected' || pinnedNow.status === 'rejected') {
+    if (pinnedNow.status === 'fulfilled') await pinnedNow.value?.close();
+    throw chosen.status === 'rejected' ? chosen.reason : (pinnedNow as PromiseRejectedResult).reason;
+  }
+  const choice = chosen.value;
+  const pinned = options.namespace ? undefined : target instanceof PinnedDir ? target : pinnedNow.value!;
   const where = options.namespace ? path.resolve(target as string) : pinned!.path;
   let record: MountRecord | undefined;
   try {
+    checkpoint('mountImage:driver', signal);
     checkpoint('mountImage:pinned', signal);
     // Intent first (see root()): the record exists before the mount does.
     if ((options.recordAs ?? 'own') === 'own') record = await intendMount(where, partition, choice.driver, options);
@@ -170,7 +180,7 @@ async function intendMount(target: string, partition: Section, driver: DriverNam
 async function mountWith(
   image: Image,
   partition: Section,
-  choice: Awaited<ReturnType<typeof chooseDriver>>,
+  choice: DriverChoice,
   pinned: PinnedDir | undefined,
   target: string,
   options: MountImageOptions,
@@ -192,6 +202,7 @@ async function mountWith(
   }
   const params: DriverMountParams = {
     source: image.source,
+    sourcePath: image.path,
     target,
     ...(pinned ? { pinned } : {}),
     filesystem: choice.filesystem,

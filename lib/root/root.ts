@@ -25,6 +25,7 @@ import { currentMountNamespace, entryProcess, removeMountRecord, removeSessionDi
 import type { MountedFilesystem } from '../drivers/types';
 import type { FuseMountParams } from '../drivers/fuse/driver';
 import { capabilities } from '../mount/capabilities';
+import { chooseDriver } from '../drivers/select';
 import { MS_NODEV, MS_NOSUID, MS_RDONLY } from '../mount/flags';
 import { bindMount } from '../mount/bind';
 import { MNT_DETACH } from '../mount/flags';
@@ -267,6 +268,10 @@ export async function root(image: Image, target: string, options: RootOptions = 
     const { namespace: _ns, ...here } = common;
     const local: Omit<MountImageOptions, 'partition' | 'writable'> = staged ? here : common;
     let at: PinnedDir | string;
+    // A plain root: its driver is chosen (an fstat of the image) while the target is pinned and
+    // the record written, instead of after them.
+    const choosing = needsOverlay ? undefined : chooseDriver(image, rootPart, local);
+    choosing?.catch(() => undefined); // awaited below; a failure before that is not unhandled
     if (!ns) {
       r.target = await pinTarget(target);
       r.root.path = r.target.path;
@@ -284,7 +289,7 @@ export async function root(image: Image, target: string, options: RootOptions = 
       at = r.root.path;
     }
     if (!needsOverlay) {
-      const m = await mountImage(image, at, { ...local, partition: rootPart, writable: rootWritable, recordAs: 'merge' });
+      const m = await mountImage(image, at, { ...local, partition: rootPart, writable: rootWritable, recordAs: 'merge', driverChoice: await choosing! });
       r.target = undefined; // the mount owns it now
       r.mounts.push(m);
       r.top = m;

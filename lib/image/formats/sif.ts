@@ -97,6 +97,12 @@ export const sifFormat: ImageFormat = {
     // At most MAX_DESCRIPTORS slots are read, and at most that many partitions get a
     // PARTITION_PROBE_SIZE header read below: MAX_DETECTION_READ bounds it all.
     const sif = await loadSif(ctx.source);
+    // Every superblock partitionType() may check, read in one hop (most lie in the head window).
+    await ctx.source.prefetch?.(
+      sif.descriptors
+        .filter((d) => d.dataType === DataPartition && (d.partition!.fsType === FsSquash || d.partition!.fsType === FsExt3))
+        .map((d) => [d.offset, Math.min(PARTITION_PROBE_SIZE, d.size)] as const),
+    );
     const warnings = [...sif.warnings];
     const partitions: Section[] = [];
     const sections: Section[] = [];
