@@ -2,13 +2,14 @@
 // decides what is acceptable; this file only performs the steps, in this order, and stops at
 // the first that fails):
 //
-//   openImage(path, { checkWrite, acceptTypes, window }[, sync])
+//   openImage(path, { checkWrite, acceptTypes, window: Buffer }[, sync])
 //     realpath -> access(R_OK) [-> access(W_OK), its errno reported, never a failure] -> stat
 //     -> (type not in acceptTypes: { refused: 'file-type', mode }, nothing opened)
 //     -> open(O_RDONLY|O_NONBLOCK|O_NOFOLLOW|O_CLOEXEC) -> fstat
 //     -> (not the file stat'ed: { refused: 'changed' }, fd closed)
 //     -> size (st_size, or BLKGETSIZE64 for a block device)
-//     -> pread of min(window, size) bytes at 0, short reads retried until EOF
+//     -> pread of min(window.length, size) bytes at 0 into `window`, short reads retried
+//        until EOF (`headLength` says how many; the call keeps `window` alive until it settles)
 //   preadRanges(fd, [[offset, length], ...][, sync]) -> Buffer[]
 //     every range read fully (or up to EOF) in one hop: the headers of all partitions at once.
 //
@@ -23,6 +24,7 @@
 
 #include <climits>
 #include <cstring>
+#include <memory>
 
 #include "addon.h"
 
@@ -42,7 +44,7 @@ struct OpenedImage {
   uint32_t uid = 0;
   uint32_t gid = 0;
   int writeAccess = -1;  // -1: not checked; 0: allowed; else the errno
-  std::vector<uint8_t> head;
+  size_t headLength = 0;
 };
 
 // pread until `len` bytes or EOF; false (errno set) on a read error.
@@ -60,8 +62,8 @@ bool PreadFully(int fd, uint8_t* buf, size_t len, uint64_t offset, size_t& got) 
   return true;
 }
 
-bool OpenImage(const std::string& given, bool checkWrite, const std::vector<uint32_t>& accept, size_t window,
-               OpenedImage& out, Failure& f) {
+bool OpenImage(const std::string& given, bool checkWrite, const std::vector<uint32_t>& accept, uint8_t* window,
+               size_t windowLength, OpenedImage& out, Failure& f) {
   char resolved[PATH_MAX];
   if (realpath(given.c_str(), resolved) == nullptr) return f.Set("realpath", given);
   out.path = resolved;
@@ -107,16 +109,13 @@ bool OpenImage(const std::string& given, bool checkWrite, const std::vector<uint
     }
     out.size = bytes;
   }
-  if (!S_ISDIR(fst.st_mode) && window > 0) {
-    size_t want = out.size < window ? static_cast<size_t>(out.size) : window;
-    out.head.resize(want);
-    size_t got = 0;
-    if (!PreadFully(fd, out.head.data(), want, 0, got)) {
+  if (!S_ISDIR(fst.st_mode) && windowLength > 0) {
+    size_t want = out.size < windowLength ? static_cast<size_t>(out.size) : windowLength;
+    if (!PreadFully(fd, window, want, 0, out.headLength)) {
       f.Set("pread", p);
       close(fd);
       return false;
     }
-    out.head.resize(got);
   }
   out.fd = fd;
   return true;
@@ -135,12 +134,17 @@ Napi::Value OpenImageJs(const Napi::CallbackInfo& info) {
   if (!types.IsArray()) throw Napi::TypeError::New(info.Env(), "acceptTypes must be an array of S_IFMT values");
   Napi::Array a = types.As<Napi::Array>();
   for (uint32_t i = 0; i < a.Length(); i++) accept.push_back(static_cast<uint32_t>(ArgUint64(a.Get(i), "acceptTypes[]")));
-  uint64_t window = ArgUint64(o.Get("window"), "window");
-  if (window > (64u << 20)) throw Napi::RangeError::New(info.Env(), "window must be at most 64 MiB");
+  Napi::Value w = o.Get("window");
+  if (!w.IsBuffer()) throw Napi::TypeError::New(info.Env(), "window must be a Buffer");
+  Napi::Buffer<uint8_t> buf = w.As<Napi::Buffer<uint8_t>>();
+  uint8_t* window = buf.Data();
+  size_t windowLength = buf.Length();
+  // Held until the worker is gone (destroyed on the JS thread): the bytes stay where they are.
+  auto keep = std::make_shared<Napi::Reference<Napi::Buffer<uint8_t>>>(Napi::Persistent(buf));
   return Dispatch<OpenedImage>(
       info, ArgBool(info[2], false), "imgmount:image.open",
-      [path, checkWrite, accept, window](OpenedImage& out, Failure& f) {
-        return OpenImage(path, checkWrite, accept, static_cast<size_t>(window), out, f);
+      [path, checkWrite, accept, window, windowLength, keep](OpenedImage& out, Failure& f) {
+        return OpenImage(path, checkWrite, accept, window, windowLength, out, f);
       },
       [](Napi::Env env, OpenedImage& r) -> Napi::Value {
         Napi::Object o = Napi::Object::New(env);
@@ -155,7 +159,7 @@ Napi::Value OpenImageJs(const Napi::CallbackInfo& info) {
         o.Set("uid", Napi::Number::New(env, r.uid));
         o.Set("gid", Napi::Number::New(env, r.gid));
         if (r.writeAccess >= 0) o.Set("writeAccess", Napi::Number::New(env, r.writeAccess));
-        o.Set("head", ToBuffer(env, r.head));
+        o.Set("headLength", Napi::Number::New(env, static_cast<double>(r.headLength)));
         return o;
       });
 }

@@ -4,7 +4,11 @@
 
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
-import { gunzipSync } from 'node:zlib';
+import { promisify } from 'node:util';
+import { gunzip as gunzipCb } from 'node:zlib';
+
+// On the pool, not the event loop: /proc/config.gz inflates to ~150-250 KiB.
+const gunzip = promisify(gunzipCb);
 
 const mainline = ['gzip', 'lzo', 'lz4', 'xz', 'zstd'];
 const configNames: Record<string, string> = {
@@ -19,7 +23,7 @@ let memo: Promise<{ compressions: string[]; source: string }> | undefined;
 
 async function readKernelConfig(): Promise<{ text: string; source: string } | undefined> {
   try {
-    return { text: gunzipSync(await fs.readFile('/proc/config.gz')).toString('latin1'), source: '/proc/config.gz' };
+    return { text: (await gunzip(await fs.readFile('/proc/config.gz'))).toString('latin1'), source: '/proc/config.gz' };
   } catch {
     // not built with IKCONFIG_PROC
   }

@@ -124,6 +124,7 @@ export class KernelDriver extends DriverSession {
       noexec: (params.flags & MS_NOEXEC) !== 0,
       data: data.join(','),
       ...(params.idmap !== undefined ? { idmap: params.idmap } : {}),
+      ...(params.shareLoopDevice && readOnly ? { loop: { shared: true } } : {}),
       ...(params.signal ? { signal: params.signal } : {}),
     };
     const source = await loopSourceOf(params.source, params.sourcePath);

@@ -116,9 +116,22 @@ async function exists(p: string): Promise<boolean> {
  * `create` ('parents': missing parents too, root-owned 0755); null if it does not exist and
  * `create` is false.
  */
+/** Checks in flight, so that concurrent first uses (64 roots at start-up) check once. */
+const checking = new Map<string, Promise<string | null>>();
+
 async function trustedDir(dir: string, create: 'parents' | 'one' | false, mode: number): Promise<string | null> {
   const hit = trusted.get(dir);
   if (hit !== undefined) return hit;
+  const key = `${create}\0${dir}`;
+  let pending = checking.get(key);
+  if (!pending) {
+    pending = checkDir(dir, create, mode).finally(() => checking.delete(key));
+    checking.set(key, pending);
+  }
+  return pending;
+}
+
+async function checkDir(dir: string, create: 'parents' | 'one' | false, mode: number): Promise<string | null> {
   try {
     if (create === 'parents') await fsp.mkdir(dir, { recursive: true, mode });
     else if (create === 'one') await fsp.mkdir(dir, { mode }).catch((err: unknown) => (hasErrorCode(err, 'EEXIST') ? undefined : Promise.reject(err)));

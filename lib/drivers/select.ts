@@ -18,7 +18,7 @@ import type { Image } from '../image/image';
 import { readPartitionInfo } from '../image/partition-info';
 import type { Section } from '../image/section';
 import { fstatFd } from '../io/fd';
-import { capabilities } from '../mount/capabilities';
+import { hostFilesystems } from '../mount/host-filesystems';
 import { encryptionUnsupported } from './kernel';
 import { kernelSquashfsCompressions } from './kernel-support';
 import type { DriverName } from './types';
@@ -122,7 +122,7 @@ export async function chooseDriver(image: Image, partition: Section, policy: Dri
     throw new ImgmountError('ERR_MOUNT_UNSUPPORTED_FS', `partition "${partition.name}" (id ${partition.id}) of ${image.path} is raw data, not a filesystem`);
   }
   if (partition.type === ENCRYPTSQUASHFS) throw encryptionUnsupported(image.path);
-  const caps = await capabilities();
+  const caps = await hostFilesystems();
   // FUSE programs are looked up only when the kernel cannot (or may not) do it.
   const bins = async () => (await import('./fuse/binaries')).fuseBinaries();
   const fuseOk = (program: string | null, what: string): Ability => {

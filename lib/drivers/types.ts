@@ -21,6 +21,8 @@ export interface DriverMountParams extends MountParams {
    * (saves asking the kernel where the fd leads).
    */
   sourcePath?: string;
+  /** Reuse a loop device bound to the same file, offset and size (kernel driver, read-only mounts). */
+  shareLoopDevice?: boolean;
   /** ID-map the mount through this user namespace (kernel driver, new mount API). */
   idmap?: NamespaceRef;
   /** How long a FUSE helper may take to serve its mount (default 10 s). */

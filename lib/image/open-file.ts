@@ -91,8 +91,9 @@ const ACCEPTED_TYPES = [fs.constants.S_IFREG, fs.constants.S_IFDIR, fs.constants
  */
 export async function openImageFile(p: string, checkWrite: boolean): Promise<OpenedImageFile> {
   let opened;
+  const window = Buffer.allocUnsafe(HEAD_WINDOW);
   try {
-    opened = await native((b) => b.openImage(p, { checkWrite, acceptTypes: ACCEPTED_TYPES, window: HEAD_WINDOW }));
+    opened = await native((b) => b.openImage(p, { checkWrite, acceptTypes: ACCEPTED_TYPES, window }));
   } catch (err) {
     const e = err as { syscall?: string; path?: string };
     const at = e.path ?? p;
@@ -125,7 +126,7 @@ export async function openImageFile(p: string, checkWrite: boolean): Promise<Ope
     dev: Number(opened.dev),
     ino: Number(opened.ino),
     path: opened.path,
-    head: opened.head,
+    head: window.subarray(0, opened.headLength),
     writeAccess: opened.writeAccess === 0,
   };
 }

@@ -8,11 +8,18 @@
 import { ImgmountError } from '../errors';
 
 export class NotThisFormat extends ImgmountError {
-  constructor(
-    readonly format: string,
-    reason: string,
-  ) {
-    super('ERR_IMAGE_UNKNOWN_FORMAT', `not a ${format} image: ${reason}`, { details: { format, reason } });
+  readonly format: string;
+  constructor(format: string, reason: string) {
+    // Control flow on every init (each format before the right one says no): no stack trace
+    // to capture; the caller's final ERR_IMAGE_UNKNOWN_FORMAT has its own.
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    try {
+      super('ERR_IMAGE_UNKNOWN_FORMAT', `not a ${format} image: ${reason}`, { details: { format, reason } });
+    } finally {
+      Error.stackTraceLimit = limit;
+    }
+    this.format = format;
   }
   /** The reason alone, without the "not a X image" prefix. */
   get reason(): string {

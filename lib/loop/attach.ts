@@ -38,6 +38,7 @@ import {
   debug,
   envChoice,
   isSystemError,
+  noFreeLoopDevice,
   signalOf,
   sleep,
   testHooks,
@@ -231,7 +232,7 @@ export async function withAttachRetries<T>(
     } catch (err) {
       if (isSystemError(err, 'EBUSY', BIND_STEPS)) {
         if (++busy > o.busyRetries)
-          throw new ImgmountError('ERR_LOOP_NO_FREE_DEVICE', `no free loop device: ${busy - 1} retries lost the race for one (${err.message})`, { cause: err });
+          throw noFreeLoopDevice(`${busy - 1} retries lost the race for one (${err.message})`, { cause: err });
         counters.busyRetries++;
         debug('loop attach: %s busy, retry %d', err.path, busy);
         if (busy > 2) await sleep(backoffMs(busy - 3, 1, 50), o.signal);
@@ -256,7 +257,7 @@ export async function withAttachRetries<T>(
         continue;
       }
       if (isSystemError(err, undefined, 'ioctl(LOOP_CTL_GET_FREE)'))
-        throw new ImgmountError('ERR_LOOP_NO_FREE_DEVICE', `no free loop device: ${(err as Error).message}`, { cause: err });
+        throw noFreeLoopDevice((err as Error).message, { cause: err });
       if (await onOtherError(err)) continue;
       throw err;
     }
@@ -498,7 +499,7 @@ export async function attachNew(src: OpenedSource, o: ResolvedLoopOptions): Prom
         status = await native((b) => b.loopGetStatus(r.fd));
       }
       if (r.number >= o.maxDevices)
-        throw new ImgmountError('ERR_LOOP_NO_FREE_DEVICE', `no free loop device below the maximum of ${o.maxDevices} (next free is ${r.path})`, {
+        throw noFreeLoopDevice(`none below the maximum of ${o.maxDevices} (next free is ${r.path})`, {
           details: { maxDevices: o.maxDevices, next: r.number },
         });
       const bad = statusMismatches(status!, expectationOf(o, r.imageDevice, r.imageInode));

@@ -5,6 +5,20 @@ import { AbortError, ImgmountError, SystemError, invalidArgType, invalidArgValue
 
 export const debug = debuglog('imgmount');
 
+/**
+ * ERR_LOOP_NO_FREE_DEVICE, saying what to do about it: raise the limit, or share one device
+ * between the read-only mounts of one image.
+ */
+export function noFreeLoopDevice(why: string, extra: { cause?: unknown; details?: Record<string, unknown> } = {}): ImgmountError {
+  return new ImgmountError(
+    'ERR_LOOP_NO_FREE_DEVICE',
+    `no free loop device: ${why}. Raise the limit (the loop option maxDevices, default 256; the kernel's own with ` +
+      '`modprobe loop max_loop=N` or the max_loop= boot parameter), release mounts no longer used, or let read-only ' +
+      'mounts of one image share a device (shareLoopDevice: true for root() and mountImage(), loop.shared for mountPartition())',
+    extra,
+  );
+}
+
 /** A number when it fits in 2^53 exactly, else a bigint (the addon's convention). */
 export function toNumberOrBig(v: bigint): number | bigint {
   return v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;

@@ -7,16 +7,20 @@ import * as fsp from 'node:fs/promises';
 import { abortError } from '../loop/internal';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { gunzipSync } from 'node:zlib';
+import { promisify } from 'node:util';
+import { gunzip as gunzipCb } from 'node:zlib';
 import { ImgmountError } from '../errors';
 import { loopConfigureSupported } from '../loop/attach';
 import { debug } from '../loop/internal';
 import { native } from '../native/binding';
 import { createUserNamespace } from '../ns/userns';
+import { hostFilesystems } from './host-filesystems';
 import type { NamespaceFd } from '../ns/namespace';
 import { buildMount } from './mount';
 import { probeMountApi, type ApiSupport } from './new-api';
 import { PROBE_IMAGES } from './probe-images';
+
+const gunzip = promisify(gunzipCb);
 
 /** Filesystems whose ID-map support is probed, and the image each probe mounts. */
 export const IDMAP_PROBES = {
@@ -68,7 +72,7 @@ let memo: Promise<Capabilities> | undefined;
 export function capabilities(options: { refresh?: boolean; signal?: AbortSignal } = {}): Promise<Capabilities> {
   if (options.signal?.aborted) return Promise.reject(abortError(options.signal));
   if (options.refresh || !memo) {
-    memo = probe();
+    memo = probe(options.refresh === true);
     memo.catch(() => (memo = undefined));
   }
   if (!options.signal) return memo;
@@ -92,24 +96,16 @@ async function canOpen(p: string, flags: number): Promise<boolean> {
   }
 }
 
-async function probe(): Promise<Capabilities> {
-  const notes: string[] = [];
-  const filesystems = (await fsp.readFile('/proc/filesystems', 'utf8').catch(() => ''))
-    .split('\n')
-    .map((l) => l.split('\t').pop()!.trim())
-    .filter(Boolean);
+async function probe(refresh: boolean): Promise<Capabilities> {
+  const host = await hostFilesystems(refresh);
+  const notes: string[] = [...host.notes];
+  const filesystems = host.filesystems;
   const root = process.geteuid?.() === 0;
   const loopControl = await canOpen('/dev/loop-control', fs.constants.O_RDWR);
   let loopConfigure = false;
   if (loopControl) loopConfigure = await loopConfigureSupported().catch(() => false);
   else notes.push('/dev/loop-control cannot be opened (not root, or no loop driver)');
   const api = await probeMountApi();
-  let fuseMode: number | null = null;
-  try {
-    fuseMode = (await fsp.stat('/dev/fuse')).mode & 0o777;
-  } catch {
-    notes.push('/dev/fuse does not exist');
-  }
 
   const idmap = Object.fromEntries(Object.keys(IDMAP_PROBES).map((k) => [k, false])) as Record<IdmapProbeFs, boolean>;
   let userns: NamespaceFd | undefined;
@@ -138,11 +134,7 @@ async function probe(): Promise<Capabilities> {
     filesystems,
     idmap,
     userNamespaces: userns !== undefined,
-    fuse: {
-      available: filesystems.includes('fuse') && fuseMode !== null,
-      deviceMode: fuseMode,
-      unprivileged: fuseMode !== null && (fuseMode & 0o006) === 0o006,
-    },
+    fuse: host.fuse,
     notes,
   };
 }
@@ -159,7 +151,7 @@ async function probeIdmap(userns: NamespaceFd, filesystems: string[], canLoop: b
         } else {
           if (!canLoop) continue;
           const file = path.join(dir, `${fstype}.img`);
-          await fsp.writeFile(file, gunzipSync(Buffer.from(PROBE_IMAGES[image], 'base64')));
+          await fsp.writeFile(file, await gunzip(Buffer.from(PROBE_IMAGES[image], 'base64')));
           mountFd = (await buildMount(file, { detached: true }, { fstype, idmap: userns, api: 'new' })).mountFd;
         }
         if (mountFd !== null) await closeFd(mountFd!);

@@ -31,7 +31,7 @@ import {
   type AttachLoopOptions,
   type LoopSource,
 } from '../loop/attach';
-import { abortError, api, backoffMs, bool, choice, counters, debug, isSystemError, signalOf, sleep } from '../loop/internal';
+import { abortError, api, backoffMs, bool, choice, counters, debug, isSystemError, noFreeLoopDevice, signalOf, sleep } from '../loop/internal';
 import { constants as fsConstants } from 'node:fs';
 import { native, type NativeMountDone, type NativeMountSpec } from '../native/binding';
 import { openNamespace, type NamespaceFd, type NamespaceRef } from '../ns/namespace';
@@ -622,7 +622,7 @@ async function fusedAttachMount(
   let failure: Error | undefined;
   if (bad.length) failure = verifyError(r.path, bad);
   else if (r.number >= o.maxDevices)
-    failure = new ImgmountError('ERR_LOOP_NO_FREE_DEVICE', `no free loop device below the maximum of ${o.maxDevices} (next free was ${r.path})`, {
+    failure = noFreeLoopDevice(`none below the maximum of ${o.maxDevices} (next free was ${r.path})`, {
       details: { maxDevices: o.maxDevices, next: r.number },
     });
   if (failure) {

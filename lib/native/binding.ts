@@ -133,12 +133,13 @@ export interface NativeOpenedAs {
  * What openImage found (native/image.cc). `path` is the realpath; `refused`: not opened
  * (fd -1) because stat showed a type not in acceptTypes ('file-type', `mode` says which), or
  * the path changed between stat and open ('changed'). `writeAccess`: with checkWrite, 0 or
- * the errno of access(W_OK). `head`: the first min(window, size) bytes.
+ * the errno of access(W_OK). `headLength`: how many bytes of the file's start were read
+ * into `window` (min(window.length, size), fewer only if the file shrank).
  */
 export interface NativeOpenedImage extends NativeOpenedAs {
   path: string;
   writeAccess?: number;
-  head: Buffer;
+  headLength: number;
 }
 
 /** The raw addon. Numbers that may exceed 2^53 come back as bigint. */
@@ -158,7 +159,7 @@ export interface NativeBinding {
   /** Creates tmpPath (O_EXCL|O_NOFOLLOW, mode), writes data, renames it over path; tmpPath is removed after a failure. */
   replaceFile(tmpPath: string, path: string, data: Buffer, mode: number, sync?: boolean): Promise<void>;
   // images (native/image.cc)
-  openImage(path: string, options: { checkWrite: boolean; acceptTypes: number[]; window: number }, sync?: boolean): Promise<NativeOpenedImage>;
+  openImage(path: string, options: { checkWrite: boolean; acceptTypes: number[]; window: Buffer }, sync?: boolean): Promise<NativeOpenedImage>;
   /** Each [offset, length] read fully (shorter only at EOF), in one hop. */
   preadRanges(fd: number, ranges: Array<[number, number]>, sync?: boolean): Promise<Buffer[]>;
   // loop devices (native/loop.cc)

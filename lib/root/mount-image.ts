@@ -23,6 +23,12 @@ export interface MountImageOptions extends DriverPolicy {
   partition?: Section;
   /** Mount read-write: needs an ext3 partition (or a sandbox) of an image opened writable. */
   writable?: boolean;
+  /**
+   * Read-only mounts by the kernel driver reuse a loop device already bound to the same image
+   * file, offset and size (Apptainer's "shared loop devices"): hundreds of roots of one image
+   * hold one device instead of one each. Writable mounts never share.
+   */
+  shareLoopDevice?: boolean;
   /** Allow setuid binaries inside (default false: nosuid). Device files are never honoured. */
   allowSetuid?: boolean;
   /** Mount into this mount namespace (a container's). */
@@ -216,6 +222,7 @@ async function mountWith(
     ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
     ...(options.recordAs === 'merge' ? { recordMerge: true } : {}),
+    ...(options.shareLoopDevice && !writable ? { shareLoopDevice: true } : {}),
   };
   // The FUSE driver is loaded only when a mount needs it.
   const driver =

@@ -24,7 +24,7 @@ import type { Section } from '../image/section';
 import { currentMountNamespace, entryProcess, removeMountRecord, removeSessionDir, saveMountRecord, sessionsDir, thisOwner, type MountRecord } from '../drivers/mount-record';
 import type { MountedFilesystem } from '../drivers/types';
 import type { FuseMountParams } from '../drivers/fuse/driver';
-import { capabilities } from '../mount/capabilities';
+import { hostFilesystems } from '../mount/host-filesystems';
 import { chooseDriver } from '../drivers/select';
 import { MS_NODEV, MS_NOSUID, MS_RDONLY } from '../mount/flags';
 import { bindMount } from '../mount/bind';
@@ -442,7 +442,7 @@ async function assembleOverlay(image: Image, target: PinnedDir, r: Root, plan: O
   const opts = [`lowerdir=${lowers.map(escapeLayer).join(':')}`];
   if (upper) opts.push(`upperdir=${escapeLayer(upper.upper)}`, `workdir=${escapeLayer(upper.work)}`);
   const flags = MS_NOSUID | MS_NODEV | (upper ? 0 : MS_RDONLY);
-  const caps = await capabilities();
+  const caps = await hostFilesystems();
   const privileged = plan.privileged ?? process.geteuid?.() === 0;
   // The kernel's overlayfs refuses a FUSE upper layer (no tmpfile, no RENAME_WHITEOUT).
   const kernelOverlay = privileged && caps.filesystems.includes('overlay') && plan.driver !== 'fuse' && !upperOnFuse;

@@ -267,6 +267,9 @@ describe('kernel: loop devices', function () {
     const err = await attachLoop(img.ext3, { maxDevices: first.number + 1 }).catch((e: unknown) => e);
     // The lowest free device is above `first`, so it is refused (and not left bound).
     expect((err as ImgmountError).code).to.equal('ERR_LOOP_NO_FREE_DEVICE');
+    // It says how to get out of it: raise the limit, or share devices.
+    expect((err as Error).message).to.include(`below the maximum of ${first.number + 1}`);
+    expect((err as Error).message).to.match(/maxDevices.*max_loop=N.*shareLoopDevice: true/s);
     expect(boundTo(img.ext3)).to.deep.equal([]);
   });
 

@@ -2,10 +2,12 @@
 import { expect } from 'chai';
 import * as fs from 'node:fs';
 import { Worker } from 'node:worker_threads';
+import { init } from '../../lib';
 import { attachLoop, loopCounters, loopStatus, type LoopDevice } from '../../lib/loop';
-import { testImages } from '../support/images';
-import { distLib, requireKernel, startChild } from '../support/kernel';
-import { boundLoops } from '../support/leaks';
+import { root, type MountedRoot } from '../../lib/root';
+import { mountDir, testImages } from '../support/images';
+import { distLib, eventually, requireKernel, startChild } from '../support/kernel';
+import { boundLoops, registerMountPoint } from '../support/leaks';
 
 function boundTo(file: string): string[] {
   return boundLoops().filter((l) => l.backingFile === file).map((l) => l.name);
@@ -37,6 +39,29 @@ describe('kernel: shared loop devices', function () {
       await a.close();
     }
     expect(boundTo(img.sif)).to.deep.equal([]);
+  });
+
+  it('root({ shareLoopDevice }): read-only roots of one image hold one device; without it, one each', async () => {
+    const img = testImages();
+    await using image = await init(img.sif, false, { signal: AbortSignal.timeout(10_000) });
+    const held: MountedRoot[] = [];
+    try {
+      for (let i = 0; i < 3; i++) held.push(await root(image, registerMountPoint(mountDir(`share-root-${i}`)), { shareLoopDevice: true }));
+      const shared = held.map((r) => r.mounts[0]!.loopDevice);
+      expect(new Set(shared).size, `devices of the shared roots: ${shared.join(', ')}`).to.equal(1);
+      expect(boundTo(img.sif)).to.have.length(1);
+      // A plain root next to them gets its own.
+      held.push(await root(image, registerMountPoint(mountDir('share-root-own'))));
+      expect(held[3]!.mounts[0]!.loopDevice).to.not.equal(shared[0]);
+      expect(boundTo(img.sif)).to.have.length(2);
+      // The device stays while any root of it is held, and goes with the last one.
+      await held[0]!.close();
+      await held[1]!.close();
+      expect(boundTo(img.sif)).to.have.length(2);
+    } finally {
+      for (const r of held) await r.close();
+    }
+    await eventually(() => boundTo(img.sif).length === 0, 3000, 'the devices to go');
   });
 
   it('finds the same file through another path or fd (device + inode, not the name)', async () => {
