@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the host tools imgmount's tests, demo and FUSE drivers use, only if missing.
+# Installs the host tools imgmount's tests, demo and FUSE drivers use (and runc, which the
+# README's container-runtime example runs), only if missing.
 # Idempotent; needs root (or sudo) on Debian/Ubuntu. Node.js, npm, python3, make and g++
 # must already be there (node-gyp builds the addon with them).
 set -euo pipefail
@@ -18,6 +19,7 @@ declare -A want=(
   [gocryptfs]=gocryptfs
   [unshare]=util-linux
   [losetup]=mount
+  [runc]=runc
 )
 
 missing=()
