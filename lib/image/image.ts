@@ -80,6 +80,7 @@ export class Image {
   #closing: Promise<void> | undefined;
   readonly #ownsFd: boolean;
 
+  /** @internal Images come from init(), fromJSON() and reInit(). */
   constructor(init: ImageInit) {
     this.partitions = Object.freeze([...init.partitions]);
     this.sections = Object.freeze([...init.sections]);
