@@ -13,6 +13,7 @@ import { expect } from 'chai';
 import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { checkTrustedPathSync } from '../../lib/util/trusted-path';
 import { fixture } from '../support/fixtures';
 import { testTmp } from '../support/hooks';
 import { mountDir } from '../support/images';
@@ -150,6 +151,21 @@ describe('kernel: the npm package, installed from the packed tarball', function 
       });
       // Nothing was built on the way.
       expect(fs.existsSync(path.join(installed, 'build'))).to.equal(false);
+    });
+
+    it('as root, the installed addon and helper pass the trust check of IMGMOUNT_NATIVE_PATH/IMGMOUNT_HELPER_PATH, and work through them', () => {
+      const dir = path.join(fs.realpathSync(path.join(consumer, 'node_modules', 'imgmount')), 'prebuilds', 'linux-x64');
+      for (const f of ['imgmount.node', 'imgmount-nsenter']) {
+        const st = fs.statSync(path.join(dir, f));
+        expect([st.uid, (st.mode & 0o7777).toString(8)], f).to.deep.equal([0, '755']);
+        expect(checkTrustedPathSync(path.join(dir, f), { followFinal: true }).reason, f).to.equal(null);
+      }
+      const env = { ...process.env, IMGMOUNT_NATIVE_PATH: path.join(dir, 'imgmount.node'), IMGMOUNT_HELPER_PATH: path.join(dir, 'imgmount-nsenter') };
+      const script =
+        "const m = require('imgmount'); m.createUserNamespace({ uidMap: [{ inside: 0, outside: 100000, count: 1 }], gidMap: [{ inside: 0, outside: 100000, count: 1 }] })" +
+        '.then(async (ns) => { console.log(ns.type); await ns.close(); }, (e) => console.log(e.code, e.message))';
+      const r = run('node', ['-e', script], { cwd: consumer, env });
+      expect(r.stdout, r.stderr).to.equal('user\n');
     });
 
     it('CommonJS and ESM consumers import it by name; the bin answers --version', () => {
