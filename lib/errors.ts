@@ -8,11 +8,12 @@
 
 import { getSystemErrorMap } from 'node:util';
 
-/** Every code imgmount itself throws with. */
+/**
+ * Every code an ImgmountError has. Argument errors are not ImgmountErrors: they are Node's own
+ * shape, a TypeError (ERR_INVALID_ARG_TYPE, ERR_INVALID_ARG_VALUE) or RangeError
+ * (ERR_OUT_OF_RANGE) with `code` (see ArgumentErrorCode).
+ */
 export type ImgmountErrorCode =
-  | 'ERR_INVALID_ARG_TYPE'
-  | 'ERR_INVALID_ARG_VALUE'
-  | 'ERR_OUT_OF_RANGE'
   | 'ERR_NATIVE_LOAD'
   | 'ERR_IMAGE_UNKNOWN_FORMAT'
   | 'ERR_IMAGE_UNSUPPORTED_FILE_TYPE'
@@ -36,7 +37,6 @@ export type ImgmountErrorCode =
   | 'ERR_NO_SECTION'
   | 'ERR_NO_ROOTFS'
   | 'ERR_READ_ONLY_FS'
-  | 'ERR_NOT_AUTHORIZED'
   | 'ERR_DRIVER_REGISTRY'
   | 'ERR_DRIVER_STATE'
   | 'ERR_DRIVER_UNAVAILABLE'
@@ -175,29 +175,30 @@ export function hasErrorCode(err: unknown, code: string): boolean {
   return false;
 }
 
-/** Argument errors in Node's shape: TypeError/RangeError with ERR_INVALID_ARG_* codes. */
-export function invalidArgType(name: string, expected: string, actual: unknown): TypeError {
-  const err = new TypeError(
-    `The "${name}" argument must be ${expected}. Received ${describe(actual)}`,
-  ) as TypeError & { code: string };
-  err.code = 'ERR_INVALID_ARG_TYPE';
+/** The codes of argument errors, which have Node's shape (TypeError or RangeError), not ImgmountError's. */
+export type ArgumentErrorCode = 'ERR_INVALID_ARG_TYPE' | 'ERR_INVALID_ARG_VALUE' | 'ERR_OUT_OF_RANGE';
+
+/**
+ * An argument error in Node's shape: a RangeError for ERR_OUT_OF_RANGE, else a TypeError, with
+ * `code`. The helpers below write Node's own messages; this one takes a message of ours.
+ */
+export function argumentError(code: ArgumentErrorCode, message: string, options?: { cause?: unknown }): (TypeError | RangeError) & { code: ArgumentErrorCode } {
+  const Ctor = code === 'ERR_OUT_OF_RANGE' ? RangeError : TypeError;
+  const err = new Ctor(message, options) as (TypeError | RangeError) & { code: ArgumentErrorCode };
+  err.code = code;
   return err;
+}
+
+export function invalidArgType(name: string, expected: string, actual: unknown): TypeError {
+  return argumentError('ERR_INVALID_ARG_TYPE', `The "${name}" argument must be ${expected}. Received ${describe(actual)}`);
 }
 
 export function invalidArgValue(name: string, actual: unknown, reason: string): TypeError {
-  const err = new TypeError(`The argument '${name}' ${reason}. Received ${describe(actual)}`) as TypeError & {
-    code: string;
-  };
-  err.code = 'ERR_INVALID_ARG_VALUE';
-  return err;
+  return argumentError('ERR_INVALID_ARG_VALUE', `The argument '${name}' ${reason}. Received ${describe(actual)}`);
 }
 
 export function outOfRange(name: string, range: string, actual: unknown): RangeError {
-  const err = new RangeError(
-    `The value of "${name}" is out of range. It must be ${range}. Received ${describe(actual)}`,
-  ) as RangeError & { code: string };
-  err.code = 'ERR_OUT_OF_RANGE';
-  return err;
+  return argumentError('ERR_OUT_OF_RANGE', `The value of "${name}" is out of range. It must be ${range}. Received ${describe(actual)}`);
 }
 
 function describe(v: unknown): string {

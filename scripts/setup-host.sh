@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs the host tools imgmount's tests, demo and FUSE drivers use, only if missing.
-# Idempotent; needs root (or sudo) on Debian/Ubuntu. Node.js, npm, python3, make and g++
-# must already be there (node-gyp builds the addon with them).
+# Installs the host tools imgmount's tests, demo and FUSE drivers use (and runc, which the
+# README's container-runtime example runs), only if missing.
+# Idempotent; needs root (or sudo) on Debian/Ubuntu. Node.js and npm must already be there,
+# and in a clone python3, make and g++ (node-gyp builds the addon with them).
 set -euo pipefail
 
 # command -> Debian package
@@ -18,6 +19,7 @@ declare -A want=(
   [gocryptfs]=gocryptfs
   [unshare]=util-linux
   [losetup]=mount
+  [runc]=runc
 )
 
 missing=()
@@ -26,7 +28,10 @@ for cmd in "${!want[@]}"; do
     missing+=("${want[$cmd]}")
   fi
 done
-for tool in node npm python3 make g++; do
+# A clone builds the addon (node-gyp); the installed package ships it prebuilt.
+required=(node npm)
+[ -e "$(dirname "$0")/../.git" ] && required+=(python3 make g++)
+for tool in "${required[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || { echo "setup-host: $tool is required but not installed" >&2; exit 1; }
 done
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -1,6 +1,8 @@
 // The imgmount command line: `imgmount <command> [options]`. Errors go to stderr as
 // "imgmount: <message>" with a nonzero status (2 for usage mistakes).
 
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { cleanupCommand } from './cleanup';
 import { inspectCommand } from './inspect';
 import { loopCommand } from './loop';
@@ -10,9 +12,15 @@ import { UsageError, write, type CliIO, type Command } from './usage';
 
 export const commands: Command[] = [inspectCommand, readCommand, mountCommand, umountCommand, rootCommand, cleanupCommand, loopCommand];
 
+/** The installed package's version (package.json next to dist/). */
+export function version(): string {
+  const file = path.join(__dirname, '..', '..', '..', 'package.json');
+  return (JSON.parse(fs.readFileSync(file, 'utf8')) as { version: string }).version;
+}
+
 function help(): string {
   return (
-    'usage: imgmount <command> [options]\n\n' +
+    'usage: imgmount <command> [options]\n       imgmount --version\n\n' +
     commands.map((c) => `${c.usage.split('\n').map((l) => '  ' + l.trim()).join('\n')}\n      ${c.summary}\n`).join('') +
     '\nSet NODE_DEBUG=imgmount for debug output.\n'
   );
@@ -23,6 +31,10 @@ export async function main(argv: string[], io: CliIO = { stdout: process.stdout,
   if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
     await write(name === undefined ? io.stderr : io.stdout, help());
     return name === undefined ? 2 : 0;
+  }
+  if (name === '--version') {
+    await write(io.stdout, `${version()}\n`);
+    return 0;
   }
   const command = commands.find((c) => c.name === name);
   if (!command) {

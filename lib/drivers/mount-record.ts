@@ -24,7 +24,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { constants as C } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { ImgmountError, fromNodeError, hasErrorCode } from '../errors';
+import { ImgmountError, argumentError, fromNodeError, hasErrorCode } from '../errors';
 import { native } from '../native/binding';
 import { pathContains } from '../image/authorize';
 import { checkTrustedPath } from '../util/trusted-path';
@@ -545,8 +545,7 @@ export async function removeMountRecord(target: string, mntns?: string): Promise
 export async function removeSessionDir(dir: string): Promise<void> {
   const abs = path.resolve(dir);
   const sessions = await subdir('sessions', false);
-  const refuse = (why: string): ImgmountError =>
-    new ImgmountError('ERR_INVALID_ARG_VALUE', `refusing to remove ${dir}: ${why}`, { path: dir });
+  const refuse = (why: string): TypeError => argumentError('ERR_INVALID_ARG_VALUE', `refusing to remove ${dir}: ${why}`);
   if (sessions === null || path.dirname(abs) !== sessions) throw refuse(`session directories are directly under ${sessions ?? path.join(path.resolve(stateDir()), 'sessions')}`);
   const st = await fsp.lstat(abs).catch((err: unknown) => (hasErrorCode(err, 'ENOENT') ? null : Promise.reject(err)));
   if (st === null) return;

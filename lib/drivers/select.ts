@@ -63,7 +63,7 @@ export interface DriverChoice {
   reason: string;
 }
 
-interface Ability {
+export interface Ability {
   ok: boolean;
   why: string;
   /** Set when the kernel could but may not: the image is not trusted (the default rule). */

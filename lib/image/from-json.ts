@@ -5,7 +5,7 @@
 
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
-import { ImgmountError, fromNodeError, invalidArgType, throwIfAborted } from '../errors';
+import { ImgmountError, argumentError, fromNodeError, invalidArgType, throwIfAborted } from '../errors';
 import { NO_FD, SANDBOX, type ImageType } from './constants';
 import { Image, type ImageJSON } from './image';
 import { fstatFd } from '../io/fd';
@@ -19,8 +19,8 @@ export interface FromJSONOptions {
   signal?: AbortSignal;
 }
 
-function invalid(message: string): ImgmountError {
-  return new ImgmountError('ERR_INVALID_ARG_VALUE', `invalid image JSON: ${message}`);
+function invalid(message: string): TypeError {
+  return argumentError('ERR_INVALID_ARG_VALUE', `invalid image JSON: ${message}`);
 }
 
 function checkSection(s: unknown, what: string): SectionJSON {
@@ -40,7 +40,7 @@ export async function fromJSON(json: string | ImageJSON, options: FromJSONOption
   try {
     j = typeof json === 'string' ? (JSON.parse(json) as ImageJSON) : json;
   } catch (err) {
-    throw new ImgmountError('ERR_INVALID_ARG_VALUE', `invalid image JSON: ${(err as Error).message}`, { cause: err });
+    throw argumentError('ERR_INVALID_ARG_VALUE', `invalid image JSON: ${(err as Error).message}`, { cause: err });
   }
   if (!j || typeof j !== 'object') throw invalidArgType('json', 'an Image JSON object or string', json);
   if (typeof j.path !== 'string' || j.path === '') throw invalid('path is missing');

@@ -83,6 +83,7 @@ export class Image {
   readonly #ownsFd: boolean;
   readonly #superblocks: ReadonlyMap<number, Buffer>;
 
+  /** @internal Images come from init(), fromJSON() and reInit(). */
   constructor(init: ImageInit) {
     this.partitions = Object.freeze([...init.partitions]);
     this.sections = Object.freeze([...init.sections]);

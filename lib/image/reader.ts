@@ -4,7 +4,7 @@
 
 import * as fs from 'node:fs';
 import { Readable } from 'node:stream';
-import { ImgmountError, invalidArgType, invalidArgValue } from '../errors';
+import { ImgmountError, argumentError, invalidArgType, invalidArgValue } from '../errors';
 import { SANDBOX } from './constants';
 import type { Image } from './image';
 import type { Section } from './section';
@@ -106,7 +106,7 @@ export async function readSection(image: Image, name: string, maxBytes = 16 * 10
   const reader = newSectionReader(image, name);
   if (reader.range.size > maxBytes) {
     reader.destroy();
-    throw new ImgmountError('ERR_OUT_OF_RANGE', `section "${name}" is ${reader.range.size} bytes, over the ${maxBytes}-byte limit`);
+    throw argumentError('ERR_OUT_OF_RANGE', `section "${name}" is ${reader.range.size} bytes, over the ${maxBytes}-byte limit (maxBytes)`);
   }
   const chunks: Buffer[] = [];
   for await (const c of reader) chunks.push(c as Buffer);

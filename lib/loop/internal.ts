@@ -1,7 +1,7 @@
 // Pieces the loop, mount and namespace layers share. Not exported from the package.
 
 import { debuglog } from 'node:util';
-import { AbortError, ImgmountError, SystemError, invalidArgType, invalidArgValue, outOfRange } from '../errors';
+import { AbortError, ImgmountError, SystemError, argumentError, invalidArgType, invalidArgValue, outOfRange } from '../errors';
 
 export const debug = debuglog('imgmount');
 
@@ -118,9 +118,7 @@ export function envChoice<T extends string>(name: string, allowed: readonly T[],
   const raw = process.env[name];
   if (raw === undefined || raw === '') return dflt;
   if ((allowed as readonly string[]).includes(raw)) return raw as T;
-  throw new ImgmountError('ERR_INVALID_ARG_VALUE', `${name}=${raw} is not one of ${allowed.join(', ')}`, {
-    details: { name, value: raw },
-  });
+  throw argumentError('ERR_INVALID_ARG_VALUE', `${name}=${raw} is not one of ${allowed.join(', ')}`);
 }
 
 export function choice<T extends string>(name: string, v: unknown, allowed: readonly T[]): T | undefined {

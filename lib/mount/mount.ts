@@ -311,7 +311,11 @@ export interface MountInit {
   messages: string[];
 }
 
-/** A mounted partition. unmount() (or `await using`) unmounts it; idempotent once it succeeded. */
+/**
+ * A mounted partition. close() (or `await using`) unmounts it: idempotent, and a mount someone
+ * else already unmounted counts as closed. unmount(options) is the same with MNT_DETACH,
+ * MNT_FORCE or EBUSY retries, and reports ERR_NOT_MOUNTED when it was gone.
+ */
 export class Mount implements AsyncDisposable {
   readonly target: string;
   /** What was mounted (the loop device path). */
@@ -352,6 +356,11 @@ export class Mount implements AsyncDisposable {
     return this.#release.started;
   }
 
+  /** True once close() or unmount() was called (and did not fail). */
+  get closed(): boolean {
+    return this.#release.started;
+  }
+
   unmount(options: UnmountOptions = {}): Promise<void> {
     const flags = (options.lazy ? MNT_DETACH : 0) | (options.force ? MNT_FORCE : 0);
     const how = {
@@ -361,8 +370,13 @@ export class Mount implements AsyncDisposable {
     return this.#release.run(() => (this.#pinned ? unmountPinnedOnce(this.#pinned, flags, how) : umount(this.target, flags, how)));
   }
 
-  [Symbol.asyncDispose](): Promise<void> {
+  /** Unmounts it (see the class); idempotent. */
+  close(): Promise<void> {
     return this.#release.dispose(() => this.unmount());
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   toJSON(): MountInit {

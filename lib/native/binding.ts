@@ -4,7 +4,6 @@
 // and re-creates the call-site stack on failure (see `native()` below).
 
 import bindings from 'bindings';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ImgmountError, SystemError } from '../errors';
 import { checkTrustedPath, checkTrustedPathSync, type TrustVerdict } from '../util/trusted-path';
@@ -202,6 +201,21 @@ export interface NativeBinding {
 
 const packageRoot = path.resolve(__dirname, '..', '..', '..');
 
+/**
+ * Where the addon may be, in order (each with imgmount-nsenter next to it): a build from
+ * source on this machine (a clone, or the install step's fallback when the prebuild did not
+ * load), then the prebuild the package ships (`npm pack`'s prepack puts it there; N-API, so
+ * one binary serves every supported Node). Each is tried through `bindings`; the first that
+ * loads wins, and ERR_NATIVE_LOAD lists each one with why it did not.
+ */
+export function addonCandidates(): string[][] {
+  return [
+    ['build', 'Release'],
+    ['build', 'Debug'],
+    ['prebuilds', `${process.platform}-${process.arch}`],
+  ];
+}
+
 const euid = (): number => process.geteuid?.() ?? -1;
 
 function unsafeOverride(variable: string, file: string, reason: string, what: string): ImgmountError {
@@ -226,47 +240,91 @@ function nativeOverride(file: string): string {
 }
 
 let loaded: NativeBinding | undefined;
+let loadedFrom: string | undefined;
 let loadError: ImgmountError | undefined;
+
+const firstLine = (err: unknown): string => String((err as Error)?.message ?? err).split('\n')[0]!;
+
+/** Loads one candidate; a file that is not there is `null`, any other failure throws. */
+function loadFrom(dir: string[]): { b: NativeBinding; file: string } | null {
+  try {
+    const b = bindings({ bindings: 'imgmount.node', module_root: packageRoot, try: [['module_root', ...dir, 'bindings']] }) as NativeBinding;
+    return { b, file: path.join(packageRoot, ...dir, 'imgmount.node') };
+  } catch (err) {
+    if (Array.isArray((err as { tries?: unknown }).tries)) return null;
+    throw err;
+  }
+}
 
 /** The addon, loaded once per environment; throws ERR_NATIVE_LOAD naming every place it looked. */
 export function binding(): NativeBinding {
   if (loaded) return loaded;
   if (loadError) throw loadError;
   const override = process.env.IMGMOUNT_NATIVE_PATH;
-  let file: string | undefined;
+  const tried: string[] = [];
+  const why: string[] = [];
+  let cause: unknown;
   try {
-    file = override ? nativeOverride(override) : undefined;
+    if (override) {
+      const file = nativeOverride(override);
+      tried.push(file);
+      try {
+        const b = require(file) as NativeBinding;
+        b.initialize({ SystemError });
+        loadedFrom = file;
+        return (loaded = b);
+      } catch (err) {
+        cause = err;
+        why.push(firstLine(err));
+      }
+    } else {
+      for (const dir of addonCandidates()) {
+        const file = path.join(packageRoot, ...dir, 'imgmount.node');
+        tried.push(file);
+        try {
+          const got = loadFrom(dir);
+          if (got === null) {
+            why.push('not found');
+            continue;
+          }
+          got.b.initialize({ SystemError });
+          loadedFrom = got.file;
+          return (loaded = got.b);
+        } catch (err) {
+          // Present but not loadable here (another libc, an older glibc or libstdc++): the next one may be.
+          cause = err;
+          why.push(firstLine(err));
+        }
+      }
+    }
   } catch (err) {
     loadError = err as ImgmountError;
     throw err;
   }
-  try {
-    const b: NativeBinding = file !== undefined ? require(file) : bindings({ bindings: 'imgmount.node', module_root: packageRoot });
-    b.initialize({ SystemError });
-    loaded = b;
-    return b;
-  } catch (cause) {
-    const tried = (cause as { tries?: string[] }).tries ?? (file !== undefined ? [file] : []);
-    loadError = new ImgmountError(
-      'ERR_NATIVE_LOAD',
-      'could not load the imgmount native addon' +
-        (tried.length ? `; tried:\n  ${tried.join('\n  ')}\n` : ' ') +
-        `(${(cause as Error).message?.split('\n')[0]}). Build it with \`npm install\` (or \`npx node-gyp rebuild\`) ` +
-        'on Linux with python3, make and g++ installed, or point IMGMOUNT_NATIVE_PATH at a built imgmount.node.',
-      { cause, details: { tried } },
-    );
-    throw loadError;
-  }
+  loadError = new ImgmountError(
+    'ERR_NATIVE_LOAD',
+    'could not load the imgmount native addon; tried:\n' +
+      tried.map((file, i) => `  ${file}: ${why[i]}\n`).join('') +
+      'The package ships it prebuilt for linux-x64 with glibc; elsewhere build it from source: ' +
+      '`npm rebuild imgmount --build-from-source` (needs python3, make and g++), ' +
+      'or point IMGMOUNT_NATIVE_PATH at a built imgmount.node.',
+    { ...(cause !== undefined ? { cause } : {}), details: { tried, errors: why } },
+  );
+  throw loadError;
 }
 
-/** Where the addon's build output lives (the namespace helper executable sits next to it). */
-let buildDir: string | undefined;
+/** Where the loaded addon is (the namespace helper executable sits next to it). */
 export function nativeBuildDir(): string {
   const override = process.env.IMGMOUNT_NATIVE_PATH;
   if (override) return path.dirname(path.resolve(override));
-  const candidates = [path.join(packageRoot, 'build', 'Release'), path.join(packageRoot, 'build', 'Debug')];
-  buildDir ??= candidates.find((dir) => fs.existsSync(path.join(dir, 'imgmount.node'))) ?? candidates[0]!;
-  return buildDir;
+  if (loadedFrom === undefined) {
+    try {
+      binding();
+    } catch {
+      // No addon, so no helper either: name where the first candidate would be.
+    }
+  }
+  return path.dirname(loadedFrom ?? path.join(packageRoot, ...addonCandidates()[0]!, 'imgmount.node'));
 }
 
 /**

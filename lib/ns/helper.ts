@@ -151,7 +151,9 @@ function helperDied(call: HelperCall, code: number | null, sig: NodeJS.Signals |
   return new ImgmountError(
     'ERR_HELPER_FAILED',
     `namespace helper ${helperPath()} (${call.op}) failed without a result: ${how}${stderr ? `: ${stderr}` : ''}` +
-      (cause && (cause as NodeJS.ErrnoException).code === 'ENOENT' ? ' (build it with `npx node-gyp rebuild`, or set IMGMOUNT_HELPER_PATH)' : ''),
+      (cause && (cause as NodeJS.ErrnoException).code === 'ENOENT'
+        ? ' (it ships next to the addon: reinstall imgmount, or build both with `npm rebuild imgmount --build-from-source`; or set IMGMOUNT_HELPER_PATH)'
+        : ''),
     { cause, details: { op: call.op, code, signal: sig } },
   );
 }

@@ -36,7 +36,9 @@ export interface NamespaceUnmountOptions {
 }
 
 /**
- * A partition mounted inside other namespaces. unmount() undoes it there (idempotent). The
+ * A partition mounted inside other namespaces. close() (or `await using`) undoes it there:
+ * idempotent, and a mount already gone counts as closed; unmount(options) is the same with
+ * MNT_DETACH or MNT_FORCE, and reports ERR_NOT_MOUNTED when it was gone. The
  * handle does not hold the namespaces open (a container that exits takes its mounts, and
  * their loop devices, with it): unmount() opens them again from the same NamespaceTarget, so
  * NamespaceFds given by the caller must still be open then.
@@ -68,13 +70,23 @@ export class NamespaceMount implements AsyncDisposable {
     return this.#release.started;
   }
 
+  /** True once close() or unmount() was called (and did not fail). */
+  get closed(): boolean {
+    return this.#release.started;
+  }
+
   unmount(options: NamespaceUnmountOptions = {}): Promise<void> {
     const flags = (options.lazy ? MNT_DETACH : 0) | (options.force ? MNT_FORCE : 0);
     return this.#release.run(() => unmountInNamespace(this.#ns, this.target, flags, { mountId: this.#mountId, ...(options.signal ? { signal: options.signal } : {}) }));
   }
 
-  [Symbol.asyncDispose](): Promise<void> {
+  /** Unmounts it there (see the class); idempotent. */
+  close(): Promise<void> {
     return this.#release.dispose(() => this.unmount());
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 }
 

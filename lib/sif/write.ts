@@ -112,12 +112,13 @@ interface Slot {
 }
 
 /** An open SIF image being written. Operations run one at a time, in call order. */
-export class SifWriter {
+export class SifWriter implements AsyncDisposable {
   readonly #target: SifWriteTarget;
   readonly #close: () => Promise<void>;
   readonly #header: RawHeader;
   readonly #slots: Slot[];
   #queue: Promise<unknown> = Promise.resolve();
+  #closing: Promise<void> | undefined;
   #closed = false;
   /** Slots replaced by the running operation, to restore if it fails. */
   #undo: Array<[number, Slot]> = [];
@@ -330,12 +331,20 @@ export class SifWriter {
     });
   }
 
-  /** Waits for pending operations and closes the file if this writer opened it. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
+  /** True once close() was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Waits for pending operations and closes the file if this writer opened it. Idempotent: every call shares the one close. */
+  close(): Promise<void> {
     this.#closed = true;
-    await this.#queue.catch(() => undefined);
-    await this.#close();
+    this.#closing ??= this.#queue.catch(() => undefined).then(() => this.#close());
+    return this.#closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   // ---- internals ----

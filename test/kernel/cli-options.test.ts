@@ -229,6 +229,31 @@ describe('kernel: imgmount command-line options', function () {
       await eventually(() => boundTo(sif).length === 0, 3000, 'the loop device to autoclear');
     });
 
+    it('umount --mntns PID TARGET...: releases each there, names one that is not mounted and exits 1', async () => {
+      const sif = copyOf('sif-basic.sif');
+      const holder = await startNamespaceHolder(['-m', '--propagation', 'private']);
+      const a = mountDir('cli-umount-a');
+      const b = mountDir('cli-umount-b');
+      const never = mountDir('cli-umount-never');
+      try {
+        for (const dir of [a, b]) {
+          const r = imgmount('mount', '--driver', 'kernel', '--mntns', String(holder.pid), sif, dir);
+          expect(r.status, r.stderr).to.equal(0);
+          expect(mountsAt(dir, holder.pid!).map((m) => m.fstype)).to.deep.equal(['squashfs']);
+        }
+        const u = imgmount('umount', '--mntns', String(holder.pid), a, never, b);
+        expect(u.status).to.equal(1);
+        expect(u.stderr).to.match(new RegExp(`^imgmount: [^\\n]*${never}[^\\n]*\\n$`));
+        expect(mountsAt(a, holder.pid!)).to.deep.equal([]);
+        expect(mountsAt(b, holder.pid!)).to.deep.equal([]);
+        // Not in this namespace: nothing of ours here to release.
+        expect(imgmount('umount', a).status).to.equal(1);
+      } finally {
+        await stopHolder(holder);
+      }
+      await eventually(() => boundTo(sif).length === 0, 3000, 'the loop devices to autoclear');
+    });
+
     it('--userns PID --mntns PID mounts into a rootless container (its user namespace, then its mount namespace)', async function () {
       requireUserNamespaces(this);
       const sif = copyOf('sif-basic.sif');

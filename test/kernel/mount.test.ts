@@ -153,6 +153,30 @@ describe('kernel: mounting partitions', function () {
     expect(boundTo(img.squashfs)).to.deep.equal([]);
   });
 
+  it('close() releases it as every handle does: idempotent, one shared attempt, and a mount unmounted elsewhere counts as closed', async () => {
+    const img = testImages();
+    const dir = target('close');
+    const m = await mountPartition(img.squashfs, dir, { fstype: 'squashfs' });
+    expect(m.closed).to.equal(false);
+    await Promise.all([m.close(), m.close()]);
+    expect(m.closed).to.equal(true);
+    expect(mountPoints()).to.not.include(dir);
+    await m.close();
+    await m[Symbol.asyncDispose]();
+    const gone = target('close-gone');
+    const m2 = await mountPartition(img.squashfs, gone, { fstype: 'squashfs' });
+    await umount(gone);
+    expect(mountPoints()).to.not.include(gone);
+    await m2.close();
+    expect(m2.closed).to.equal(true);
+    // unmount() still tells: it was not mounted any more.
+    const m3 = await mountPartition(img.squashfs, gone, { fstype: 'squashfs' });
+    await umount(gone);
+    expect(((await m3.unmount().catch((e: unknown) => e)) as ImgmountError).code).to.equal('ERR_NOT_MOUNTED');
+    await m3.close();
+    await eventually(() => boundTo(img.squashfs).length === 0, 3000, 'the loop devices to go');
+  });
+
   it('a mount failure after the attach releases the loop device (bad superblock)', async () => {
     const img = testImages();
     for (const api of ['new', 'legacy'] as const) {

@@ -171,8 +171,11 @@ describe('kernel: mounting into other namespaces', function () {
         expect(fs.existsSync(path.join(dir, 'etc', 'hello.txt'))).to.equal(false);
         expect(boundTo(img.sif)).to.have.length(1);
 
-        await m.unmount();
+        expect(m.closed).to.equal(false);
+        await Promise.all([m.close(), m.close()]);
+        expect(m.closed).to.equal(true);
         await m.unmount(); // idempotent
+        await m[Symbol.asyncDispose]();
         expect(findMounts(await readMountInfo(holder.pid!), { mountPoint: dir })).to.have.length(0);
         await eventually(() => boundTo(img.sif).length === 0, 3000, 'the loop device to go');
       } finally {

@@ -58,6 +58,32 @@ describe('imgmount CLI', () => {
     expect(imgmount('inspect', fixture('ext3.img')).text).to.contain(`ext3, ${ext.blockCount} blocks of ${ext.blockSize}, label "${ext.label}"\n`);
   });
 
+  it('inspect --json adds what the human output shows: warnings, and each filesystem\'s superblock facts', () => {
+    const sif = fixture('sif-overlay-othergroup.sif');
+    const j = JSON.parse(imgmount('inspect', '--json', sif).text);
+    const human = imgmount('inspect', sif).text;
+    expect(j.warnings).to.deep.equal(['overlay partition 2 ("overlay") is in group 2, not the root filesystem\'s group 1; skipped']);
+    expect(human).to.contain(`warnings:\n    ${j.warnings[0]}\n`);
+    // The Image JSON's own keys come first and unchanged (Apptainer's parser ignores the two extra ones).
+    expect(Object.keys(j)).to.deep.equal(['partitions', 'sections', 'path', 'name', 'source', 'type', 'fd', 'writable', 'usage', 'warnings', 'filesystems']);
+    const sq = unsquashfsFacts(sif, j.partitions[0].offset);
+    expect(j.filesystems).to.have.length(1);
+    expect(j.filesystems[0]).to.deep.include({ id: j.partitions[0].id });
+    expect(j.filesystems[0].squashfs).to.deep.include({ major: sq.major, minor: sq.minor, compression: sq.compression });
+    const ext = dumpe2fsFacts(fixture('ext3.img'));
+    const e = JSON.parse(imgmount('inspect', '--json', fixture('ext3.img')).text);
+    expect(e.warnings).to.deep.equal([]);
+    expect(e.filesystems).to.have.length(1);
+    expect(e.filesystems[0].ext3).to.deep.include({ blocksCount: ext.blockCount, blockSize: ext.blockSize, label: ext.label });
+  });
+
+  it('--version prints the package version', () => {
+    const r = imgmount('--version');
+    expect(r.status).to.equal(0);
+    expect(r.text).to.equal(`${(JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version}\n`);
+    expect(imgmount('--help').text).to.contain('imgmount --version');
+  });
+
   it('inspect --writable on squashfs fails with the read-only message', () => {
     const r = imgmount('inspect', '--writable', fixture('sq-gzip.sqfs'));
     expect(r.status).to.equal(1);

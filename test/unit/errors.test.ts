@@ -41,8 +41,8 @@ describe('native addon loading', () => {
     const out = JSON.parse(r.stdout) as { code: string; message: string; tried: string[] };
     expect(out.code).to.equal('ERR_NATIVE_LOAD');
     expect(out.tried).to.deep.equal(['/nonexistent/imgmount.node']);
-    expect(out.message).to.match(/could not load the imgmount native addon; tried:\n {2}\/nonexistent\/imgmount\.node/);
-    expect(out.message).to.include('Build it with `npm install` (or `npx node-gyp rebuild`)');
+    expect(out.message).to.match(/could not load the imgmount native addon; tried:\n {2}\/nonexistent\/imgmount\.node: Cannot find module '\/nonexistent\/imgmount\.node'\n/);
+    expect(out.message).to.include('`npm rebuild imgmount --build-from-source` (needs python3, make and g++)');
     expect(out.message).to.include('point IMGMOUNT_NATIVE_PATH at a built imgmount.node');
   });
 });
