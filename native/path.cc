@@ -8,8 +8,11 @@
 //                                                  kernels without openat2 (before 5.6)
 //   openMountRoot(fd[, sync])                      the root of the mount stacked on a pinned
 //                                                  directory (for mount(2)'s remounts)
-//   umountAt(dirfd, name, flags, display[, sync])  umount2 of a pinned mount point (name "")
+//   umountAt(dirfd, name, flags, display[, sync[, closeDirFd]])
+//                                                  umount2 of a pinned mount point (name "")
 //                                                  or of dirfd/name without following name
+//   makeDirs(entries[, sync])                      new directories of ours, pinned as made
+//   removeDirs(paths[, sync])                      rmdir of each, in order
 //
 // Every call that returns an fd also returns its fstat, mount id and the kernel's name for it
 // (readlink of /proc/self/fd/N) from the same worker hop.
@@ -284,19 +287,21 @@ Napi::Value OpenMountRootJs(const Napi::CallbackInfo& info) {
       PathInfoToJs);
 }
 
-// umountAt(dirfd, name, flags, display[, sync]) -> void
+// umountAt(dirfd, name, flags, display[, sync[, closeDirFd]]) -> void
 // name "": umount2("/proc/self/fd/D"): the kernel looks mount points up with LOOKUP_MOUNTPOINT,
 // so this unmounts the topmost mount stacked on the pinned dentry, whatever its name is now.
 // Otherwise "/proc/self/fd/D/name" with UMOUNT_NOFOLLOW: a symlink at name is never followed.
+// closeDirFd: once unmounted, dirfd is closed in the same hop (a failed umount keeps it).
 Napi::Value UmountAtJs(const Napi::CallbackInfo& info) {
   int dirfd = ArgInt(info, 0, "dirfd");
   std::string name = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
   int flags = ArgInt(info, 2, "flags");
   std::string display = info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : "";
+  bool closeDirFd = ArgBool(info[5], false);
   if (name.find('/') != std::string::npos) throw Napi::TypeError::New(info.Env(), "name must be a single path component");
   return Dispatch<int>(
       info, IsSync(info, 4), "imgmount:path.umountAt",
-      [dirfd, name, flags, display](int&, Failure& f) {
+      [dirfd, name, flags, display, closeDirFd](int&, Failure& f) {
         std::string p = FdPath(dirfd);
         int fl = flags;
         if (!name.empty()) {
@@ -304,6 +309,88 @@ Napi::Value UmountAtJs(const Napi::CallbackInfo& info) {
           fl |= UMOUNT_NOFOLLOW;
         }
         if (umount2(p.c_str(), fl) != 0) return f.Set("umount2", display.empty() ? p : display);
+        if (closeDirFd) close(dirfd);
+        return true;
+      },
+      [](Napi::Env env, int&) { return env.Undefined(); });
+}
+
+// makeDirs([{ path, mode, pin }, ...][, sync]) -> Array<PathInfo | null>
+// mkdir of each path in order (an existing one is EEXIST: these are new directories of ours),
+// and for those with pin, open(O_PATH|O_DIRECTORY|O_NOFOLLOW) of what was just made, described
+// as openAt does: a session's directories made and pinned in one hop. Stops at the first
+// failure, closing the fds opened so far; directories made stay (the caller's record names them).
+struct DirSpec {
+  std::string path;
+  mode_t mode;
+  bool pin;
+};
+struct MadeDirs {
+  std::vector<PathInfo> pinned;  // fd -1 where not pinned
+};
+Napi::Value MakeDirsJs(const Napi::CallbackInfo& info) {
+  if (!info[0].IsArray()) throw Napi::TypeError::New(info.Env(), "entries must be an array of { path, mode, pin }");
+  Napi::Array a = info[0].As<Napi::Array>();
+  std::vector<DirSpec> specs;
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value v = a.Get(i);
+    if (!v.IsObject()) throw Napi::TypeError::New(info.Env(), "entries must be an array of { path, mode, pin }");
+    Napi::Object o = v.As<Napi::Object>();
+    Napi::Value p = o.Get("path");
+    if (!p.IsString()) throw Napi::TypeError::New(info.Env(), "entry.path must be a string");
+    specs.push_back({p.As<Napi::String>().Utf8Value(), static_cast<mode_t>(ArgUint64(o.Get("mode"), "mode") & 07777), ArgBool(o.Get("pin"), false)});
+  }
+  return Dispatch<MadeDirs>(
+      info, IsSync(info, 1), "imgmount:path.makeDirs",
+      [specs](MadeDirs& out, Failure& f) {
+        auto unwind = [&out]() {
+          for (auto& p : out.pinned)
+            if (p.fd >= 0) close(p.fd);
+          out.pinned.clear();
+          return false;
+        };
+        for (const auto& s : specs) {
+          if (mkdir(s.path.c_str(), s.mode) != 0) {
+            f.Set("mkdir", s.path);
+            return unwind();
+          }
+          PathInfo info;
+          if (s.pin) {
+            int fd = open(s.path.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (fd < 0) {
+              f.Set("open", s.path);
+              return unwind();
+            }
+            if (!Describe(fd, info, f, s.path)) return unwind();
+          }
+          out.pinned.push_back(info);
+        }
+        return true;
+      },
+      [](Napi::Env env, MadeDirs& m) -> Napi::Value {
+        Napi::Array r = Napi::Array::New(env, m.pinned.size());
+        for (uint32_t i = 0; i < m.pinned.size(); i++) r.Set(i, m.pinned[i].fd >= 0 ? PathInfoToJs(env, m.pinned[i]) : env.Null());
+        return r;
+      });
+}
+
+// removeDirs(paths[, sync]) -> void
+// rmdir of each path in order: only empty directories go, and never one a mount sits on (EBUSY).
+// Stops at the first failure (ENOENT included), which names that path.
+Napi::Value RemoveDirsJs(const Napi::CallbackInfo& info) {
+  if (!info[0].IsArray()) throw Napi::TypeError::New(info.Env(), "paths must be an array of strings");
+  Napi::Array a = info[0].As<Napi::Array>();
+  std::vector<std::string> paths;
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value v = a.Get(i);
+    if (!v.IsString()) throw Napi::TypeError::New(info.Env(), "paths must be an array of strings");
+    paths.push_back(v.As<Napi::String>().Utf8Value());
+  }
+  return Dispatch<int>(
+      info, IsSync(info, 1), "imgmount:path.removeDirs",
+      [paths](int&, Failure& f) {
+        for (const auto& p : paths)
+          if (rmdir(p.c_str()) != 0) return f.Set("rmdir", p);
         return true;
       },
       [](Napi::Env env, int&) { return env.Undefined(); });
@@ -316,6 +403,8 @@ void InitPath(Napi::Env env, Napi::Object exports) {
   exports.Set("walkAt", Napi::Function::New(env, WalkAtJs, "walkAt"));
   exports.Set("openMountRoot", Napi::Function::New(env, OpenMountRootJs, "openMountRoot"));
   exports.Set("umountAt", Napi::Function::New(env, UmountAtJs, "umountAt"));
+  exports.Set("makeDirs", Napi::Function::New(env, MakeDirsJs, "makeDirs"));
+  exports.Set("removeDirs", Napi::Function::New(env, RemoveDirsJs, "removeDirs"));
 }
 
 }  // namespace imgmount

@@ -540,13 +540,24 @@ export async function removeMountRecord(target: string, mntns?: string): Promise
 
 /**
  * Removes a session directory: its files and (empty) directories, never crossing into a mount.
- * Refuses anything but a directory directly under `<state dir>/sessions`.
+ * Refuses anything but a directory directly under `<state dir>/sessions`. `expected`: the
+ * names of the directories the caller made in it (tried first, in one hop).
  */
-export async function removeSessionDir(dir: string): Promise<void> {
+export async function removeSessionDir(dir: string, expected: readonly string[] = []): Promise<void> {
   const abs = path.resolve(dir);
   const sessions = await subdir('sessions', false);
   const refuse = (why: string): TypeError => argumentError('ERR_INVALID_ARG_VALUE', `refusing to remove ${dir}: ${why}`);
   if (sessions === null || path.dirname(abs) !== sessions) throw refuse(`session directories are directly under ${sessions ?? path.join(path.resolve(stateDir()), 'sessions')}`);
+  // The caller knows what it made: these (empty) directories, then the session, rmdir'ed in one
+  // hop. rmdir never crosses into a mount (EBUSY) nor removes anything unexpected (ENOTEMPTY):
+  // any failure leaves the general walk below to remove what it may and say what it may not.
+  if (expected.length > 0 && expected.every((n) => n !== '' && !n.includes('/') && n !== '.' && n !== '..')) {
+    const ok = await native((b) => b.removeDirs([...expected.map((n) => path.join(abs, n)), abs])).then(
+      () => true,
+      () => false,
+    );
+    if (ok) return;
+  }
   const st = await fsp.lstat(abs).catch((err: unknown) => (hasErrorCode(err, 'ENOENT') ? null : Promise.reject(err)));
   if (st === null) return;
   if (!st.isDirectory()) throw refuse('it is not a directory');

@@ -212,6 +212,8 @@ export async function withBusyRetries(attempt: () => Promise<void>, retries: num
 export interface UmountOptions {
   /** Retries while the kernel says EBUSY, with back-off (default 0). */
   busyRetries?: number;
+  /** @internal A PinnedDir target is closed in the same hop once unmounted. */
+  releasePinned?: boolean;
   signal?: AbortSignal;
 }
 
@@ -231,7 +233,7 @@ async function umountImpl(target: string | PinnedDir, flags?: UmountFlags, optio
   const signal = signalOf(options.signal);
   const retries = options.busyRetries ?? 0;
   if (target instanceof PinnedDir) {
-    await withBusyRetries(() => umountPinned(target, n), retries, signal);
+    await withBusyRetries(() => umountPinned(target, n, { release: options.releasePinned === true }), retries, signal);
     debug('umount %s', target.path);
     return;
   }
@@ -391,7 +393,7 @@ export class Mount implements AsyncDisposable {
 export async function unmountPinnedOnce(pinned: PinnedDir, flags: number, options: UmountOptions = {}): Promise<void> {
   if (pinned.closed) throw notMounted(pinned.path, undefined);
   try {
-    await umount(pinned, flags, options);
+    await umount(pinned, flags, { ...options, releasePinned: true });
   } catch (err) {
     if (isSystemError(err) || !(err instanceof ImgmountError) || err.code !== 'ERR_NOT_MOUNTED') throw err;
     await pinned.close();

@@ -369,11 +369,14 @@ export async function openMountRoot(dir: PinnedDir): Promise<PinnedDir> {
 
 /**
  * umount2 through the pinned mount point: the topmost mount on that very dentry, whatever its
- * name is now. EINVAL there means nothing is mounted: ERR_NOT_MOUNTED.
+ * name is now. EINVAL there means nothing is mounted: ERR_NOT_MOUNTED. `release`: the pinned
+ * fd is closed with the unmount (the handle is then closed).
  */
-export async function umountPinned(dir: PinnedDir, flags: number): Promise<void> {
+export async function umountPinned(dir: PinnedDir, flags: number, options: { release?: boolean } = {}): Promise<void> {
   try {
-    await native((b) => b.umountAt(dir.fd, '', flags, dir.path));
+    // With release, the fd is closed in the same hop once unmounted (kept if the umount fails).
+    await native((b) => b.umountAt(dir.fd, '', flags, dir.path, false, options.release === true));
+    if (options.release) dir.released();
   } catch (err) {
     if (err instanceof SystemError && err.code === 'EINVAL')
       throw new ImgmountError('ERR_NOT_MOUNTED', `${dir.path} is not a mount point`, { cause: err, path: dir.path });

@@ -9,13 +9,13 @@
 // process releases exactly what this built.
 
 import { randomBytes } from 'node:crypto';
-import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { debuglog } from 'node:util';
 import { ImgmountError, hasErrorCode, invalidArgValue } from '../errors';
 import { checkpoint } from '../util/checkpoint';
 import { RetryableOnce } from '../util/once';
-import { openMountRoot, pinOwnDir, pinTarget, resolveBeneath, resolveInRoot, type PinnedDir } from '../path/pinned';
+import { native } from '../native/binding';
+import { PinnedDir, openMountRoot, pinOwnDir, pinTarget, resolveBeneath, resolveInRoot } from '../path/pinned';
 import { EXT3, OverlayUsage, SANDBOX, SIF, SQUASHFS } from '../image/constants';
 import type { UserCredentials } from '../image/credentials';
 import type { Image } from '../image/image';
@@ -25,7 +25,7 @@ import { currentMountNamespace, entryProcess, removeMountRecord, removeSessionDi
 import type { MountedFilesystem } from '../drivers/types';
 import type { FuseMountParams } from '../drivers/fuse/driver';
 import { hostFilesystems } from '../mount/host-filesystems';
-import { chooseDriver } from '../drivers/select';
+import { chooseDriver, type DriverChoice } from '../drivers/select';
 import { MS_NODEV, MS_NOSUID, MS_RDONLY } from '../mount/flags';
 import { bindMount } from '../mount/bind';
 import { MNT_DETACH } from '../mount/flags';
@@ -85,6 +85,10 @@ class Root implements MountedRoot {
   sessionDir: string | undefined;
   /** Whether sessionDir exists yet (it is named in the record before it is made). */
   sessionMade = false;
+  /** Layer directories made (and pinned) ahead, by name, until a mount takes one over. */
+  readonly madeDirs = new Map<string, PinnedDir>();
+  /** Every layer directory made in the session directory, by name. */
+  readonly dirsMade: string[] = [];
   /** The record, written before the first mount (see intend()). */
   record: MountRecord | undefined;
   recorded = false;
@@ -109,7 +113,9 @@ class Root implements MountedRoot {
   }
 
   async closeTransient(): Promise<void> {
-    for (const d of this.transient.splice(0)) await d.close();
+    const open = [...this.transient.splice(0), ...this.madeDirs.values()];
+    this.madeDirs.clear();
+    await Promise.all(open.map((d) => d.close()));
   }
 
   async #release(): Promise<void> {
@@ -122,12 +128,16 @@ class Root implements MountedRoot {
       }
     };
     await this.closeTransient();
-    // Data mounts first, then the root (overlay or partition), then the layers below it.
-    for (const m of [...this.mounts].reverse()) await attempt(() => m.close());
+    // The top (overlay or partition) after what is mounted inside it, newest first; then the
+    // layers below it, which no longer depend on each other, all at once.
+    const all = [...this.mounts].reverse();
+    const split = this.top ? all.indexOf(this.top) + 1 : all.length;
+    for (const m of all.slice(0, split)) await attempt(() => m.close());
+    await Promise.all(all.slice(split).map((m) => attempt(() => m.close())));
     for (const img of this.images) await attempt(() => img.close());
     await this.target?.close();
     // Never recursive through a mount that failed to go: removeSessionDir stops at mount points.
-    if (this.sessionDir) await attempt(() => removeSessionDir(this.sessionDir!));
+    if (this.sessionDir) await attempt(() => removeSessionDir(this.sessionDir!, this.dirsMade));
     // Last, and only once everything it describes is gone: a kill before this leaves it for cleanup().
     if (this.recorded && errors.length === 0) await attempt(() => removeMountRecord(this.record!.target, this.record!.mntns));
     if (errors.length === 1) throw errors[0];
@@ -145,15 +155,29 @@ function findPartition(image: Image, which: string | number): Section {
   return p;
 }
 
-/** A directory of our own session for a layer (trusted: root's, 0700 above it); the session directory is made on first use. */
-async function sessionSubdir(r: Root, name: string): Promise<string> {
+/**
+ * The session directory and the given layer directories (ours: root's, 0700 above them), made
+ * and pinned in one hop; the session directory is made with the first call.
+ */
+async function makeLayerDirs(r: Root, names: readonly string[]): Promise<void> {
   r.sessionDir ??= path.join(await sessionsDir(), `root-${randomBytes(6).toString('hex')}`);
-  if (!r.sessionMade) {
-    await fs.mkdir(r.sessionDir, { mode: 0o700 });
-    r.sessionMade = true;
-  }
-  const dir = path.join(r.sessionDir, name);
-  await fs.mkdir(dir);
+  const wanted = names.filter((n) => !r.madeDirs.has(n));
+  const entries = [
+    ...(r.sessionMade ? [] : [{ path: r.sessionDir, mode: 0o700, pin: false }]),
+    ...wanted.map((n) => ({ path: path.join(r.sessionDir!, n), mode: 0o755, pin: true })),
+  ];
+  if (entries.length === 0) return;
+  const made = await native((b) => b.makeDirs(entries));
+  r.sessionMade = true;
+  r.dirsMade.push(...wanted);
+  made.slice(made.length - wanted.length).forEach((info, i) => r.madeDirs.set(wanted[i]!, new PinnedDir(info!)));
+}
+
+/** A layer's directory in the session, pinned: made now unless made ahead; the caller owns it. */
+async function layerDir(r: Root, name: string): Promise<PinnedDir> {
+  if (!r.madeDirs.has(name)) await makeLayerDirs(r, [name]);
+  const dir = r.madeDirs.get(name)!;
+  r.madeDirs.delete(name);
   return dir;
 }
 
@@ -270,33 +294,36 @@ export async function root(image: Image, target: string, options: RootOptions = 
     let at: PinnedDir | string;
     // A plain root: its driver is chosen (an fstat of the image) while the target is pinned and
     // the record written, instead of after them.
-    const choosing = needsOverlay ? undefined : chooseDriver(image, rootPart, local);
-    choosing?.catch(() => undefined); // awaited below; a failure before that is not unhandled
+    const choosing = chooseDriver(image, rootPart, local);
+    choosing.catch(() => undefined); // awaited below; a failure before that is not unhandled
     if (!ns) {
       r.target = await pinTarget(target);
       r.root.path = r.target.path;
       checkpoint('root:pinned', signal);
     }
-    await intend(r, options, needsOverlay || staged ? layerNames(external.length, writableTmpfs, sifOverlays.length, staged) : [], expectedFstypes(rootPart, needsOverlay));
+    const layers = needsOverlay || staged ? layerNames(external.length, writableTmpfs, sifOverlays.length, staged) : [];
+    await intend(r, options, layers, expectedFstypes(rootPart, needsOverlay));
     checkpoint('root:recorded', signal);
+    // Every planned layer directory in one hop, now that the record names them.
+    if (layers.length > 0) await makeLayerDirs(r, layers);
     if (!ns) {
       at = r.target!;
     } else if (staged) {
-      r.target = await pinOwnDir(await sessionSubdir(r, 'root'));
+      r.target = await layerDir(r, 'root');
       at = r.target;
       checkpoint('root:staging', signal);
     } else {
       at = r.root.path;
     }
     if (!needsOverlay) {
-      const m = await mountImage(image, at, { ...local, partition: rootPart, writable: rootWritable, recordAs: 'merge', driverChoice: await choosing! });
+      const m = await mountImage(image, at, { ...local, partition: rootPart, writable: rootWritable, recordAs: 'merge', driverChoice: await choosing });
       r.target = undefined; // the mount owns it now
       r.mounts.push(m);
       r.top = m;
       r.root.readonly = m.readOnly;
       checkpoint('root:mounted', signal);
     } else {
-      await assembleOverlay(image, at as PinnedDir, r, { ...local, rootPart, writable, writableTmpfs, external, sifOverlays, tmpfsSize: options.tmpfsSize ?? '64m' });
+      await assembleOverlay(image, at as PinnedDir, r, { ...local, rootPart, rootChoice: choosing, writable, writableTmpfs, external, sifOverlays, tmpfsSize: options.tmpfsSize ?? '64m' });
     }
     if (data.length > 0) await mountData(image, r, at as PinnedDir, data, local);
     await r.closeTransient();
@@ -346,6 +373,8 @@ async function mountData(image: Image, r: Root, at: PinnedDir, data: DataMount[]
 
 interface OverlayPlan extends Omit<MountImageOptions, 'partition' | 'writable'>, Pick<RootOptions, 'as' | 'allowBlockDevice'> {
   rootPart: Section;
+  /** The root partition's driver, being chosen meanwhile. */
+  rootChoice: Promise<DriverChoice>;
   writable: boolean;
   writableTmpfs: boolean;
   external: Array<{ path: string; writable: boolean }>;
@@ -368,8 +397,15 @@ async function overlayLayer(
   options: Omit<MountImageOptions, 'partition' | 'writable'>,
 ): Promise<{ upper?: { upper: string; work: string }; lower?: string; onFuse: boolean }> {
   await planLayer(r, name);
-  const dir = await sessionSubdir(r, name);
-  const m = await mountImage(img, dir, { ...options, partition: part, writable: rw, recordAs: 'none' });
+  const pinned = await layerDir(r, name);
+  const dir = pinned.path;
+  let m: MountedFilesystem;
+  try {
+    m = await mountImage(img, pinned, { ...options, partition: part, writable: rw, recordAs: 'none' });
+  } catch (err) {
+    await pinned.close(); // not taken over by a mount
+    throw err;
+  }
   r.mounts.push(m);
   checkpoint('root:overlay-layer', options.signal);
   const onFuse = m.driver === 'fuse';
@@ -384,6 +420,36 @@ async function overlayLayer(
   return { lower: up ? up.procPath : dir, onFuse };
 }
 
+/** The root partition on the session's lower/ directory (its driver chosen already): the overlay's bottom layer. */
+async function mountLower(image: Image, r: Root, rootPart: Section, choice: Promise<DriverChoice>, local: Omit<MountImageOptions, 'partition' | 'writable'>): Promise<{ where: string; mount: MountedFilesystem }> {
+  const dir = await layerDir(r, 'lower');
+  const where = dir.path;
+  try {
+    return { where, mount: await mountImage(image, dir, { ...local, partition: rootPart, writable: false, recordAs: 'none', driverChoice: await choice }) };
+  } catch (err) {
+    await dir.close(); // not taken over by a mount
+    throw err;
+  }
+}
+
+/** Our own fresh tmpfs on the session's tmpfs/ directory, with the upper/ and work/ overlayfs writes to: its paths are ours to trust. */
+async function tmpfsUpper(r: Root, size: string, signal: AbortSignal | undefined): Promise<{ upper: string; work: string }> {
+  const dir = await layerDir(r, 'tmpfs');
+  const where = dir.path;
+  try {
+    await mount('tmpfs', dir, 'tmpfs', MS_NOSUID | MS_NODEV, `size=${size},mode=0755`, signal ? { signal } : {});
+  } catch (err) {
+    await dir.close();
+    throw err;
+  }
+  r.mounts.push(plainKernelMount(dir, 'tmpfs', false));
+  checkpoint('root:tmpfs', signal);
+  const upper = { upper: path.join(where, 'upper'), work: path.join(where, 'work') };
+  await native((b) => b.makeDirs([{ path: upper.upper, mode: 0o755 }, { path: upper.work, mode: 0o700 }]));
+  checkpoint('root:tmpfs-dirs', signal);
+  return upper;
+}
+
 /**
  * The overlay, in Apptainer's order. Lower layers, top-most first: every overlay partition of
  * each external overlay (in the order given), then every ext3 overlay partition of the image
@@ -393,7 +459,7 @@ async function overlayLayer(
  * overlay partition.
  */
 async function assembleOverlay(image: Image, target: PinnedDir, r: Root, plan: OverlayPlan): Promise<void> {
-  const { rootPart, writable, writableTmpfs, external, sifOverlays, tmpfsSize, ...local } = plan;
+  const { rootPart, rootChoice, writable, writableTmpfs, external, sifOverlays, tmpfsSize, ...local } = plan;
   const lowers: string[] = [];
   let upper: { upper: string; work: string } | undefined;
   let upperOnFuse = false;
@@ -404,39 +470,40 @@ async function assembleOverlay(image: Image, target: PinnedDir, r: Root, plan: O
     } else lowers.push(l.lower!);
   };
 
-  for (const [i, ov] of external.entries()) {
-    const img = await init(ov.path, ov.writable, { as: plan.as, allowBlockDevice: plan.allowBlockDevice });
-    r.images.push(img);
-    // Used as an overlay, an image offers its overlay-capable partitions (Apptainer's usage gate).
-    img.usage = OverlayUsage;
-    const parts = img.getOverlayPartitions();
-    if (parts.length === 0) throw new ImgmountError('ERR_NO_PARTITION', `${img.path} has no partition usable as an overlay`, { path: img.path });
-    for (const [j, part] of parts.entries()) {
-      const rw = ov.writable && j === 0 && !upper && (part.type === EXT3 || part.type === SANDBOX) && img.writable;
-      if (ov.writable && j === 0 && !rw)
-        throw new ImgmountError('ERR_READ_ONLY_FS', `overlay ${img.path} cannot be the writable layer: ${writableProblem(img, part) ?? 'another overlay already is'}`, { path: img.path });
-      // `trusted` vouches for `image` only: an overlay image gets the default rule for its own file.
-      take(await overlayLayer(r, j === 0 ? `overlay-${i}` : `overlay-${i}-${j}`, img, part, rw, { ...local, trusted: false }));
+  // The root partition, the bottom layer, is mounted while the layers above it are made: it
+  // depends on none of them. Whatever happens above, it is waited for before this returns or
+  // throws, so that a failure releases it too.
+  const lower = mountLower(image, r, rootPart, rootChoice, local);
+  lower.catch(() => undefined); // settled below on every path; not an unhandled rejection meanwhile
+  try {
+    for (const [i, ov] of external.entries()) {
+      const img = await init(ov.path, ov.writable, { as: plan.as, allowBlockDevice: plan.allowBlockDevice });
+      r.images.push(img);
+      // Used as an overlay, an image offers its overlay-capable partitions (Apptainer's usage gate).
+      img.usage = OverlayUsage;
+      const parts = img.getOverlayPartitions();
+      if (parts.length === 0) throw new ImgmountError('ERR_NO_PARTITION', `${img.path} has no partition usable as an overlay`, { path: img.path });
+      for (const [j, part] of parts.entries()) {
+        const rw = ov.writable && j === 0 && !upper && (part.type === EXT3 || part.type === SANDBOX) && img.writable;
+        if (ov.writable && j === 0 && !rw)
+          throw new ImgmountError('ERR_READ_ONLY_FS', `overlay ${img.path} cannot be the writable layer: ${writableProblem(img, part) ?? 'another overlay already is'}`, { path: img.path });
+        // `trusted` vouches for `image` only: an overlay image gets the default rule for its own file.
+        take(await overlayLayer(r, j === 0 ? `overlay-${i}` : `overlay-${i}-${j}`, img, part, rw, { ...local, trusted: false }));
+      }
     }
+    if (!upper && writableTmpfs) upper = await tmpfsUpper(r, tmpfsSize, local.signal);
+    for (const [j, part] of sifOverlays.entries()) {
+      const rw = !upper && writable && image.writable && j === 0;
+      take(await overlayLayer(r, `sif-overlay-${j}`, image, part, rw, local));
+    }
+  } catch (err) {
+    await lower.then((l) => r.mounts.push(l.mount), () => undefined); // released with the rest
+    throw err;
   }
-  if (!upper && writableTmpfs) {
-    // Our own fresh tmpfs in our own session directory: its paths are ours to trust.
-    const dir = await sessionSubdir(r, 'tmpfs');
-    await mount('tmpfs', dir, 'tmpfs', MS_NOSUID | MS_NODEV, `size=${tmpfsSize},mode=0755`, local.signal ? { signal: local.signal } : {});
-    r.mounts.push(plainKernelMount(dir, 'tmpfs', false));
-    checkpoint('root:tmpfs', local.signal);
-    upper = { upper: path.join(dir, 'upper'), work: path.join(dir, 'work') };
-    await fs.mkdir(upper.upper, { mode: 0o755 });
-    await fs.mkdir(upper.work, { mode: 0o700 });
-    checkpoint('root:tmpfs-dirs', local.signal);
-  }
-  for (const [j, part] of sifOverlays.entries()) {
-    const rw = !upper && writable && image.writable && j === 0;
-    take(await overlayLayer(r, `sif-overlay-${j}`, image, part, rw, local));
-  }
-  const lower = await sessionSubdir(r, 'lower');
-  r.mounts.push(await mountImage(image, lower, { ...local, partition: rootPart, writable: false, recordAs: 'none' }));
-  lowers.push(lower);
+  // Pushed after the layers above it, so r.mounts keeps Apptainer's order: upper layers first.
+  const bottom = await lower;
+  r.mounts.push(bottom.mount);
+  lowers.push(bottom.where);
   checkpoint('root:lower', local.signal);
 
   const opts = [`lowerdir=${lowers.map(escapeLayer).join(':')}`];

@@ -20,6 +20,7 @@
 
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { ImgmountError, fromNodeError, invalidArgType, invalidArgValue, throwIfAborted } from '../../errors';
@@ -382,7 +383,8 @@ export class FuseDriver extends DriverSession {
       const target = moveInto ? path.resolve(p.target) : pinned!.path;
       const staged = euid() === 0 && !userns; // self-mounting helpers mount on our staging directory first
       // Helpers that outlive us write to log files there (a pipe breaks when we exit).
-      if (!dieWithOwner || p.filesystem === 'gocryptfs' || staged) sessionDir = await this.#makeSessionDir();
+      // Named now, made once the record names it (a kill in between leaves nothing unrecorded).
+      if (!dieWithOwner || p.filesystem === 'gocryptfs' || staged) sessionDir = await this.#sessionDirName();
       const logFile = (n: string): string | undefined => (!dieWithOwner ? path.join(sessionDir!, `${layers.length}-${n}.log`) : undefined);
       // Intent first: the record names the session directory and every mount point before a
       // helper starts, and each helper as soon as it runs (see saveRecord).
@@ -396,6 +398,7 @@ export class FuseDriver extends DriverSession {
       if (enter) record.enter = enter;
       if (owner) record.owner = owner;
       await saveRecord();
+      if (sessionDir) await fsp.mkdir(sessionDir, { mode: 0o700 });
       // A step whose mount is the final one (at the target) or an internal one (a session path).
       const base = (program: string, internal: string | null): Omit<Step, 'argv'> => {
         // A helper asked to run in a user namespace mounts by itself from inside it.
@@ -536,8 +539,9 @@ export class FuseDriver extends DriverSession {
    * (checked there): the only place a mount record may name. DriverParams.sessionPath is not
    * used for it, since a record naming a directory elsewhere would be refused.
    */
-  async #makeSessionDir(): Promise<string> {
-    return fsp.mkdtemp(path.join(await sessionsDir(), 'fuse-'));
+  /** A new session directory's path (made after the record names it; mkdir's EEXIST guards a clash). */
+  async #sessionDirName(): Promise<string> {
+    return path.join(await sessionsDir(), `fuse-${randomBytes(6).toString('hex')}`);
   }
 }
 
