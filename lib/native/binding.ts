@@ -194,6 +194,9 @@ export interface NativeBinding {
   walkAt(dirfd: number, path: string, flags: number, mode: { inRoot: boolean; noXdev: boolean }, sync?: boolean): Promise<NativePathInfo>;
   openMountRoot(fd: number, sync?: boolean): Promise<NativePathInfo>;
   umountAt(dirfd: number, name: string, flags: number, display: string, sync?: boolean): Promise<void>;
+  /** Test-only fault injection (native/faults.h; use lib/native/faults.ts): null disarms. */
+  injectFaults(rules: Array<{ step: string; errno: number; skip?: number; times?: number }> | null): void;
+  faultHits(): Record<string, number>;
   // namespaces (native/namespace.cc)
   nsInfo(fd: number, sync?: boolean): Promise<{ type: string; inode: number | bigint; device: number | bigint }>;
   [name: string]: unknown;
