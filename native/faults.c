@@ -71,7 +71,7 @@ int imgmount_faults_arm(const struct imgmount_fault_rule* in, size_t n) {
     }
   }
   pthread_mutex_lock(&lock);
-  memcpy(rules, in, n * sizeof *in);
+  if (n > 0) memcpy(rules, in, n * sizeof *in); /* in may be NULL when n is 0 */
   memset(injected, 0, sizeof injected);
   nrules = n;
   memset(steps, 0, sizeof steps);
