@@ -11,11 +11,13 @@
 // Record writes are native steps too (replaceFile: 'open(O_EXCL tmp)', 'write(tmp)',
 // 'close(tmp)', 'rename(tmp)'), so ENOSPC and EIO at writing a record are in the matrix.
 import { expect } from 'chai';
-import type { ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { constants as osConstants } from 'node:os';
 import { init } from '../../lib/image/init';
 import { mountPartition } from '../../lib/mount';
 import { mountImage } from '../../lib/root/mount-image';
 import { root, type RootOptions } from '../../lib/root/root';
+import { binding, helperPath } from '../../lib/native/binding';
 import { INJECTABLE_ERRNOS, faultHits, injectFaults, type FaultRule } from '../../lib/native/faults';
 import { openFds } from '../support/fds';
 import { restoreEnv, setEnv } from '../support/forgery';
@@ -198,4 +200,55 @@ describe('kernel: faults leave nothing (every native step and record write of an
       expect(outcomes.length).to.equal(total * INJECTABLE_ERRNOS.length);
     });
   }
+});
+
+describe('kernel: fault injection is inert unless a test arms it', function () {
+  before(function () {
+    requireKernel(this);
+  });
+  afterEach(() => injectFaults(null));
+
+  const { EIO, ENOSYS, EPERM, EINVAL } = osConstants.errno;
+
+  it('disarmed, nothing is counted or failed; armed, exactly the asked hits fail and every hit is counted', async () => {
+    const b = binding();
+    expect(b.faultHits()).to.deep.equal({});
+    const free = await b.loopCtlGetFree();
+    expect(free).to.be.a('number');
+    expect(b.faultHits(), 'disarmed: nothing counted').to.deep.equal({});
+    injectFaults([{ step: 'ioctl(LOOP_CTL_GET_FREE)', errno: 'EBUSY', skip: 1, times: 2 }]);
+    const results: Array<number | string> = [];
+    for (let i = 0; i < 4; i++) results.push(await b.loopCtlGetFree().catch((e: NodeJS.ErrnoException) => `${e.code} ${e.syscall}`));
+    expect(results.map((r) => (typeof r === 'number' ? 'ok' : r))).to.deep.equal(['ok', 'EBUSY ioctl(LOOP_CTL_GET_FREE)', 'EBUSY ioctl(LOOP_CTL_GET_FREE)', 'ok']);
+    expect(faultHits()).to.deep.equal({ 'open(/dev/loop-control)': 4, 'ioctl(LOOP_CTL_GET_FREE)': 4 });
+    injectFaults(null);
+    expect(faultHits()).to.deep.equal({});
+  });
+
+  it('only EBUSY, EAGAIN, ENOSPC, ENOMEM and EIO can be injected: no errno that sends a caller to a fallback', () => {
+    for (const e of [ENOSYS, EPERM, EINVAL]) {
+      expect(() => injectFaults([{ step: 'openat2', errno: e! }])).to.throw(RangeError, /may not be injected/);
+      expect(() => binding().injectFaults([{ step: 'openat2', errno: e! }])).to.throw(RangeError, /may not be injected/);
+    }
+    expect(() => injectFaults([{ step: 'nsenter:openat2(RESOLVE_IN_ROOT)', errno: 'ENOSYS' as never }])).to.throw(RangeError);
+    expect(binding().faultHits(), 'a refused arming arms nothing').to.deep.equal({});
+  });
+
+  it('the namespace helper ignores IMGMOUNT_TEST_FAULTS without --test-faults, and with it fails only the asked step', () => {
+    const run = (args: string[], faults: string) =>
+      spawnSync(helperPath(), ['--result', '1', ...args, 'umount', '/proc/self/fd/does-not-exist', '0'], {
+        env: { PATH: '/usr/bin:/bin', IMGMOUNT_TEST_FAULTS: faults },
+        encoding: 'utf8',
+      });
+    // umount2 of a path that does not exist: ENOENT from the kernel.
+    const plain = run([], `umount2,${EIO},0,1`);
+    expect([plain.status, plain.stdout]).to.deep.equal([1, `ERR ${osConstants.errno.ENOENT} umount2\n`]);
+    const armed = run(['--test-faults'], `umount2,${EIO},0,1`);
+    expect([armed.status, armed.stdout]).to.deep.equal([1, `H umount2 1\nERR ${EIO} umount2\n`]);
+    // An errno that may not be injected, or a malformed spec, is a usage error: nothing runs.
+    for (const bad of [`umount2,${ENOSYS},0,1`, 'umount2,5', 'umount2,5,0,1;;']) {
+      const r = run(['--test-faults'], bad);
+      expect([r.status, r.stdout], bad).to.deep.equal([2, `ERR ${EINVAL} usage(IMGMOUNT_TEST_FAULTS)\n`]);
+    }
+  });
 });
