@@ -54,6 +54,15 @@
 #include "../faults.h"
 #include "../syscalls.h"
 
+#ifdef IMGMOUNT_SANITIZE
+/* The sanitizer build (scripts/test-asan.sh): this helper runs with a fixed environment, so its
+ * options are built in. Leaks are checked at exit; any report ends it (and the test) at once. */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void) { return "detect_leaks=1:abort_on_error=1:halt_on_error=1:strict_string_checks=1"; }
+const char *__ubsan_default_options(void);
+const char *__ubsan_default_options(void) { return "halt_on_error=1:print_stacktrace=1"; }
+#endif
+
 static int result_fd = -1;
 static int test_faults = 0;
 
