@@ -3,7 +3,7 @@
 # README's container-runtime example runs), only if missing.
 # Idempotent; needs root (or sudo) on Debian/Ubuntu. Node.js and npm must already be there,
 # and in a clone python3, make and g++ (node-gyp builds the addon with them).
-#   --sanitizers   also gcc's AddressSanitizer and UBSan runtimes (scripts/test-asan.sh)
+#   --sanitizers   also gcc's AddressSanitizer and UBSan runtimes and patchelf (scripts/test-asan.sh)
 set -euo pipefail
 sanitizers=0
 [ "${1:-}" = "--sanitizers" ] && sanitizers=1
@@ -46,6 +46,7 @@ if [ "$sanitizers" -eq 1 ]; then
     esac
   done
   command -v nm >/dev/null 2>&1 || missing+=(binutils)
+  command -v patchelf >/dev/null 2>&1 || missing+=(patchelf)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 

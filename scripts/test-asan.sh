@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Builds the addon and imgmount-nsenter with AddressSanitizer and UndefinedBehaviorSanitizer
 # into build-asan/ (the normal build/ is not touched) and runs the test suite with them: every
-# native call of the unit and kernel tests (and of the child processes they start) goes through
-# the instrumented code. Node itself is not instrumented, so the ASan runtime is preloaded.
-# Any report fails the run (ASan aborts; UBSan is built with -fno-sanitize-recover). Leak
-# detection is off in Node (V8 keeps its heap to the end on purpose) and on in the helper,
-# which is short-lived C whose every exit path must free what it took.
+# native call of the unit and kernel tests (and of the Node child processes they start) goes
+# through the instrumented code. Node itself is not instrumented and the ASan runtime must be
+# the first library it loads: build-asan/bin/node is a copy of node with libasan and libubsan
+# added as its first DT_NEEDED entries (patchelf), first on PATH. (LD_PRELOAD would do that
+# too, but every other program the tests run would inherit it, and some, ps for one, deadlock
+# under a preloaded ASan.) Any report fails the run (ASan aborts; UBSan is built with
+# -fno-sanitize-recover). Leak detection is off in Node (V8 keeps its heap to the end on
+# purpose) and on in the helper, which is short-lived C whose every exit path must free what it
+# took. The helper is found next to the addon named by IMGMOUNT_NATIVE_PATH.
 #
 #   scripts/test-asan.sh                 the whole suite
 #   scripts/test-asan.sh 'dist/test/kernel/loop*.test.js'   a subset (a mocha spec glob)
@@ -44,12 +48,35 @@ for f in imgmount.node imgmount-nsenter; do
   nm -D "$release/$f" 2>/dev/null | grep __asan_init >/dev/null || { echo "test-asan: $release/$f is not instrumented" >&2; exit 1; }
 done
 
+# Node with the sanitizer runtimes loaded first (remade when node or the runtimes change), and
+# LeakSanitizer turned off in it by a library that defines __lsan_is_turned_off (libasan leaves
+# that hook to the program): tests start Node children with environments of their own, without
+# ASAN_OPTIONS, and V8 keeps its heap until exit on purpose.
+soname() { readelf -d "$(readlink -f "$1")" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p'; }
+node_bin=$(readlink -f "$(command -v node)")
+mkdir -p "$out/bin"
+lsan_off="$PWD/$out/bin/libimgmount-lsan-off.so"
+if [ ! -x "$out/bin/node" ] || [ "$node_bin" -nt "$out/bin/node" ] || [ "$libasan" -nt "$out/bin/node" ] || [ "$0" -nt "$out/bin/node" ]; then
+  echo 'int __lsan_is_turned_off(void) { return 1; }' | gcc -shared -fPIC -O2 -x c - -o "$lsan_off"
+  cp "$node_bin" "$out/bin/node.tmp"
+  # Each call puts what it adds in front: libasan must end up first.
+  patchelf --add-needed "$lsan_off" "$out/bin/node.tmp"
+  patchelf --add-needed "$(soname "$libubsan")" --add-needed "$(soname "$libasan")" "$out/bin/node.tmp"
+  mv "$out/bin/node.tmp" "$out/bin/node"
+fi
+needed=$(readelf -d "$out/bin/node" | grep NEEDED)
+case "${needed%%$'\n'*}" in
+  *libasan*) ;;
+  *) echo "test-asan: $out/bin/node does not load libasan first" >&2; exit 1 ;;
+esac
+export PATH="$PWD/$out/bin:$PATH"
+
+# The helper is the one next to the addon (IMGMOUNT_HELPER_PATH stays unset: tests of that
+# variable expect to set it themselves).
 export IMGMOUNT_NATIVE_PATH="$release/imgmount.node"
-export IMGMOUNT_HELPER_PATH="$release/imgmount-nsenter"
-export LD_PRELOAD="$libasan $libubsan"
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
-echo "test-asan: addon and helper from $release, ASan and UBSan preloaded" >&2
+echo "test-asan: addon and helper from $release, node $(command -v node) with ASan and UBSan loaded first" >&2
 
 [ $# -gt 0 ] && export IMGMOUNT_TEST_SPEC="$1"
 if [ "$(id -u)" -eq 0 ] && unshare --mount --propagation private true 2>/dev/null; then
