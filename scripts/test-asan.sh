@@ -78,9 +78,18 @@ export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:strict_stri
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 echo "test-asan: addon and helper from $release, node $(command -v node) with ASan and UBSan loaded first" >&2
 
+# Left out, because what they check does not hold with an overridden, instrumented addon:
+#  - package.test: which addon a packed install loads (IMGMOUNT_NATIVE_PATH overrides its
+#    prebuild), not this build's native code;
+#  - fuzz-harness.test: the fuzzer's RSS bound (ASan's redzones and quarantine grow RSS).
+ignore=(dist/test/kernel/package.test.js dist/test/unit/fuzz-harness.test.js)
+echo "test-asan: left out (they check the package's own addon and RSS bounds): ${ignore[*]}" >&2
+args=()
+for f in "${ignore[@]}"; do args+=(--ignore "$f"); done
+
 [ $# -gt 0 ] && export IMGMOUNT_TEST_SPEC="$1"
 if [ "$(id -u)" -eq 0 ] && unshare --mount --propagation private true 2>/dev/null; then
-  exec unshare --mount --propagation private -- npx --no-install mocha
+  exec unshare --mount --propagation private -- npx --no-install mocha "${args[@]}"
 fi
 echo "test-asan: not root or no mount namespaces: running without a private mount namespace (kernel tests will skip)" >&2
-exec npx --no-install mocha
+exec npx --no-install mocha "${args[@]}"
