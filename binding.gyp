@@ -5,6 +5,7 @@
       "sources": [
         "native/addon.cc",
         "native/credentials.cc",
+        "native/faults.c",
         "native/files.cc",
         "native/image.cc",
         "native/lock.cc",
@@ -33,6 +34,7 @@
       "target_name": "imgmount-nsenter",
       "type": "executable",
       "sources": [
+        "native/faults.c",
         "native/helper/nsenter.c"
       ],
       "defines": [

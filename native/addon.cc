@@ -2,6 +2,9 @@
 #include "addon.h"
 
 #include <climits>
+#include <cstring>
+
+#include "faults.h"
 
 namespace imgmount {
 
@@ -96,10 +99,64 @@ static Napi::Value Initialize(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// injectFaults(rules | null): test-only (see faults.h). An array arms fault injection (and
+// resets the hit counters): each { step, errno, skip = 0, times = 1 } makes hits skip+1 ..
+// skip+times of that native step fail with errno. null disarms. Throws a TypeError for a
+// malformed rule and a RangeError for an errno that may not be injected.
+static Napi::Value InjectFaults(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info[0].IsNull() || info[0].IsUndefined()) {
+    imgmount_faults_disarm();
+    return env.Undefined();
+  }
+  if (!info[0].IsArray()) throw Napi::TypeError::New(env, "rules must be an array or null");
+  Napi::Array a = info[0].As<Napi::Array>();
+  if (a.Length() > IMGMOUNT_FAULT_RULES_MAX)
+    throw Napi::RangeError::New(env, "at most " + std::to_string(IMGMOUNT_FAULT_RULES_MAX) + " rules");
+  std::vector<imgmount_fault_rule> rules(a.Length());
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    if (!a.Get(i).IsObject()) throw Napi::TypeError::New(env, "each rule must be an object");
+    Napi::Object o = a.Get(i).As<Napi::Object>();
+    if (!o.Get("step").IsString()) throw Napi::TypeError::New(env, "rule.step must be a string");
+    std::string step = o.Get("step").As<Napi::String>().Utf8Value();
+    if (step.empty() || step.size() >= IMGMOUNT_FAULT_STEP_MAX)
+      throw Napi::RangeError::New(env, "rule.step must be 1 to " + std::to_string(IMGMOUNT_FAULT_STEP_MAX - 1) + " bytes");
+    if (!o.Get("errno").IsNumber()) throw Napi::TypeError::New(env, "rule.errno must be a number");
+    int err = o.Get("errno").As<Napi::Number>().Int32Value();
+    if (!imgmount_fault_errno_allowed(err))
+      throw Napi::RangeError::New(env, "rule.errno " + std::to_string(err) + " may not be injected (EBUSY, EAGAIN, ENOSPC, ENOMEM or EIO)");
+    memcpy(rules[i].step, step.c_str(), step.size() + 1);
+    rules[i].err = err;
+    rules[i].skip = o.Get("skip").IsUndefined() ? 0 : static_cast<unsigned long>(ArgUint64(o.Get("skip"), "rule.skip"));
+    rules[i].times = o.Get("times").IsUndefined() ? 1 : static_cast<unsigned long>(ArgUint64(o.Get("times"), "rule.times"));
+  }
+  if (imgmount_faults_arm(rules.data(), rules.size()) != 0) throw Napi::Error::New(env, "injectFaults: invalid rules");
+  return env.Undefined();
+}
+
+// faultHits() -> { [step]: hits } since injectFaults() armed; {} when disarmed.
+static Napi::Value FaultHits(const Napi::CallbackInfo& info) {
+  // Collected first: nothing may throw through the C code's frames.
+  std::vector<std::pair<std::string, unsigned long>> hits;
+  imgmount_fault_hits(
+      [](void* ctx, const char* step, unsigned long n) {
+        try {
+          static_cast<std::vector<std::pair<std::string, unsigned long>>*>(ctx)->emplace_back(step, n);
+        } catch (...) {
+        }
+      },
+      &hits);
+  Napi::Object out = Napi::Object::New(info.Env());
+  for (const auto& h : hits) out.Set(h.first, Napi::Number::New(info.Env(), static_cast<double>(h.second)));
+  return out;
+}
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData<Addon>(new Addon());
   exports.Set("initialize", Napi::Function::New(env, Initialize, "initialize"));
   exports.Set("abiVersion", Napi::Number::New(env, 1));
+  exports.Set("injectFaults", Napi::Function::New(env, InjectFaults, "injectFaults"));
+  exports.Set("faultHits", Napi::Function::New(env, FaultHits, "faultHits"));
   InitFiles(env, exports);
   InitImage(env, exports);
   InitLock(env, exports);

@@ -14,17 +14,18 @@
 #include <unistd.h>
 
 #include "addon.h"
+#include "faults.h"
 
 namespace imgmount {
 
 namespace {
 
 bool ReplaceFile(const std::string& tmp, const std::string& path, const std::vector<uint8_t>& data, mode_t mode, Failure& f) {
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+  int fd = IMGMOUNT_FAULT_OR("open(O_EXCL tmp)", open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
   if (fd < 0) return f.Set("open", tmp);
   size_t done = 0;
   while (done < data.size()) {
-    ssize_t n = write(fd, data.data() + done, data.size() - done);
+    ssize_t n = IMGMOUNT_FAULT_OR("write(tmp)", write(fd, data.data() + done, data.size() - done));
     if (n < 0) {
       if (errno == EINTR) continue;
       f.Set("write", tmp);
@@ -34,12 +35,15 @@ bool ReplaceFile(const std::string& tmp, const std::string& path, const std::vec
     }
     done += static_cast<size_t>(n);
   }
-  if (close(fd) != 0) {
+  // close releases the fd even when it fails (write-back errors): a fault is reported after it.
+  int closed = close(fd);
+  if (imgmount_fault("close(tmp)") != 0) closed = -1;
+  if (closed != 0) {
     f.Set("close", tmp);
     unlink(tmp.c_str());
     return false;
   }
-  if (rename(tmp.c_str(), path.c_str()) != 0) {
+  if (IMGMOUNT_FAULT_OR("rename(tmp)", rename(tmp.c_str(), path.c_str())) != 0) {
     f.Set("rename", tmp, path);
     unlink(tmp.c_str());
     return false;

@@ -27,6 +27,7 @@
 #include <memory>
 
 #include "addon.h"
+#include "faults.h"
 
 namespace imgmount {
 
@@ -51,7 +52,7 @@ struct OpenedImage {
 bool PreadFully(int fd, uint8_t* buf, size_t len, uint64_t offset, size_t& got) {
   got = 0;
   while (got < len) {
-    ssize_t n = pread(fd, buf + got, len - got, static_cast<off_t>(offset + got));
+    ssize_t n = IMGMOUNT_FAULT_OR("pread", pread(fd, buf + got, len - got, static_cast<off_t>(offset + got)));
     if (n < 0) {
       if (errno == EINTR) continue;
       return false;
@@ -65,13 +66,13 @@ bool PreadFully(int fd, uint8_t* buf, size_t len, uint64_t offset, size_t& got) 
 bool OpenImage(const std::string& given, bool checkWrite, const std::vector<uint32_t>& accept, uint8_t* window,
                size_t windowLength, OpenedImage& out, Failure& f) {
   char resolved[PATH_MAX];
-  if (realpath(given.c_str(), resolved) == nullptr) return f.Set("realpath", given);
+  if ((imgmount_fault("realpath") != 0 ? nullptr : realpath(given.c_str(), resolved)) == nullptr) return f.Set("realpath", given);
   out.path = resolved;
   const std::string& p = out.path;
-  if (access(p.c_str(), R_OK) != 0) return f.Set("access", p);
+  if (IMGMOUNT_FAULT_OR("access", access(p.c_str(), R_OK)) != 0) return f.Set("access", p);
   if (checkWrite) out.writeAccess = access(p.c_str(), W_OK) == 0 ? 0 : errno;
   struct stat st;
-  if (stat(p.c_str(), &st) != 0) return f.Set("stat", p);
+  if (IMGMOUNT_FAULT_OR("stat", stat(p.c_str(), &st)) != 0) return f.Set("stat", p);
   out.mode = st.st_mode;
   bool ok = false;
   for (uint32_t t : accept) ok = ok || (st.st_mode & S_IFMT) == t;
@@ -79,10 +80,10 @@ bool OpenImage(const std::string& given, bool checkWrite, const std::vector<uint
     out.refused = "file-type";
     return true;
   }
-  int fd = open(p.c_str(), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+  int fd = IMGMOUNT_FAULT_OR("open(image)", open(p.c_str(), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC));
   if (fd < 0) return f.Set("open", p);
   struct stat fst;
-  if (fstat(fd, &fst) != 0) {
+  if (IMGMOUNT_FAULT_OR("fstat(image)", fstat(fd, &fst)) != 0) {
     f.Set("fstat", p);
     close(fd);
     return false;

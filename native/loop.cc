@@ -3,6 +3,8 @@
 // and what counts as a match are decided in lib/loop/.
 #include "loop.h"
 
+#include "faults.h"
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
@@ -28,7 +30,7 @@ static int BindIoctl(const LoopAttachSpec& spec, int fd, unsigned long request, 
 
 bool LoopAttach(const LoopAttachSpec& spec, LoopAttached& out, Failure& f) {
   if (spec.imageFd >= 0) return LoopAttachFd(spec, spec.imageFd, out, f);
-  int img = open(spec.imagePath.c_str(), (spec.openReadOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+  int img = IMGMOUNT_FAULT_OR("open(backing file)", open(spec.imagePath.c_str(), (spec.openReadOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC));
   if (img < 0) return f.Set("open", spec.imagePath);
   bool ok = LoopAttachFd(spec, img, out, f);
   close(img);  // the loop device holds its own reference to the file
@@ -37,20 +39,20 @@ bool LoopAttach(const LoopAttachSpec& spec, LoopAttached& out, Failure& f) {
 
 static bool LoopAttachFd(const LoopAttachSpec& spec, int imageFd, LoopAttached& out, Failure& f) {
   struct stat st;
-  if (fstat(imageFd, &st) != 0) return f.Set("fstat", spec.imagePath);
+  if (IMGMOUNT_FAULT_OR("fstat(backing file)", fstat(imageFd, &st)) != 0) return f.Set("fstat", spec.imagePath);
   out.imageDevice = st.st_dev;
   out.imageInode = st.st_ino;
   int number = spec.device;
   if (number < 0) {
-    int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+    int ctl = IMGMOUNT_FAULT_OR("open(/dev/loop-control)", open("/dev/loop-control", O_RDWR | O_CLOEXEC));
     if (ctl < 0) return f.Set("open", "/dev/loop-control");
-    number = ioctl(ctl, LOOP_CTL_GET_FREE);
+    number = IMGMOUNT_FAULT_OR("ioctl(LOOP_CTL_GET_FREE)", ioctl(ctl, LOOP_CTL_GET_FREE));
     int e = errno;
     close(ctl);
     if (number < 0) return f.Set("ioctl(LOOP_CTL_GET_FREE)", "/dev/loop-control", "", e);
   }
   std::string path = LoopPath(number);
-  int fd = open(path.c_str(), (spec.openReadOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+  int fd = IMGMOUNT_FAULT_OR("open(/dev/loopN)", open(path.c_str(), (spec.openReadOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC));
   if (fd < 0) return f.Set("open", path);
 
   if (!spec.legacy) {
@@ -59,27 +61,28 @@ static bool LoopAttachFd(const LoopAttachSpec& spec, int imageFd, LoopAttached& 
     cfg.fd = static_cast<__u32>(imageFd);
     cfg.block_size = spec.blockSize;
     cfg.info = spec.info;
-    if (BindIoctl(spec, fd, LOOP_CONFIGURE, reinterpret_cast<unsigned long>(&cfg)) != 0) {
+    if (IMGMOUNT_FAULT_OR("ioctl(LOOP_CONFIGURE)", BindIoctl(spec, fd, LOOP_CONFIGURE, reinterpret_cast<unsigned long>(&cfg))) != 0) {
       f.Set("ioctl(LOOP_CONFIGURE)", path);
       close(fd);  // not bound by us: nothing else to undo
       return false;
     }
-    if (ioctl(fd, LOOP_GET_STATUS64, &out.status) != 0) {
+    if (IMGMOUNT_FAULT_OR("ioctl(LOOP_GET_STATUS64)", ioctl(fd, LOOP_GET_STATUS64, &out.status)) != 0) {
       f.Set("ioctl(LOOP_GET_STATUS64)", path);
-      ioctl(fd, LOOP_CLR_FD, 0);
+      (void)IMGMOUNT_FAULT_OR("ioctl(LOOP_CLR_FD)", ioctl(fd, LOOP_CLR_FD, 0));
       close(fd);
       return false;
     }
     out.haveStatus = true;
   } else {
-    if (BindIoctl(spec, fd, LOOP_SET_FD, static_cast<unsigned long>(imageFd)) != 0) {
+    if (IMGMOUNT_FAULT_OR("ioctl(LOOP_SET_FD)", BindIoctl(spec, fd, LOOP_SET_FD, static_cast<unsigned long>(imageFd))) != 0) {
       f.Set("ioctl(LOOP_SET_FD)", path);
       close(fd);
       return false;
     }
-    if (spec.blockSize != 0 && ioctl(fd, LOOP_SET_BLOCK_SIZE, static_cast<unsigned long>(spec.blockSize)) != 0) {
+    if (spec.blockSize != 0 &&
+        IMGMOUNT_FAULT_OR("ioctl(LOOP_SET_BLOCK_SIZE)", ioctl(fd, LOOP_SET_BLOCK_SIZE, static_cast<unsigned long>(spec.blockSize))) != 0) {
       f.Set("ioctl(LOOP_SET_BLOCK_SIZE)", path);
-      ioctl(fd, LOOP_CLR_FD, 0);
+      (void)IMGMOUNT_FAULT_OR("ioctl(LOOP_CLR_FD)", ioctl(fd, LOOP_CLR_FD, 0));
       close(fd);
       return false;
     }
@@ -92,7 +95,7 @@ static bool LoopAttachFd(const LoopAttachSpec& spec, int imageFd, LoopAttached& 
 
 bool LoopDetach(int fd, bool clear, const std::string& path, Failure& f) {
   bool ok = true;
-  if (clear && ioctl(fd, LOOP_CLR_FD, 0) != 0) ok = f.Set("ioctl(LOOP_CLR_FD)", path);
+  if (clear && IMGMOUNT_FAULT_OR("ioctl(LOOP_CLR_FD)", ioctl(fd, LOOP_CLR_FD, 0)) != 0) ok = f.Set("ioctl(LOOP_CLR_FD)", path);
   if (close(fd) != 0 && ok && errno != EINTR) ok = f.Set("close", path);
   return ok;
 }
@@ -173,9 +176,9 @@ Napi::Value LoopCtlGetFree(const Napi::CallbackInfo& info) {
   return Dispatch<int>(
       info, IsSync(info, 0), "imgmount:loop.getFree",
       [](int& out, Failure& f) {
-        int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+        int ctl = IMGMOUNT_FAULT_OR("open(/dev/loop-control)", open("/dev/loop-control", O_RDWR | O_CLOEXEC));
         if (ctl < 0) return f.Set("open", "/dev/loop-control");
-        out = ioctl(ctl, LOOP_CTL_GET_FREE);
+        out = IMGMOUNT_FAULT_OR("ioctl(LOOP_CTL_GET_FREE)", ioctl(ctl, LOOP_CTL_GET_FREE));
         int e = errno;
         close(ctl);
         if (out < 0) return f.Set("ioctl(LOOP_CTL_GET_FREE)", "/dev/loop-control", "", e);
@@ -202,7 +205,8 @@ Napi::Value LoopSetStatus(const Napi::CallbackInfo& info) {
   return Dispatch<int>(
       info, IsSync(info, 3), "imgmount:loop.setStatus",
       [fd, li, path](int&, Failure& f) {
-        if (ioctl(fd, LOOP_SET_STATUS64, &li) != 0) return f.Set("ioctl(LOOP_SET_STATUS64)", path);
+        if (IMGMOUNT_FAULT_OR("ioctl(LOOP_SET_STATUS64)", ioctl(fd, LOOP_SET_STATUS64, &li)) != 0)
+          return f.Set("ioctl(LOOP_SET_STATUS64)", path);
         return true;
       },
       [](Napi::Env env, int&) { return env.Undefined(); });
@@ -219,10 +223,10 @@ Napi::Value LoopGetStatus(const Napi::CallbackInfo& info) {
       [fd, path](struct loop_info64& out, Failure& f) {
         int use = fd;
         if (use < 0) {
-          use = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+          use = IMGMOUNT_FAULT_OR("open(/dev/loopN)", open(path.c_str(), O_RDONLY | O_CLOEXEC));
           if (use < 0) return f.Set("open", path);
         }
-        int rc = ioctl(use, LOOP_GET_STATUS64, &out);
+        int rc = IMGMOUNT_FAULT_OR("ioctl(LOOP_GET_STATUS64)", ioctl(use, LOOP_GET_STATUS64, &out));
         int e = errno;
         if (fd < 0) close(use);
         if (rc != 0) return f.Set("ioctl(LOOP_GET_STATUS64)", path, "", e);
@@ -242,9 +246,9 @@ Napi::Value LoopOpen(const Napi::CallbackInfo& info) {
   return Dispatch<Opened>(
       info, IsSync(info, 2), "imgmount:loop.open",
       [path, ro](Opened& out, Failure& f) {
-        int fd = open(path.c_str(), (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+        int fd = IMGMOUNT_FAULT_OR("open(/dev/loopN)", open(path.c_str(), (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC));
         if (fd < 0) return f.Set("open", path);
-        if (ioctl(fd, LOOP_GET_STATUS64, &out.status) != 0) {
+        if (IMGMOUNT_FAULT_OR("ioctl(LOOP_GET_STATUS64)", ioctl(fd, LOOP_GET_STATUS64, &out.status)) != 0) {
           f.Set("ioctl(LOOP_GET_STATUS64)", path);
           close(fd);
           return false;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "faults.h"
 #include "loop.h"
 #include "syscalls.h"
 
@@ -38,7 +39,7 @@ uint64_t MountIdOf(int mfd) {
 }
 
 bool DoNewMount(const MountSpec& s, MountDone& out, Failure& f) {
-  int fsfd = imgmount_fsopen(s.fstype.c_str(), FSOPEN_CLOEXEC);
+  int fsfd = IMGMOUNT_FAULT_OR("fsopen", imgmount_fsopen(s.fstype.c_str(), FSOPEN_CLOEXEC));
   if (fsfd < 0) return f.Set("fsopen", s.source, s.target);
   auto fail = [&](const std::string& call) {
     FailCtx(f, fsfd, call, s);
@@ -46,16 +47,18 @@ bool DoNewMount(const MountSpec& s, MountDone& out, Failure& f) {
     return false;
   };
   if (!s.source.empty() &&
-      imgmount_fsconfig(fsfd, IMGMOUNT_FSCONFIG_SET_STRING, "source", s.source.c_str(), 0) != 0)
+      IMGMOUNT_FAULT_OR("fsconfig(source)", imgmount_fsconfig(fsfd, IMGMOUNT_FSCONFIG_SET_STRING, "source", s.source.c_str(), 0)) != 0)
     return fail("fsconfig(source)");
   for (const FsOption& o : s.options) {
-    int rc = o.hasValue ? imgmount_fsconfig(fsfd, IMGMOUNT_FSCONFIG_SET_STRING, o.key.c_str(), o.value.c_str(), 0)
-                        : imgmount_fsconfig(fsfd, IMGMOUNT_FSCONFIG_SET_FLAG, o.key.c_str(), nullptr, 0);
-    if (rc != 0) return fail("fsconfig(" + o.key + ")");
+    std::string step = "fsconfig(" + o.key + ")";
+    int rc = imgmount_fault(step.c_str()) != 0 ? -1
+             : o.hasValue ? imgmount_fsconfig(fsfd, IMGMOUNT_FSCONFIG_SET_STRING, o.key.c_str(), o.value.c_str(), 0)
+                          : imgmount_fsconfig(fsfd, IMGMOUNT_FSCONFIG_SET_FLAG, o.key.c_str(), nullptr, 0);
+    if (rc != 0) return fail(step);
   }
-  if (imgmount_fsconfig(fsfd, IMGMOUNT_FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0)
+  if (IMGMOUNT_FAULT_OR("fsconfig(FSCONFIG_CMD_CREATE)", imgmount_fsconfig(fsfd, IMGMOUNT_FSCONFIG_CMD_CREATE, nullptr, nullptr, 0)) != 0)
     return fail("fsconfig(FSCONFIG_CMD_CREATE)");
-  int mfd = imgmount_fsmount(fsfd, FSMOUNT_CLOEXEC, s.attrs);
+  int mfd = IMGMOUNT_FAULT_OR("fsmount", imgmount_fsmount(fsfd, FSMOUNT_CLOEXEC, s.attrs));
   if (mfd < 0) return fail("fsmount");
   imgmount_drain_fs_messages(fsfd, CollectMessage, &out.messages);
   close(fsfd);
@@ -64,7 +67,7 @@ bool DoNewMount(const MountSpec& s, MountDone& out, Failure& f) {
     struct imgmount_mount_attr attr = {};
     attr.attr_set = MOUNT_ATTR_IDMAP;
     attr.userns_fd = static_cast<uint64_t>(s.usernsFd);
-    if (imgmount_mount_setattr(mfd, "", AT_EMPTY_PATH, &attr, sizeof attr) != 0) {
+    if (IMGMOUNT_FAULT_OR("mount_setattr(MOUNT_ATTR_IDMAP)", imgmount_mount_setattr(mfd, "", AT_EMPTY_PATH, &attr, sizeof attr)) != 0) {
       f.Set("mount_setattr(MOUNT_ATTR_IDMAP)", s.source, s.target);
       close(mfd);
       return false;
@@ -74,7 +77,8 @@ bool DoNewMount(const MountSpec& s, MountDone& out, Failure& f) {
     out.mountFd = mfd;
     return true;
   }
-  int moved = s.targetFd >= 0
+  int moved = imgmount_fault("move_mount") != 0 ? -1
+              : s.targetFd >= 0
                   ? imgmount_move_mount(mfd, "", s.targetFd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)
                   : imgmount_move_mount(mfd, "", AT_FDCWD, s.target.c_str(), MOVE_MOUNT_F_EMPTY_PATH);
   if (moved != 0) {
@@ -97,8 +101,8 @@ std::string LegacyTarget(const MountSpec& s) {
 
 bool DoMount(const MountSpec& s, MountDone& out, Failure& f) {
   if (!s.legacy) return DoNewMount(s, out, f);
-  if (mount(s.source.empty() ? nullptr : s.source.c_str(), LegacyTarget(s).c_str(),
-            s.fstype.empty() ? nullptr : s.fstype.c_str(), s.flags, s.hasData ? s.data.c_str() : nullptr) != 0)
+  if (IMGMOUNT_FAULT_OR("mount", mount(s.source.empty() ? nullptr : s.source.c_str(), LegacyTarget(s).c_str(),
+                                       s.fstype.empty() ? nullptr : s.fstype.c_str(), s.flags, s.hasData ? s.data.c_str() : nullptr)) != 0)
     return f.Set("mount", s.source, s.target);
   return true;
 }
@@ -204,7 +208,7 @@ Napi::Value UmountJs(const Napi::CallbackInfo& info) {
   return Dispatch<int>(
       info, IsSync(info, 2), "imgmount:mount.umount",
       [target, flags](int&, Failure& f) {
-        if (umount2(target.c_str(), flags) != 0) return f.Set("umount2", target);
+        if (IMGMOUNT_FAULT_OR("umount2", umount2(target.c_str(), flags)) != 0) return f.Set("umount2", target);
         return true;
       },
       [](Napi::Env env, int&) { return env.Undefined(); });
@@ -234,7 +238,7 @@ Napi::Value OpenTreeJs(const Napi::CallbackInfo& info) {
   return Dispatch<int>(
       info, IsSync(info, 3), "imgmount:mount.openTree",
       [dirfd, path, flags](int& out, Failure& f) {
-        out = imgmount_open_tree(dirfd, path.c_str(), flags);
+        out = IMGMOUNT_FAULT_OR("open_tree", imgmount_open_tree(dirfd, path.c_str(), flags));
         if (out < 0) return f.Set("open_tree", path);
         return true;
       },
@@ -256,7 +260,7 @@ Napi::Value MountSetattrJs(const Napi::CallbackInfo& info) {
   return Dispatch<int>(
       info, IsSync(info, 4), "imgmount:mount.setattr",
       [fd, path, atFlags, attr, call](int&, Failure& f) mutable {
-        if (imgmount_mount_setattr(fd, path.c_str(), atFlags, &attr, sizeof attr) != 0) return f.Set(call, path);
+        if (IMGMOUNT_FAULT_OR(call, imgmount_mount_setattr(fd, path.c_str(), atFlags, &attr, sizeof attr)) != 0) return f.Set(call, path);
         return true;
       },
       [](Napi::Env env, int&) { return env.Undefined(); });
@@ -273,7 +277,7 @@ Napi::Value MoveMountJs(const Napi::CallbackInfo& info) {
   return Dispatch<int>(
       info, IsSync(info, 5), "imgmount:mount.move",
       [from, fromPath, toFd, to, flags](int&, Failure& f) {
-        if (imgmount_move_mount(from, fromPath.c_str(), toFd, to.c_str(), flags) != 0)
+        if (IMGMOUNT_FAULT_OR("move_mount", imgmount_move_mount(from, fromPath.c_str(), toFd, to.c_str(), flags)) != 0)
           return f.Set("move_mount", fromPath, to);
         return true;
       },

@@ -28,6 +28,7 @@
 #include <deque>
 
 #include "addon.h"
+#include "faults.h"
 #include "syscalls.h"
 
 
@@ -59,7 +60,7 @@ std::string KernelName(int fd) {
 bool Describe(int fd, PathInfo& out, Failure& f, const std::string& display) {
   struct statx sx;
   memset(&sx, 0, sizeof sx);
-  if (statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS | STATX_MNT_ID_UNIQUE | STATX_MNT_ID, &sx) != 0) {
+  if (IMGMOUNT_FAULT_OR("statx", statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS | STATX_MNT_ID_UNIQUE | STATX_MNT_ID, &sx)) != 0) {
     f.Set("statx", display);
     close(fd);
     return false;
@@ -110,14 +111,14 @@ Napi::Value OpenAtJs(const Napi::CallbackInfo& info) {
       [dirfd, path, flags, resolve](PathInfo& out, Failure& f) {
         int fd;
         if (resolve == 0) {
-          fd = openat(dirfd, path.c_str(), flags);
+          fd = IMGMOUNT_FAULT_OR("openat", openat(dirfd, path.c_str(), flags));
           if (fd < 0) return f.Set("openat", path);
         } else {
           struct open_how how;
           memset(&how, 0, sizeof how);
           how.flags = static_cast<uint64_t>(flags);
           how.resolve = resolve;
-          fd = static_cast<int>(syscall(SYS_openat2, dirfd, path.c_str(), &how, sizeof how));
+          fd = IMGMOUNT_FAULT_OR("openat2", static_cast<int>(syscall(SYS_openat2, dirfd, path.c_str(), &how, sizeof how)));
           if (fd < 0) return f.Set("openat2", path);
         }
         return Describe(fd, out, f, path);
@@ -166,7 +167,7 @@ struct FdStack {
 bool Walk(int dirfd, const std::string& path, int flags, bool inRoot, bool noXdev, PathInfo& out, Failure& f) {
   if (!inRoot && !path.empty() && path[0] == '/') return f.Set("walk(/)", path, "", EXDEV);  // as RESOLVE_BENEATH
   FdStack st;
-  int root = openat(dirfd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  int root = IMGMOUNT_FAULT_OR("openat", openat(dirfd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (root < 0) return f.Set("openat", ".");
   st.fds.push_back(root);
   struct stat rootSt;
@@ -186,7 +187,7 @@ bool Walk(int dirfd, const std::string& path, int flags, bool inRoot, bool noXde
       }
       continue;
     }
-    int next = openat(st.top(), c.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    int next = IMGMOUNT_FAULT_OR("openat", openat(st.top(), c.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
     if (next < 0) return f.Set("openat", path);
     struct stat ns;
     if (fstat(next, &ns) != 0) {
@@ -228,7 +229,7 @@ bool Walk(int dirfd, const std::string& path, int flags, bool inRoot, bool noXde
     fd = fcntl(st.top(), F_DUPFD_CLOEXEC, 0);
     if (fd < 0) return f.Set("fcntl(F_DUPFD_CLOEXEC)", path);
   } else {
-    fd = open(FdPath(st.top()).c_str(), want | O_CLOEXEC);
+    fd = IMGMOUNT_FAULT_OR("open", open(FdPath(st.top()).c_str(), want | O_CLOEXEC));
     if (fd < 0) return f.Set("open", path);
   }
   return Describe(fd, out, f, path);
@@ -263,9 +264,9 @@ Napi::Value OpenMountRootJs(const Napi::CallbackInfo& info) {
         size_t slash = name.rfind('/');
         if (name.empty() || slash == std::string::npos || slash + 1 >= name.size()) return f.Set("readlink", FdPath(fd), "", ENOENT);
         std::string base = name.substr(slash + 1);
-        int parent = openat(fd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        int parent = IMGMOUNT_FAULT_OR("openat(..)", openat(fd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC));
         if (parent < 0) return f.Set("openat(..)", name);
-        int root = openat(parent, base.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int root = IMGMOUNT_FAULT_OR("openat", openat(parent, base.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
         if (root < 0) {
           f.Set("openat", name);
           close(parent);
@@ -308,7 +309,7 @@ Napi::Value UmountAtJs(const Napi::CallbackInfo& info) {
           p += "/" + name;
           fl |= UMOUNT_NOFOLLOW;
         }
-        if (umount2(p.c_str(), fl) != 0) return f.Set("umount2", display.empty() ? p : display);
+        if (IMGMOUNT_FAULT_OR("umount2", umount2(p.c_str(), fl)) != 0) return f.Set("umount2", display.empty() ? p : display);
         if (closeDirFd) close(dirfd);
         return true;
       },
@@ -350,13 +351,13 @@ Napi::Value MakeDirsJs(const Napi::CallbackInfo& info) {
           return false;
         };
         for (const auto& s : specs) {
-          if (mkdir(s.path.c_str(), s.mode) != 0) {
+          if (IMGMOUNT_FAULT_OR("mkdir", mkdir(s.path.c_str(), s.mode)) != 0) {
             f.Set("mkdir", s.path);
             return unwind();
           }
           PathInfo info;
           if (s.pin) {
-            int fd = open(s.path.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            int fd = IMGMOUNT_FAULT_OR("open", open(s.path.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
             if (fd < 0) {
               f.Set("open", s.path);
               return unwind();
@@ -390,7 +391,7 @@ Napi::Value RemoveDirsJs(const Napi::CallbackInfo& info) {
       info, IsSync(info, 1), "imgmount:path.removeDirs",
       [paths](int&, Failure& f) {
         for (const auto& p : paths)
-          if (rmdir(p.c_str()) != 0) return f.Set("rmdir", p);
+          if (IMGMOUNT_FAULT_OR("rmdir", rmdir(p.c_str())) != 0) return f.Set("rmdir", p);
         return true;
       },
       [](Napi::Env env, int&) { return env.Undefined(); });

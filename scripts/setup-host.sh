@@ -3,7 +3,10 @@
 # README's container-runtime example runs), only if missing.
 # Idempotent; needs root (or sudo) on Debian/Ubuntu. Node.js and npm must already be there,
 # and in a clone python3, make and g++ (node-gyp builds the addon with them).
+#   --sanitizers   also gcc's AddressSanitizer and UBSan runtimes and patchelf (scripts/test-asan.sh)
 set -euo pipefail
+sanitizers=0
+[ "${1:-}" = "--sanitizers" ] && sanitizers=1
 
 # command -> Debian package
 declare -A want=(
@@ -34,6 +37,17 @@ required=(node npm)
 for tool in "${required[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || { echo "setup-host: $tool is required but not installed" >&2; exit 1; }
 done
+if [ "$sanitizers" -eq 1 ]; then
+  # gcc prints the bare name when it has no such library: the runtimes come with libgcc-N-dev.
+  for lib in libasan.so libubsan.so; do
+    case "$(gcc -print-file-name=$lib)" in
+      /*) ;;
+      *) missing+=("libgcc-$(gcc -dumpversion | cut -d. -f1)-dev") ;;
+    esac
+  done
+  command -v nm >/dev/null 2>&1 || missing+=(binutils)
+  command -v patchelf >/dev/null 2>&1 || missing+=(patchelf)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 mapfile -t packages < <(printf '%s\n' "${missing[@]}" | sort -u)

@@ -526,13 +526,24 @@ export async function buildMount(source: LoopSource | LoopDevice, place: Placeme
           autoclear: true,
           ...(p.signal ? { signal: p.signal } : {}),
         });
+        let made: BuiltMount;
         try {
-          built = await mountExisting(dev, p, mountSpec, onMountError, () => api, userns !== undefined);
-        } finally {
-          // Mounted: the device stays while the mount uses it and is auto-cleared afterwards
-          // (a reused shared device stays its first owner's). Not mounted: detached now.
+          made = await mountExisting(dev, p, mountSpec, onMountError, () => api, userns !== undefined);
+        } catch (err) {
+          // Not mounted: detached now.
           await dev.close();
+          throw err;
         }
+        // Mounted: the device stays while the mount uses it and is auto-cleared afterwards (the
+        // autoclear flag was verified at attach; a reused shared device stays its first
+        // owner's), so only our fd goes. Should even that fail, the mount is undone too.
+        try {
+          await dev.close({ detach: false });
+        } catch (err) {
+          await undo(made);
+          throw err;
+        }
+        built = made;
       }
     }
     if (p.signal?.aborted) {

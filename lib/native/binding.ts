@@ -198,6 +198,9 @@ export interface NativeBinding {
   makeDirs(entries: Array<{ path: string; mode: number; pin?: boolean }>, sync?: boolean): Promise<Array<NativePathInfo | null>>;
   /** rmdir of each path in order, stopping at the first failure. */
   removeDirs(paths: string[], sync?: boolean): Promise<void>;
+  /** Test-only fault injection (native/faults.h; use lib/native/faults.ts): null disarms. */
+  injectFaults(rules: Array<{ step: string; errno: number; skip?: number; times?: number }> | null): void;
+  faultHits(): Record<string, number>;
   // namespaces (native/namespace.cc)
   nsInfo(fd: number, sync?: boolean): Promise<{ type: string; inode: number | bigint; device: number | bigint }>;
   [name: string]: unknown;

@@ -12,6 +12,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { ImgmountError, SystemError } from '../errors';
 import { abortError, callerStack, debug } from '../loop/internal';
 import { helperPath, trustedHelperPath } from '../native/binding';
+import { helperFaultArming, takeHelperHits } from '../native/faults';
 import { trackExit } from '../util/child-exit';
 
 const HELPER_ENV: NodeJS.ProcessEnv = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' };
@@ -71,7 +72,7 @@ export function parseHelperResult(text: string): HelperResult | null {
   return { ok: false, errno: Number(m[1]), step: m[2]!, messages };
 }
 
-function layout(call: HelperCall): { stdio: HelperStdio[]; argv: string[]; resultFd: number } {
+function layout(call: HelperCall): { stdio: HelperStdio[]; argv: string[]; resultFd: number; faultEnv: Record<string, string> | undefined } {
   const pass = call.passFds ?? [];
   const base: HelperStdio[] = call.stdio ?? (call.op === 'exec' ? ['ignore', 'pipe', 'pipe'] : ['ignore', 'ignore', 'pipe']);
   const stdio: HelperStdio[] = [...base.slice(0, 3), ...pass];
@@ -89,8 +90,10 @@ function layout(call: HelperCall): { stdio: HelperStdio[]; argv: string[]; resul
     argv.push('--mntns', String(stdio.length));
     stdio.push(call.mntns);
   }
+  const faults = helperFaultArming();
+  if (faults) argv.push(faults.flag);
   argv.push(call.op, ...call.args);
-  return { stdio, argv, resultFd };
+  return { stdio, argv, resultFd, faultEnv: faults?.env };
 }
 
 function failure(call: HelperCall, r: HelperResult): Error {
@@ -111,11 +114,13 @@ function failure(call: HelperCall, r: HelperResult): Error {
 }
 
 function spawnHelper(exe: string, call: HelperCall): { child: ChildProcess; result: Readable; stderr: () => string } {
-  const { stdio, argv, resultFd } = layout(call);
+  const { stdio, argv, resultFd, faultEnv } = layout(call);
   debug('helper: %s %s', exe, argv.join(' '));
   // One-shot operations get a fixed environment (nothing of the caller's, no LD_PRELOAD);
-  // exec passes on what the caller chose for its program.
-  const child = spawn(exe, argv, { stdio, env: call.env ?? (call.op === 'exec' ? process.env : HELPER_ENV) });
+  // exec passes on what the caller chose for its program. Faults a test armed in this process
+  // are added (the helper removes them before it execs anything).
+  const env = call.env ?? (call.op === 'exec' ? process.env : HELPER_ENV);
+  const child = spawn(exe, argv, { stdio, env: faultEnv ? { ...env, ...faultEnv } : env });
   if (call.op === 'exec') keepOutput(child);
   trackExit(child); // an exec'd program may be done before the caller listens
   const result = child.stdio[resultFd] as Readable;
@@ -195,7 +200,7 @@ export async function runHelper(call: HelperCall): Promise<void> {
       if (child.pid === undefined) reject(helperDied(call, null, null, '', e));
     });
     child.on('close', (code, sig) => {
-      const r = parseHelperResult(text);
+      const r = parseHelperResult(takeHelperHits(text));
       if (r?.ok) return resolve();
       if (r) return reject(failure(call, r));
       if (timedOut) return reject(helperTimedOut(call, ms));
@@ -244,7 +249,7 @@ export async function execHelper(call: HelperCall, signal?: AbortSignal): Promis
     result.on('data', (d: string) => (text += d));
     child.once('error', (e) => done(() => reject(helperDied(call, null, null, '', e))));
     result.once('end', () => {
-      const r = parseHelperResult(text);
+      const r = parseHelperResult(takeHelperHits(text));
       if (!r) return done(() => resolve(child));
       // The helper reported a failure and exits; let it be reaped before rejecting.
       child.once('close', () => done(() => reject(r.ok ? helperDied(call, 0, null, 'unexpected OK') : failure(call, r))));

@@ -544,9 +544,6 @@ async function moveTreeIntoNamespace(r: Root, ns: NamespaceTarget, target: strin
   const staging = path.join(r.sessionDir!, 'root');
   await bindMount(staging, target, { namespace: ns, readOnly: r.root.readonly, recursive: true });
   const inner = [...r.mounts].reverse();
-  for (const m of inner) await umount(m.target, MNT_DETACH).catch((err: unknown) => debug('detach %s: %s', m.target, (err as Error).message));
-  await removeSessionDir(r.sessionDir!);
-  r.sessionDir = undefined;
   const readOnly = r.root.readonly;
   const there = new KernelMounted(target, r.top?.fstype ?? 'unknown', readOnly, null, async () => {
     try {
@@ -557,7 +554,18 @@ async function moveTreeIntoNamespace(r: Root, ns: NamespaceTarget, target: strin
       if (!hasErrorCode(err, 'ERR_NOT_MOUNTED') && !hasErrorCode(err, 'ERR_NAMESPACE')) throw err;
     }
   });
+  // Moved: from here on a failure (below, or later in root()) releases it there too.
   r.mounts.push(there);
+  for (const m of inner) {
+    await umount(m.target, MNT_DETACH).catch((err: unknown) => {
+      // Gone with a layer detached before it; anything else stays mounted here, in the session
+      // directory, and is what the error must name (not the rmdir that would fail on it).
+      if (!hasErrorCode(err, 'ERR_NOT_MOUNTED')) throw err;
+      debug('detach %s: %s', m.target, (err as Error).message);
+    });
+  }
+  await removeSessionDir(r.sessionDir!);
+  r.sessionDir = undefined;
   r.nested = [];
   r.top = there;
   r.root = { path: target, readonly: readOnly };

@@ -7,7 +7,7 @@
  * it), and makes no decision of its own: lib/ns/ chooses the namespaces, the order and what
  * to do on failure.
  *
- *   imgmount-nsenter [--userns FD] [--mntns FD] [--setsid] [--pdeathsig SIG] [--namespace-program] --result FD OP ARG...
+ *   imgmount-nsenter [--userns FD] [--mntns FD] [--setsid] [--pdeathsig SIG] [--namespace-program] [--test-faults] --result FD OP ARG...
  *     exec PROGRAM ARG...           execvp PROGRAM; the result fd is close-on-exec, so EOF
  *                                   without a line means the exec succeeded. After --mntns
  *                                   the program, its loader and its libraries come from that
@@ -27,7 +27,14 @@
  * Result (text, one report per run): "OK\n", or "ERR <errno> <step>\n" followed by
  * "K <kernel message>\n" lines when a step left messages. Exit status 0 on OK, 1 on ERR,
  * 2 on a usage error (also reported as ERR with EINVAL and step "usage").
- * setns order is user first, then mount: the mount namespace's owner must be reachable. */
+ * setns order is user first, then mount: the mount namespace's owner must be reachable.
+ *
+ * --test-faults (tests only; lib/ns/helper.ts passes it only while a test armed helper faults
+ * in-process): IMGMOUNT_TEST_FAULTS ("step,errno,skip,times;...") makes named steps fail as if
+ * the kernel had refused them (native/faults.h: only EBUSY, EAGAIN, ENOSPC, ENOMEM or EIO, so
+ * a fault can only make this helper fail, never take another path), and "H <step> <hits>"
+ * lines before the result say which steps ran. Without the flag the variable is ignored; with
+ * it, it is removed before exec. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -44,9 +51,20 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../faults.h"
 #include "../syscalls.h"
 
+#ifdef IMGMOUNT_SANITIZE
+/* The sanitizer build (scripts/test-asan.sh): this helper runs with a fixed environment, so its
+ * options are built in. Leaks are checked at exit; any report ends it (and the test) at once. */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void) { return "detect_leaks=1:abort_on_error=1:halt_on_error=1:strict_string_checks=1"; }
+const char *__ubsan_default_options(void);
+const char *__ubsan_default_options(void) { return "halt_on_error=1:print_stacktrace=1"; }
+#endif
+
 static int result_fd = -1;
+static int test_faults = 0;
 
 static void write_all(const char *s, size_t n) {
   while (n > 0 && result_fd >= 0) {
@@ -60,9 +78,28 @@ static void write_all(const char *s, size_t n) {
   }
 }
 
-static void report_ok(void) { write_all("OK\n", 3); }
+static void hit_line(void *ctx, const char *step, unsigned long hits) {
+  (void)ctx;
+  char line[128];
+  int n = snprintf(line, sizeof line, "H %s %lu\n", step, hits);
+  if (n > 0 && (size_t)n < sizeof line) write_all(line, (size_t)n);
+}
+
+/* With --test-faults: which steps ran, once, before the result (or the exec). */
+static void report_hits(void) {
+  static int done = 0;
+  if (!test_faults || done) return;
+  done = 1;
+  imgmount_fault_hits(hit_line, NULL);
+}
+
+static void report_ok(void) {
+  report_hits();
+  write_all("OK\n", 3);
+}
 
 static int report_err(int err, const char *step) {
+  report_hits();
   char line[256];
   int n = snprintf(line, sizeof line, "ERR %d %s\n", err, step);
   if (n > 0) write_all(line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
@@ -85,6 +122,12 @@ static const char *nullable(const char *s) { return strcmp(s, "-") == 0 ? NULL :
 static int open_in_root(const char *target) {
   int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (root < 0) return -1;
+  if (imgmount_fault("openat2(RESOLVE_IN_ROOT)") != 0) {
+    int saved = errno;
+    close(root);
+    errno = saved;
+    return -1;
+  }
   struct open_how how;
   memset(&how, 0, sizeof how);
   how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
@@ -106,12 +149,22 @@ int main(int argc, char **argv) {
     }
     if (strcmp(argv[i], "--setsid") == 0) new_session = 1;
     else if (strcmp(argv[i], "--namespace-program") == 0) namespace_program = 1;
+    else if (strcmp(argv[i], "--test-faults") == 0) test_faults = 1;
     else if (strcmp(argv[i], "--userns") == 0 && i + 1 < argc) userns = parse_fd(argv[++i]);
     else if (strcmp(argv[i], "--mntns") == 0 && i + 1 < argc) mntns = parse_fd(argv[++i]);
     else if (strcmp(argv[i], "--result") == 0 && i + 1 < argc) result_fd = parse_fd(argv[++i]);
     else break;
   }
   if (result_fd >= 0) fcntl(result_fd, F_SETFD, FD_CLOEXEC);
+  if (test_faults) {
+    const char *spec = getenv("IMGMOUNT_TEST_FAULTS");
+    if (spec && imgmount_faults_arm_spec(spec) != 0) {
+      report_err(EINVAL, "usage(IMGMOUNT_TEST_FAULTS)");
+      return 2;
+    }
+    if (!spec) imgmount_faults_arm(NULL, 0); /* count only */
+  }
+  unsetenv("IMGMOUNT_TEST_FAULTS"); /* never passed on to an exec'd program */
   if (i >= argc) {
     report_err(EINVAL, "usage");
     return 2;
@@ -121,7 +174,7 @@ int main(int argc, char **argv) {
   char **args = argv + i;
 
   if (strcmp(op, "userns-hold") == 0) {
-    if (unshare(CLONE_NEWUSER) != 0) return report_err(errno, "unshare(CLONE_NEWUSER)");
+    if (IMGMOUNT_FAULT_OR("unshare(CLONE_NEWUSER)", unshare(CLONE_NEWUSER)) != 0) return report_err(errno, "unshare(CLONE_NEWUSER)");
     report_ok();
     char c;
     for (;;) {
@@ -133,21 +186,23 @@ int main(int argc, char **argv) {
   }
 
   if (userns >= 0) {
-    if (setns(userns, CLONE_NEWUSER) != 0) return report_err(errno, "setns(CLONE_NEWUSER)");
+    if (IMGMOUNT_FAULT_OR("setns(CLONE_NEWUSER)", setns(userns, CLONE_NEWUSER)) != 0) return report_err(errno, "setns(CLONE_NEWUSER)");
     close(userns);
   }
   if (mntns >= 0) {
-    if (setns(mntns, CLONE_NEWNS) != 0) return report_err(errno, "setns(CLONE_NEWNS)");
+    if (IMGMOUNT_FAULT_OR("setns(CLONE_NEWNS)", setns(mntns, CLONE_NEWNS)) != 0) return report_err(errno, "setns(CLONE_NEWNS)");
     close(mntns);
   }
 
   if (strcmp(op, "exec") == 0 && nargs >= 1) {
     if (mntns >= 0 && !namespace_program) return report_err(EPERM, "exec-after-setns(CLONE_NEWNS)");
-    if (new_session && setsid() < 0) return report_err(errno, "setsid");
+    if (new_session && IMGMOUNT_FAULT_OR("setsid", setsid()) < 0) return report_err(errno, "setsid");
     if (death_signal > 0) {
-      if (prctl(PR_SET_PDEATHSIG, death_signal) != 0) return report_err(errno, "prctl(PR_SET_PDEATHSIG)");
+      if (IMGMOUNT_FAULT_OR("prctl(PR_SET_PDEATHSIG)", prctl(PR_SET_PDEATHSIG, death_signal)) != 0) return report_err(errno, "prctl(PR_SET_PDEATHSIG)");
       if (getppid() != parent) return report_err(ESRCH, "parent-exited");  /* it died before the prctl */
     }
+    if (imgmount_fault("execve") != 0) return report_err(errno, "execve");
+    report_hits();
     execvp(args[0], args);
     return report_err(errno, "execve");
   }
@@ -157,9 +212,9 @@ int main(int argc, char **argv) {
     int target = open_in_root(args[1]);
     int rc;
     if (target >= 0) {
-      rc = imgmount_move_mount(fd, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+      rc = IMGMOUNT_FAULT_OR("move_mount", imgmount_move_mount(fd, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH));
     } else if (errno == ENOSYS) {
-      rc = imgmount_move_mount(fd, "", AT_FDCWD, args[1], MOVE_MOUNT_F_EMPTY_PATH);
+      rc = IMGMOUNT_FAULT_OR("move_mount", imgmount_move_mount(fd, "", AT_FDCWD, args[1], MOVE_MOUNT_F_EMPTY_PATH));
     } else {
       return report_err(errno, "openat2(RESOLVE_IN_ROOT)");
     }
@@ -169,7 +224,7 @@ int main(int argc, char **argv) {
   }
   if (strcmp(op, "mount") == 0 && nargs == 5) {
     unsigned long flags = strtoul(args[3], NULL, 0);
-    if (mount(nullable(args[0]), args[1], nullable(args[2]), flags, nullable(args[4])) != 0)
+    if (IMGMOUNT_FAULT_OR("mount", mount(nullable(args[0]), args[1], nullable(args[2]), flags, nullable(args[4]))) != 0)
       return report_err(errno, "mount");
     report_ok();
     return 0;
@@ -179,10 +234,10 @@ int main(int argc, char **argv) {
       unsigned long long want = strtoull(args[2], NULL, 0);
       struct statx sx;
       memset(&sx, 0, sizeof sx);
-      if (statx(AT_FDCWD, args[0], AT_SYMLINK_NOFOLLOW, STATX_MNT_ID_UNIQUE | STATX_MNT_ID, &sx) != 0) return report_err(errno, "statx");
+      if (IMGMOUNT_FAULT_OR("statx", statx(AT_FDCWD, args[0], AT_SYMLINK_NOFOLLOW, STATX_MNT_ID_UNIQUE | STATX_MNT_ID, &sx)) != 0) return report_err(errno, "statx");
       if ((sx.stx_mask & (STATX_MNT_ID_UNIQUE | STATX_MNT_ID)) && sx.stx_mnt_id != want) return report_err(ESTALE, "mount-id");
     }
-    if (umount2(args[0], (int)strtol(args[1], NULL, 0) | UMOUNT_NOFOLLOW) != 0) return report_err(errno, "umount2");
+    if (IMGMOUNT_FAULT_OR("umount2", umount2(args[0], (int)strtol(args[1], NULL, 0) | UMOUNT_NOFOLLOW)) != 0) return report_err(errno, "umount2");
     report_ok();
     return 0;
   }

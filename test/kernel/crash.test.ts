@@ -24,73 +24,23 @@ import { cleanup } from '../../lib/root/cleanup';
 import { setCheckpointHook } from '../../lib/util/checkpoint';
 import { openFds } from '../support/fds';
 import { restoreEnv, setEnv } from '../support/forgery';
-import { testTmp } from '../support/hooks';
 import { testImages } from '../support/images';
 import { requireKernel, startNamespaceHolder, stopHolder } from '../support/kernel';
 import { boundLoops, mountPoints } from '../support/leaks';
 import { repoRoot } from '../support/paths';
+import { leftovers, scene as newScene, type Scene } from '../support/scene';
 
 const childScript = path.join(repoRoot, 'dist', 'test', 'support', 'crash-child.js');
 const bin = path.join(repoRoot, 'bin', 'imgmount.js');
 
-interface Scene {
-  dir: string;
-  state: string;
-  sif: string;
-  target(name: string): string;
-}
-
-let scenes = 0;
 /** A directory of its own: the image copy, the targets and the state directory, all inside it. */
-function scene(): Scene {
-  const dir = path.join(testTmp, `crash-${++scenes}`);
-  fs.mkdirSync(dir, { recursive: true });
-  const sif = path.join(dir, 'image.sif');
-  fs.copyFileSync(testImages().sif, sif);
-  const state = path.join(dir, 'state');
-  return {
-    dir,
-    state,
-    sif,
-    target(name) {
-      const t = path.join(dir, name);
-      fs.mkdirSync(t, { recursive: true });
-      return t;
-    },
-  };
-}
+const scene = (): Scene => newScene('crash');
 
 async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
   return p.then(
     () => 'resolved',
     (e: unknown) => (e as { code?: string }).code,
   );
-}
-
-/** Processes whose environment marks them as helpers of `pid` (see cleanup()). */
-function markedHelpers(pid: number): number[] {
-  const out: number[] = [];
-  for (const n of fs.readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
-    try {
-      if (fs.readFileSync(`/proc/${n}/environ`, 'latin1').split('\0').some((v) => v.startsWith(`IMGMOUNT_OWNER=${pid}:`))) out.push(Number(n));
-    } catch {
-      // gone
-    }
-  }
-  return out;
-}
-
-/** Everything the scene's operations could have left: empty when the machine is as it was. */
-async function leftovers(s: Scene, owner: number): Promise<string[]> {
-  const left: string[] = [];
-  for (const m of mountPoints()) if (m === s.dir || m.startsWith(s.dir + '/')) left.push(`mount ${m}`);
-  for (const l of boundLoops()) if (l.backingFile.startsWith(s.dir + '/')) left.push(`loop ${l.name} -> ${l.backingFile}`);
-  for (const pid of markedHelpers(owner)) left.push(`helper pid ${pid}`);
-  for (const sub of ['mounts', 'sessions']) {
-    const d = path.join(s.state, sub);
-    if (fs.existsSync(d)) for (const n of fs.readdirSync(d)) left.push(`${sub}/${n}`);
-  }
-  return left;
 }
 
 /** Runs the crash child; resolves with its last line and how it ended. */

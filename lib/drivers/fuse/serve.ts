@@ -261,6 +261,11 @@ async function serveWithFd(step: Step, ctx: ServeContext): Promise<Layer> {
   } else if (r.kind === 'aborted') {
     await killHelper(helper);
     failure = abortError(step.signal!);
+  } else if (r.kind === 'done' && r.value instanceof Error && helper.running && !connectionGone(r.value)) {
+    // Our own step failed (pinning the new mount's root), not the helper: it would go on
+    // serving, so it is stopped, and the error says what really failed.
+    await killHelper(helper);
+    failure = r.value;
   } else {
     // It exited, or the stat failed because it is exiting: wait for its exit and output.
     const exit = r.kind === 'exited' ? r.exit : await helper.stop({ graceMs: 1000, termMs: 1000 }).catch(() => undefined);
@@ -271,6 +276,11 @@ async function serveWithFd(step: Step, ctx: ServeContext): Promise<Layer> {
   }
   await undo();
   throw failure;
+}
+
+/** What a request to a FUSE mount fails with once its helper is gone (or going). */
+function connectionGone(err: Error): boolean {
+  return hasErrorCode(err, 'ENOTCONN') || hasErrorCode(err, 'ECONNABORTED');
 }
 
 /** stat() of a new FUSE mount's root: the detached mount's fd, the mount on the pinned target, or the path. */
