@@ -20,7 +20,7 @@
 //    `<state dir>/sessions`. Anything else is ERR_MOUNT_RECORD_INVALID, and nothing in it is
 //    acted on.
 
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { constants as C } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
@@ -29,6 +29,7 @@ import { native } from '../native/binding';
 import { pathContains } from '../image/authorize';
 import { checkTrustedPath } from '../util/trusted-path';
 import type { DriverName } from './types';
+import { uniqueSuffix } from '../util/unique';
 
 export interface HelperRecord {
   /** Program name (no directory), for messages. */
@@ -427,7 +428,7 @@ export async function saveMountRecord(record: MountRecord): Promise<void> {
   if (Buffer.byteLength(data) > MAX_RECORD_BYTES) throw invalid(file, `it would be ${Buffer.byteLength(data)} bytes (at most ${MAX_RECORD_BYTES})`);
   // Unique per write (the pid for removeStaleRecordTemps, a random part for the rest); written
   // and renamed over the record in one hop.
-  const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  const tmp = `${file}.${process.pid}.${uniqueSuffix()}.tmp`;
   try {
     await native((b) => b.replaceFile(tmp, file, Buffer.from(data), 0o600));
   } catch (err) {

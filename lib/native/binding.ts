@@ -367,18 +367,19 @@ export async function trustedHelperPath(): Promise<string> {
 }
 
 /**
- * Calls a native function and, if it rejects, gives the error the stack of the JS caller
- * (an async native rejection would otherwise point into the event loop).
+ * Calls a native function and, if it rejects, gives the error the stack of the JS callers
+ * (an async native rejection would otherwise point into the event loop). The stack is taken
+ * when the call fails, not before: V8's async stack traces name every async function awaiting
+ * this one, and a capture on every call would cost the hot path a few microseconds each.
  */
 export async function native<T>(call: (b: NativeBinding) => Promise<T>): Promise<T> {
-  const site: { stack?: string } = {};
-  Error.captureStackTrace(site, native);
   try {
     return await call(binding());
   } catch (err) {
-    if (err instanceof Error && site.stack) {
-      const head = `${err.name}: ${err.message}`;
-      err.stack = head + site.stack.slice(site.stack.indexOf('\n'));
+    if (err instanceof Error) {
+      const here: { stack?: string } = {};
+      Error.captureStackTrace(here, native);
+      if (here.stack) err.stack = `${err.name}: ${err.message}${here.stack.slice(here.stack.indexOf('\n'))}`;
     }
     throw err;
   }

@@ -8,7 +8,6 @@
 // IMGMOUNT_STATE_DIR, and a mount record names them, so `imgmount umount TARGET` from another
 // process releases exactly what this built.
 
-import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { debuglog } from 'node:util';
 import { ImgmountError, hasErrorCode, invalidArgValue } from '../errors';
@@ -34,6 +33,7 @@ import { unmountInNamespace } from '../ns/mount';
 import { mountNamespaceInode, type NamespaceTarget } from '../ns/namespace';
 import { KernelMounted, kernelMountFunc, plainKernelMount } from '../drivers/kernel';
 import { expectedFstypes, mountImage, writableProblem, type MountImageOptions } from './mount-image';
+import { uniqueSuffix } from '../util/unique';
 
 const debug = debuglog('imgmount');
 
@@ -160,7 +160,7 @@ function findPartition(image: Image, which: string | number): Section {
  * and pinned in one hop; the session directory is made with the first call.
  */
 async function makeLayerDirs(r: Root, names: readonly string[]): Promise<void> {
-  r.sessionDir ??= path.join(await sessionsDir(), `root-${randomBytes(6).toString('hex')}`);
+  r.sessionDir ??= path.join(await sessionsDir(), `root-${uniqueSuffix()}`);
   const wanted = names.filter((n) => !r.madeDirs.has(n));
   const entries = [
     ...(r.sessionMade ? [] : [{ path: r.sessionDir, mode: 0o700, pin: false }]),
@@ -209,7 +209,7 @@ async function planLayer(r: Root, name: string): Promise<void> {
 async function intend(r: Root, options: RootOptions, layers: string[], expect: string[] | undefined): Promise<void> {
   const ns = options.namespace;
   const own = await currentMountNamespace();
-  if (layers.length > 0) r.sessionDir ??= path.join(await sessionsDir(), `root-${randomBytes(6).toString('hex')}`);
+  if (layers.length > 0) r.sessionDir ??= path.join(await sessionsDir(), `root-${uniqueSuffix()}`);
   const enter = ns ? await entryProcess(ns) : undefined;
   r.record = {
     target: r.root.path,
@@ -296,13 +296,27 @@ export async function root(image: Image, target: string, options: RootOptions = 
     // the record written, instead of after them.
     const choosing = chooseDriver(image, rootPart, local);
     choosing.catch(() => undefined); // awaited below; a failure before that is not unhandled
-    if (!ns) {
-      r.target = await pinTarget(target);
-      r.root.path = r.target.path;
-      checkpoint('root:pinned', signal);
-    }
     const layers = needsOverlay || staged ? layerNames(external.length, writableTmpfs, sifOverlays.length, staged) : [];
-    await intend(r, options, layers, expectedFstypes(rootPart, needsOverlay));
+    const expect = expectedFstypes(rootPart, needsOverlay);
+    if (!ns) {
+      // The target is pinned while the record is written (both before any mount, so intent
+      // still comes first), under the name the caller gave; a target reached through a symlink
+      // has another name, and its record is rewritten under that before anything is mounted.
+      const named = path.resolve(target);
+      const [pinned, recorded] = await Promise.allSettled([pinTarget(target), intend(r, options, layers, expect)]);
+      if (pinned.status === 'fulfilled') r.target = pinned.value;
+      if (pinned.status === 'rejected') throw pinned.reason;
+      if (recorded.status === 'rejected') throw recorded.reason;
+      checkpoint('root:pinned', signal);
+      if (r.target!.path !== named) {
+        await removeMountRecord(named, r.record!.mntns);
+        r.root.path = r.target!.path;
+        r.record!.target = r.target!.path;
+        await saveMountRecord(r.record!);
+      }
+    } else {
+      await intend(r, options, layers, expect);
+    }
     checkpoint('root:recorded', signal);
     // Every planned layer directory in one hop, now that the record names them.
     if (layers.length > 0) await makeLayerDirs(r, layers);

@@ -20,7 +20,6 @@
 
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { ImgmountError, fromNodeError, invalidArgType, invalidArgValue, throwIfAborted } from '../../errors';
@@ -50,6 +49,7 @@ import { closeFd } from '../../io/fd';
 import { releaseLayer, serve, type Layer, type ServeContext, type Step } from './serve';
 import { squashfuseArgs } from './squashfuse';
 import { DEFAULT_MOUNT_TIMEOUT_MS } from './wait-mount';
+import { uniqueSuffix } from '../../util/unique';
 
 const openAsync = promisify(fs.open);
 
@@ -541,7 +541,7 @@ export class FuseDriver extends DriverSession {
    */
   /** A new session directory's path (made after the record names it; mkdir's EEXIST guards a clash). */
   async #sessionDirName(): Promise<string> {
-    return path.join(await sessionsDir(), `fuse-${randomBytes(6).toString('hex')}`);
+    return path.join(await sessionsDir(), `fuse-${uniqueSuffix()}`);
   }
 }
 
