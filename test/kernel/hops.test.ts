@@ -28,22 +28,44 @@ describe('kernel: pool round trips of the main job (init -> root() -> close())',
     // Warm: module loading and the once-per-process probes are not the per-root cost.
     await capabilities();
     const img = await init(busyboxSif.path);
-    const r = await root(img, registerMountPoint(mountDir('hops-warm')), { signal: AbortSignal.timeout(10_000) });
-    await r.close();
+    // (Both kinds: the first overlay root checks the state directory's sessions/ once.)
+    for (const options of [{}, { writableTmpfs: true }]) {
+      const r = await root(img, registerMountPoint(mountDir('hops-warm')), { ...options, signal: AbortSignal.timeout(10_000) });
+      await r.close();
+    }
     await img.close();
   });
 
-  it('a SIF root by the kernel driver: init 1, root() 4 (3 in sequence), close() 3, image.close() 1', async () => {
+  it('a SIF root by the kernel driver: init 1, root() 4 (2 in sequence), close() 2, image.close() 1', async () => {
     const dir = registerMountPoint(mountDir('hops-sif'));
     const { value: img, count: opened } = await countHops(() => init(busyboxSif.path));
     within('init()', opened, 1);
-    const { value: r, count: mounted } = await countHops(() => root(img, dir));
-    within('root()', mounted, 4);
-    expect(fs.existsSync(path.join(dir, 'bin', 'busybox')), 'the root is mounted').to.equal(true);
-    const { count: released } = await countHops(() => r.close());
-    within('root.close()', released, 3);
-    const { count: closed } = await countHops(() => img.close());
-    within('image.close()', closed, 1);
+    try {
+      const { value: r, count: mounted } = await countHops(() => root(img, dir));
+      try {
+        within('root()', mounted, 4);
+        expect(fs.existsSync(path.join(dir, 'bin', 'busybox')), 'the root is mounted').to.equal(true);
+      } finally {
+        const { count: released } = await countHops(() => r.close());
+        within('root.close()', released, 2);
+      }
+    } finally {
+      const { count: closed } = await countHops(() => img.close());
+      within('image.close()', closed, 1);
+    }
+  });
+
+  it('a tmpfs-overlay root: root() 9, close() 5', async () => {
+    await using img = await init(busyboxSif.path);
+    const dir = registerMountPoint(mountDir('hops-tmpfs'));
+    const { value: r, count: mounted } = await countHops(() => root(img, dir, { writableTmpfs: true }));
+    try {
+      within('root({ writableTmpfs })', mounted, 9);
+      fs.writeFileSync(path.join(dir, 'written'), 'x');
+    } finally {
+      const { count: released } = await countHops(() => r.close());
+      within('root.close()', released, 5);
+    }
   });
 
   it('init() of a SIF whose partition lies beyond the first 64 KiB: one more hop for all its superblocks', async () => {
