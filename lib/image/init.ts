@@ -11,6 +11,7 @@ import { ImgmountError, fromNodeError, invalidArgType, invalidArgValue, throwIfA
 import * as nodePath from 'node:path';
 import { fdSource, type ByteSource } from '../io/byte-source';
 import { windowSource, type WindowSource } from '../io/window-source';
+import { Admission, OPERATIONS_IN_FLIGHT } from '../util/admission';
 import { EXT3, PARTITION_PROBE_SIZE, PROBE_SIZE, RootFsUsage, SQUASHFS } from './constants';
 import type { Section } from './section';
 import { ext3Format } from './formats/ext3';
@@ -101,7 +102,14 @@ async function detect(ctx: ProbeContext): Promise<DetectedImage> {
  * Opens and recognises the image at `path`. With `writable`, the image is opened read-write
  * if the user may write it and the format allows it (else see `readOnlyFallback`).
  */
-export async function init(path: string, writable = false, options: InitOptions = {}): Promise<Image> {
+export function init(path: string, writable = false, options: InitOptions = {}): Promise<Image> {
+  return inits.run(() => openAndDetect(path, writable, options), options.signal);
+}
+
+/** At most OPERATIONS_IN_FLIGHT inits at once (see util/admission.ts). */
+const inits = new Admission(OPERATIONS_IN_FLIGHT);
+
+async function openAndDetect(path: string, writable: boolean, options: InitOptions): Promise<Image> {
   if (typeof path !== 'string') throw invalidArgType('path', 'of type string', path);
   const { signal } = options;
   const as = options.as === undefined ? undefined : validateCredentials(options.as, 'options.as');

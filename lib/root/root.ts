@@ -11,6 +11,7 @@
 import * as path from 'node:path';
 import { debuglog } from 'node:util';
 import { ImgmountError, hasErrorCode, invalidArgValue } from '../errors';
+import { Admission, OPERATIONS_IN_FLIGHT } from '../util/admission';
 import { checkpoint } from '../util/checkpoint';
 import { RetryableOnce } from '../util/once';
 import { native } from '../native/binding';
@@ -109,7 +110,7 @@ class Root implements MountedRoot {
   }
 
   close(): Promise<void> {
-    return this.#closing.run(() => this.#release());
+    return this.#closing.run(() => releases.run(() => this.#release()));
   }
 
   async closeTransient(): Promise<void> {
@@ -259,7 +260,15 @@ async function layerRoot(r: Root, dir: string): Promise<PinnedDir> {
  * mounted root (a symlink in the image never leads out of it), overlay layers from images or
  * directories by fds of their upper/work directories (never through a symlink).
  */
-export async function root(image: Image, target: string, options: RootOptions = {}): Promise<MountedRoot> {
+export function root(image: Image, target: string, options: RootOptions = {}): Promise<MountedRoot> {
+  return builds.run(() => buildRoot(image, target, options), options.signal);
+}
+
+/** At most OPERATIONS_IN_FLIGHT roots built, and as many released, at once (see util/admission.ts). */
+const builds = new Admission(OPERATIONS_IN_FLIGHT);
+const releases = new Admission(OPERATIONS_IN_FLIGHT);
+
+async function buildRoot(image: Image, target: string, options: RootOptions): Promise<MountedRoot> {
   image.assertOpen();
   const signal = options.signal;
   checkpoint('root:start', signal);
