@@ -43,11 +43,17 @@ async function lockExclusive(fd: number, o: ResolvedLoopOptions): Promise<void> 
   }
 }
 
-/** An existing device that matches, opened and verified; null if there is none. */
-async function findShared(src: OpenedSource, dev: bigint, ino: bigint, o: ResolvedLoopOptions): Promise<LoopDeviceInit | null> {
-  const candidates = (await listLoopDevices()).filter(
-    (s) => toBig(s.offset) === o.offset && toBig(s.sizeLimit) === o.sizeLimit && s.readOnly === o.readOnly,
-  );
+/** An existing device that matches (of `only`, else of all bound ones), opened and verified; null if there is none. */
+async function findShared(
+  src: OpenedSource,
+  dev: bigint,
+  ino: bigint,
+  o: ResolvedLoopOptions,
+  only?: Array<{ path: string; number: number }>,
+): Promise<LoopDeviceInit | null> {
+  const candidates =
+    only ??
+    (await listLoopDevices()).filter((s) => toBig(s.offset) === o.offset && toBig(s.sizeLimit) === o.sizeLimit && s.readOnly === o.readOnly);
   const want = { ...expectationOf(o, dev, ino), autoclear: false, partscan: false };
   for (const c of candidates) {
     let opened: { fd: number; status: NativeLoopInfo };
@@ -70,14 +76,43 @@ async function findShared(src: OpenedSource, dev: bigint, ino: bigint, o: Resolv
   return null;
 }
 
+/**
+ * The device this process last shared for a (file, offset, size, read-only) key: tried first,
+ * opened and verified like a scanned candidate, so that many roots of one image do not each
+ * take the lock and scan every loop device. Anything else (it was released, rebound) falls
+ * back to the locked scan.
+ */
+const known = new Map<string, string>();
+
+function shareKey(dev: bigint, ino: bigint, o: ResolvedLoopOptions): string {
+  return `${dev}:${ino}:${o.offset}:${o.sizeLimit}:${o.readOnly}`;
+}
+
+/** The known device for `key`, opened and checked; null (and forgotten) if it no longer matches. */
+async function reuseKnown(key: string, src: OpenedSource, dev: bigint, ino: bigint, o: ResolvedLoopOptions): Promise<LoopDeviceInit | null> {
+  const devPath = known.get(key);
+  if (devPath === undefined) return null;
+  const found = await findShared(src, dev, ino, o, [{ path: devPath, number: Number(devPath.replace(/^\/dev\/loop/, '')) }]);
+  if (!found) known.delete(key);
+  return found;
+}
+
 /** A shared attach: reuse a matching device, or bind a new one, under the cross-process lock. */
 export async function attachShared(src: OpenedSource, o: ResolvedLoopOptions): Promise<LoopDeviceInit> {
   const st = await fstatAsync(src.fd, { bigint: true });
+  const key = shareKey(st.dev, st.ino, o);
+  const quick = await reuseKnown(key, src, st.dev, st.ino, o);
+  if (quick) return quick;
   return inProcess.run('shared', async () => {
+    // Another attach of this process may have bound it while this one waited.
+    const again = await reuseKnown(key, src, st.dev, st.ino, o);
+    if (again) return again;
     const lockFd = await openAsync(LOCK_PATH, fs.constants.O_RDONLY);
     try {
       await lockExclusive(lockFd, o);
-      return (await findShared(src, st.dev, st.ino, o)) ?? (await attachNew(src, o));
+      const got = (await findShared(src, st.dev, st.ino, o)) ?? (await attachNew(src, o));
+      known.set(key, got.path);
+      return got;
     } finally {
       // Closing the fd drops the flock.
       await closeFd(lockFd).catch(() => undefined);

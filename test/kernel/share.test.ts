@@ -64,6 +64,27 @@ describe('kernel: shared loop devices', function () {
     await eventually(() => boundTo(img.sif).length === 0, 3000, 'the devices to go');
   });
 
+  it('a device this process shared before, released and bound to another file since, is not reused', async () => {
+    const img = testImages();
+    await using image = await init(img.sif);
+    const dir = registerMountPoint(mountDir('share-rebound'));
+    const first = await root(image, dir, { shareLoopDevice: true });
+    const device = first.mounts[0]!.loopDevice!;
+    await first.close();
+    await eventually(() => boundTo(img.sif).length === 0, 3000, 'the autoclear device to go');
+    // Someone else takes the lowest free device: most likely the very same one.
+    await using other = await attachLoop(img.ext3, { readOnly: true });
+    expect(other.path, 'the other file took the device the first root had').to.equal(device);
+    const second = await root(image, dir, { shareLoopDevice: true });
+    try {
+      const now = second.mounts[0]!.loopDevice!;
+      expect(boundLoops().find((l) => `/dev/${l.name}` === now)?.backingFile, `${now} (was ${device}; the other file is on ${other.path})`).to.equal(img.sif);
+      expect(now).to.not.equal(other.path);
+    } finally {
+      await second.close();
+    }
+  });
+
   it('finds the same file through another path or fd (device + inode, not the name)', async () => {
     const img = testImages();
     const link = `${img.squashfs}.link`;
