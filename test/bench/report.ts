@@ -62,6 +62,12 @@ export function heldLines(h: HeldReport): string[] {
   return lines;
 }
 
+/** Batches that failed and were run again (interleave.ts says why that is allowed). */
+export function retriedLines(r: Results): string[] {
+  if (r.retried.length === 0) return ['- No batch failed.'];
+  return r.retried.map((x) => `- ${x.round < 0 ? 'warm-up' : `round ${x.round + 1}`}, ${MEASUREMENTS[x.id as MeasurementId] ?? x.id}: failed and was run again: ${x.error.trim().split('\n')[0]}`);
+}
+
 /** The console summary. */
 export function consoleReport(info: RunInfo, rows: readonly Row[], context: readonly ContextRow[], r: Results): string {
   return [
@@ -78,6 +84,8 @@ export function consoleReport(info: RunInfo, rows: readonly Row[], context: read
     concurrencyTable(r),
     '',
     ...heldLines(r.held),
+    '',
+    ...retriedLines(r),
     '',
   ].join('\n');
 }
@@ -167,6 +175,10 @@ ${concurrencyTable(r)}
 ### Held roots
 
 ${heldLines(r.held).join('\n')}
+
+### Batches run again
+
+${retriedLines(r).join('\n')}
 
 ## Running it
 

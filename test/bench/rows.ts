@@ -3,7 +3,7 @@
 // a test). Pure (test/unit/bench-helpers.test.ts).
 import type { ConcurrencyReport } from './concurrency';
 import type { HeldReport } from './held';
-import type { Samples } from './interleave';
+import type { Retried, Samples } from './interleave';
 import { formatDuration, formatNumber, formatRange, formatRatio, median, pairedRatios, quantile, summarize, type Summary } from './stats';
 
 /** One condition of a target: `value op limit`. */
@@ -52,6 +52,8 @@ export type MeasurementId = keyof typeof MEASUREMENTS;
 
 export interface Results {
   samples: Samples;
+  /** Batches that failed and were run again. */
+  retried: Retried[];
   /** Cycles per batch, per measurement. */
   cycles: Record<string, number>;
   concurrency: ConcurrencyReport[];

@@ -73,7 +73,7 @@ async function measure(o: BenchOptions, w: Workload, tmp: string): Promise<Resul
   const floor = compileFloor(sharedDir, tmp);
   const cycles = cyclesPerBatch(o);
   progress(`bench: ${o.batches} interleaved rounds (and one warm-up) `);
-  const samples = await runRounds(measurements(w, dir, floor, cycles), { rounds: o.batches, onRound: () => progress('.') });
+  const { samples, retried } = await runRounds(measurements(w, dir, floor, cycles), { rounds: o.batches, onRound: () => progress('.') });
   progress('\n');
   const concurrency: ConcurrencyReport[] = [];
   progress(`bench: ${o.concurrentRoots} concurrent roots, ${o.concurrencyRuns} fresh process(es) `);
@@ -83,7 +83,7 @@ async function measure(o: BenchOptions, w: Workload, tmp: string): Promise<Resul
   }
   progress(`\nbench: ${o.heldRoots} held roots of one image\n`);
   const held = await heldRun(w, path.join(tmp, 'held'), o.heldRoots);
-  return { samples, cycles, concurrency, held };
+  return { samples, retried, cycles, concurrency, held };
 }
 
 function commandLine(argv: readonly string[]): string {

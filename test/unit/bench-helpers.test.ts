@@ -101,9 +101,21 @@ describe('bench helpers', () => {
       const calls: string[] = [];
       let t = 0;
       const m = (id: string) => ({ id, batch: async () => (calls.push(id), ++t) });
-      const s = await runRounds([m('v'), m('b')], { rounds: 3, warmup: 1 });
+      const { samples, retried } = await runRounds([m('v'), m('b')], { rounds: 3, warmup: 1 });
       expect(calls).to.deep.equal(['v', 'b', 'v', 'b', 'b', 'v', 'v', 'b']);
-      expect(s).to.deep.equal({ v: [3, 6, 7], b: [4, 5, 8] });
+      expect(samples).to.deep.equal({ v: [3, 6, 7], b: [4, 5, 8] });
+      expect(retried).to.deep.equal([]);
+    });
+
+    it('runs a failed batch again and reports it, and fails when it keeps failing', async () => {
+      let n = 0;
+      const flaky = { id: 'f', batch: async () => (++n === 2 ? Promise.reject(new Error('lost a race')) : n) };
+      const { samples, retried } = await runRounds([flaky], { rounds: 2, warmup: 1 });
+      expect(samples).to.deep.equal({ f: [3, 4] });
+      expect(retried).to.deep.equal([{ id: 'f', round: 0, error: 'lost a race' }]);
+      let err: unknown;
+      await runRounds([{ id: 'x', batch: async () => Promise.reject(new Error('broken')) }], { rounds: 1, retries: 1 }).catch((e: unknown) => (err = e));
+      expect(err).to.be.an('error').with.property('message', 'broken');
     });
 
     it('refuses two measurements with one id', async () => {
@@ -126,7 +138,7 @@ describe('bench helpers', () => {
     const results = (over: Partial<Record<MeasurementId, number[]>>, concurrency: ConcurrencyReport[], h: HeldReport): Results => {
       const samples: Record<string, number[]> = {};
       for (const id of Object.keys(MEASUREMENTS)) samples[id] = over[id as MeasurementId] ?? [1000, 1000, 1000];
-      return { samples, cycles: Object.fromEntries(Object.keys(MEASUREMENTS).map((id) => [id, 10])), concurrency, held: h };
+      return { samples, retried: [], cycles: Object.fromEntries(Object.keys(MEASUREMENTS).map((id) => [id, 10])), concurrency, held: h };
     };
 
     it('judges every condition of a target', () => {
