@@ -4,8 +4,8 @@
 // which cannot load them on Node 20, so they are loaded by a real dynamic import.
 import { pathToFileURL } from 'node:url';
 import type { ConcurrencyReport } from './concurrency';
-import { MEASUREMENTS, type MeasurementId } from './rows';
-import { median, summarize } from './stats';
+import type { MeasurementId } from './rows';
+import { formatDuration, median, summarize } from './stats';
 import type { Samples } from './interleave';
 
 /** One point of the cycle-time chart: a variant or its baseline, in milliseconds per cycle. */
@@ -36,11 +36,25 @@ export const CYCLE_CHART: ReadonlyArray<[string, MeasurementId[]]> = [
   ['5. FUSE root vs bare squashfuse_ll', ['fuse', 'squashfuse', 'squashfuseNode']],
 ];
 
+/** Labels short enough for the chart's axis. */
+const CHART_LABELS: Record<MeasurementId, string> = {
+  floor: 'C floor',
+  main: 'imgmount, kernel',
+  tmpfs: 'imgmount, writableTmpfs',
+  utilLinux: 'util-linux (shell loop)',
+  utilLinuxNode: 'util-linux (from Node)',
+  plainRead: 'open + read 64 KiB + close',
+  initClose: 'imgmount init + close',
+  squashfuse: 'squashfuse_ll (shell loop)',
+  squashfuseNode: 'squashfuse_ll (from Node)',
+  fuse: 'imgmount, FUSE',
+};
+
 export function cyclePoints(samples: Samples): CyclePoint[] {
   return CYCLE_CHART.flatMap(([comparison, ids]) =>
     ids.map((id, i) => {
       const s = summarize(samples[id]!);
-      return { comparison, label: MEASUREMENTS[id], role: i === 0 ? 'imgmount' : 'baseline', median: s.median / 1000, p10: s.p10 / 1000, p90: s.p90 / 1000 } as CyclePoint;
+      return { comparison, label: CHART_LABELS[id], role: i === 0 ? 'imgmount' : 'baseline', median: s.median / 1000, p10: s.p10 / 1000, p90: s.p90 / 1000 } as CyclePoint;
     }),
   );
 }
@@ -74,7 +88,7 @@ export function cycleChartSpec(points: readonly CyclePoint[]): unknown {
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title: { text: 'Time per cycle: imgmount and the baseline it is compared with', subtitle: 'dot: median of batch means; line: p10–p90 of batch means; log scale', anchor: 'start', ...FONT },
-    data: { values: points.map((p) => ({ ...p, text: p.median < 1 ? `${(p.median * 1000).toFixed(0)} µs` : `${p.median.toFixed(2)} ms` })) },
+    data: { values: points.map((p) => ({ ...p, text: formatDuration(p.median * 1000) })) },
     facet: { row: { field: 'comparison', type: 'nominal', sort: comparisons, title: null, header: { labelAngle: 0, labelAlign: 'left', labelFontWeight: 'bold', labelPadding: 4, labelOrient: 'top' } } },
     spacing: 8,
     resolve: { scale: { y: 'independent' } },

@@ -197,7 +197,7 @@ describe('bench helpers', () => {
       const samples: Record<string, number[]> = {};
       for (const id of Object.keys(MEASUREMENTS)) samples[id] = [1000, 1500, 2000];
       const cycles = await renderSvg(cycleChartSpec(cyclePoints(samples)));
-      expect(cycles).to.match(/^<svg /).and.include('C floor (loopmount.c)').and.include('1.50 ms');
+      expect(cycles).to.match(/^<svg /).and.include('imgmount, kernel').and.include('C floor').and.include('1.50 ms');
       const runs: ConcurrencyReport[] = [1, 2].map((k) => ({
         cold: { roots: 64, failures: {}, examples: {}, wallMs: 1, rootMs: { p50: 1, max: 1 }, delayMs: { p50: k, p99: 10 * k, max: 20 * k } },
         warm: { roots: 64, failures: {}, examples: {}, wallMs: 1, rootMs: { p50: 1, max: 1 }, delayMs: { p50: k, p99: 2 * k, max: 4 * k } },
