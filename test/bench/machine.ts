@@ -6,6 +6,7 @@ import type { Capabilities } from '../../lib';
 export interface Machine {
   date: string;
   cpu: string;
+  cpus: number;
   kernel: string;
   node: string;
   commit: string;
@@ -30,11 +31,19 @@ export function commitOf(repo: string): string {
   return dirty ? `${head} + uncommitted changes` : head;
 }
 
+/** A warning when other work shared the CPUs (load average above half of them at the start or the end). */
+export function busyWarning(m: Pick<Machine, 'cpus' | 'load'>): string | null {
+  const worst = Math.max(...m.load);
+  if (worst <= m.cpus / 2) return null;
+  return `the machine was busy (load average ${worst.toFixed(2)} on ${m.cpus} CPUs): other processes shared the CPUs, so times and event-loop delays are inflated and spread out; run again when it is idle`;
+}
+
 export function describeMachine(repo: string, caps: Capabilities, loadAtStart: number): Machine {
   const cpus = os.cpus();
   return {
     date: new Date().toISOString(),
     cpu: `${cpus.length} × ${cpus[0]?.model ?? 'unknown CPU'}`,
+    cpus: cpus.length,
     kernel: `${os.type()} ${os.release()}`,
     node: process.version,
     commit: commitOf(repo),
