@@ -156,7 +156,7 @@ function heldRow(h: HeldReport): Row {
   const sharing = sharedLoops(h)
     ? `shared: ${h.loopDevicesNamed} loop device(s) for ${h.held} roots`
     : `not shared (shareLoopDevice not honoured): ${h.loopDevicesBound} loop devices bound`;
-  const past = failed > 0 && h.firstFailure !== null ? `, fails past ${h.firstFailure} roots` : '';
+  const past = failed > 0 && h.firstFailure !== null ? `, fails past ${h.firstFailure} ${sharedLoops(h) ? 'roots' : 'loop devices (one per root)'}` : '';
   return {
     n: 7,
     measure: `${h.asked} held roots of one image (shareLoopDevice: true)`,

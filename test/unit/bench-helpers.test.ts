@@ -177,7 +177,7 @@ describe('bench helpers', () => {
       const unshared = held({ held: 255, loopDevicesBound: 255, loopDevicesNamed: 255, firstFailure: 255, failures: { ERR_LOOP_NO_FREE_DEVICE: 245 } });
       const row = buildRows(results({}, [{ cold: round(1, 2), warm: round(1, 2) }], unshared), 64)[6]!;
       expect(row.verdict).to.equal('missed');
-      expect(row.now).to.include('fails past 255 roots').and.include('not shared');
+      expect(row.now).to.include('fails past 255 loop devices (one per root)').and.include('not shared');
       expect(buildRows(results({}, [{ cold: round(1, 2), warm: round(1, 2) }], held({ rssHeld: 80e6 + 1 })), 64)[6]!.verdict).to.equal('missed');
     });
 
