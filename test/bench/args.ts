@@ -19,7 +19,7 @@ export interface BenchOptions {
 export const USAGE =
   'usage: npm run bench [-- --quick] [--batches N] [--cycles N] [--concurrency-runs N] [--concurrent-roots N] [--held-roots N] [--write | --no-write]';
 
-export const FULL: Omit<BenchOptions, 'write' | 'quick'> = { batches: 60, cycles: 20, concurrencyRuns: 5, concurrentRoots: 64, heldRoots: 500 };
+export const FULL: Omit<BenchOptions, 'write' | 'quick'> = { batches: 100, cycles: 20, concurrencyRuns: 8, concurrentRoots: 64, heldRoots: 500 };
 export const QUICK: Omit<BenchOptions, 'write' | 'quick'> = { batches: 6, cycles: 6, concurrencyRuns: 1, concurrentRoots: 64, heldRoots: 500 };
 
 export class UsageError extends Error {}

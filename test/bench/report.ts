@@ -184,8 +184,8 @@ ${retriedLines(r).join('\n')}
 ## Running it
 
 \`\`\`sh
-npm run bench                 # full run (about 5 minutes here); writes BENCHMARKS.md and docs/benchmarks/*.svg
-npm run bench -- --quick      # smoke run (under a minute); prints, writes nothing
+npm run bench                 # full run (1.5 minutes on the idle 2-core VM, 3-4 when busy); writes BENCHMARKS.md and docs/benchmarks/*.svg
+npm run bench -- --quick      # smoke run (about 25 s); prints, writes nothing
 npm run bench -- --batches 100 --cycles 30 --concurrency-runs 8 --held-roots 500 --no-write
 \`\`\`
 `;
