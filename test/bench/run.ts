@@ -1,154 +1,177 @@
-// One mount cycle, imgmount against the C floor (../shared/bench/loopmount.c), same image,
-// same partition, same process tree: attach (offset + size limit, read-only, autoclear) ->
-// mount ro,nosuid,nodev -> stat a file inside -> umount -> release.
+// npm run bench [-- --quick] [--batches N] [--cycles N] [--concurrency-runs N]
+//                  [--concurrent-roots N] [--held-roots N] [--write | --no-write]
 //
-// Batches of the C program and of our cycle alternate; each batch gives a mean per cycle and
-// the report is the median over batches (plus the ratio). Needs root and loop devices; it
-// re-runs itself under `unshare -m --propagation private` so nothing can leak to the host.
+// Issue 10's table in one run: the path users take (init -> image.root() -> stat -> close ->
+// image close, through the public API), each row interleaved with its baseline (the C floor,
+// util-linux, bare squashfuse_ll, a plain read), as ratios with medians and spread; then 64
+// concurrent roots cold and warm (event-loop delay), then many held roots of one image. Prints
+// the table; a full run also writes BENCHMARKS.md and docs/benchmarks/*.svg (charts drawn by
+// Vega-Lite from the run's figures).
 //
-//   npm run bench [-- --batches 60 --cycles 20]
-import { execFileSync, spawnSync } from 'node:child_process';
+// A program, not a test: a missed target is reported as "missed". Exit status 1 when the bench
+// itself fails or leaves anything mounted, bound, running or recorded; 2 for a usage error or
+// a machine it cannot run on (it needs root, loop devices, FUSE).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { FuseDriver } from '../../lib/drivers/fuse';
-import { kernelMountFunc } from '../../lib/drivers/kernel';
-import { MS_NODEV, MS_NOSUID, MS_RDONLY, mountPartition, type MountPartitionOptions } from '../../lib/mount';
+import { capabilities } from '../../lib';
+import { parseArgs, USAGE, UsageError, type BenchOptions } from './args';
+import { initCloseBatch, rootBatch } from './cycles';
+import { plainReadBatch, toolBatch, toolFromNodeBatch } from './baselines';
+import { compileFloor, floorBatch } from './c-floor';
+import { cycleChartSpec, cyclePoints, delayChartSpec, delayPoints, renderSvg } from './charts';
+import { concurrencyRun, type ConcurrencyReport } from './concurrency';
+import { heldRun } from './held';
+import { runRounds, type Measurement } from './interleave';
+import { settledLeftovers, snapshot } from './leftovers';
+import { describeMachine } from './machine';
+import { inPrivateMountNamespace } from './namespace';
+import { benchmarksMarkdown, consoleReport } from './report';
+import { DELAY_TARGET, buildContextRows, buildRows, type MeasurementId, type Results } from './rows';
+import { workload, type Workload } from './workload';
 
 const repoRoot = path.resolve(__dirname, '..', '..', '..');
 const sharedDir = path.resolve(process.env.IMGMOUNT_SHARED ?? path.join(repoRoot, '..', 'shared'));
+const TMP_VAR = 'IMGMOUNT_BENCH_TMP';
+const CHARTS = { cycles: 'docs/benchmarks/cycle-times.svg', delay: 'docs/benchmarks/event-loop-delay.svg' };
 
-function arg(name: string, dflt: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : dflt;
+const progress = (text: string) => process.stderr.write(text);
+
+/** The interleaved measurements, each next to its baseline(s). */
+function measurements(w: Workload, dir: string, floor: string, cycles: Record<MeasurementId, number>): Measurement[] {
+  const kernelRoot = { options: {}, expect: 'kernel:squashfs' };
+  const tmpfsRoot = { options: { writableTmpfs: true }, expect: 'kernel:tmpfs kernel:squashfs kernel:overlay' };
+  const fuseRoot = { options: { driver: 'fuse' as const }, expect: 'fuse:fuse.squashfuse_ll' };
+  const all: Record<MeasurementId, () => Promise<number>> = {
+    floor: async () => floorBatch(floor, w, dir, cycles.floor),
+    main: () => rootBatch(w, dir, cycles.main, kernelRoot),
+    tmpfs: () => rootBatch(w, dir, cycles.tmpfs, tmpfsRoot),
+    utilLinux: async () => toolBatch('util-linux', w, dir, cycles.utilLinux),
+    utilLinuxNode: () => toolFromNodeBatch('util-linux', w, dir, cycles.utilLinuxNode),
+    plainRead: () => plainReadBatch(w, cycles.plainRead),
+    initClose: () => initCloseBatch(w, cycles.initClose),
+    squashfuse: async () => toolBatch('squashfuse', w, dir, cycles.squashfuse),
+    fuse: () => rootBatch(w, dir, cycles.fuse, fuseRoot),
+    squashfuseNode: () => toolFromNodeBatch('squashfuse', w, dir, cycles.squashfuseNode),
+  };
+  return (Object.keys(all) as MeasurementId[]).map((id) => ({ id, batch: all[id] }));
 }
 
-function inInitMountNamespace(): boolean {
+/** Cycles per batch: the fast cycles get --cycles, the spawning ones half, the sub-millisecond ones five times. */
+function cyclesPerBatch(o: BenchOptions): Record<MeasurementId, number> {
+  const slow = Math.max(3, Math.round(o.cycles / 2));
+  const many = o.cycles * 5;
+  return {
+    floor: o.cycles, main: o.cycles, tmpfs: o.cycles, utilLinux: slow, utilLinuxNode: slow,
+    plainRead: many, initClose: many, squashfuse: slow, fuse: slow, squashfuseNode: slow,
+  };
+}
+
+async function measure(o: BenchOptions, w: Workload, tmp: string): Promise<Results> {
+  const dir = path.join(tmp, 'mnt');
+  fs.mkdirSync(dir);
+  const floor = compileFloor(sharedDir, tmp);
+  const cycles = cyclesPerBatch(o);
+  progress(`bench: ${o.batches} interleaved rounds (and one warm-up) `);
+  const { samples, retried } = await runRounds(measurements(w, dir, floor, cycles), { rounds: o.batches, onRound: () => progress('.') });
+  progress('\n');
+  const concurrency: ConcurrencyReport[] = [];
+  progress(`bench: ${o.concurrentRoots} concurrent roots, ${o.concurrencyRuns} fresh process(es) `);
+  for (let i = 0; i < o.concurrencyRuns; i++) {
+    concurrency.push(await concurrencyRun(w, path.join(tmp, 'concurrent'), o.concurrentRoots));
+    progress('.');
+  }
+  progress(`\nbench: ${o.heldRoots} held roots of one image\n`);
+  const held = await heldRun(w, path.join(tmp, 'held'), o.heldRoots);
+  return { samples, retried, cycles, concurrency, held };
+}
+
+function commandLine(argv: readonly string[]): string {
+  return argv.length ? `npm run bench -- ${argv.join(' ')}` : 'npm run bench';
+}
+
+async function writeOutputs(markdown: string, r: Results): Promise<void> {
+  const cycles = await renderSvg(cycleChartSpec(cyclePoints(r.samples)));
+  const delay = await renderSvg(delayChartSpec(delayPoints(r.concurrency), DELAY_TARGET, r.concurrency.length));
+  fs.mkdirSync(path.join(repoRoot, 'docs', 'benchmarks'), { recursive: true });
+  fs.writeFileSync(path.join(repoRoot, CHARTS.cycles), cycles);
+  fs.writeFileSync(path.join(repoRoot, CHARTS.delay), delay);
+  fs.writeFileSync(path.join(repoRoot, 'BENCHMARKS.md'), markdown);
+  progress(`bench: wrote BENCHMARKS.md, ${CHARTS.cycles}, ${CHARTS.delay}\n`);
+}
+
+/** In the private mount namespace, with the temporary directory the first run made. */
+async function bench(o: BenchOptions, argv: readonly string[], tmp: string): Promise<number> {
+  const started = process.hrtime.bigint();
+  const loadAtStart = os.loadavg()[0]!;
+  const caps = await capabilities();
+  const missing = [!caps.root && 'root', !caps.loopControl && '/dev/loop-control', !caps.fuse.available && 'FUSE'].filter(Boolean);
+  if (missing.length) {
+    process.stderr.write(`bench: needs ${missing.join(', ')} (it mounts for real)\n`);
+    return 2;
+  }
+  const w = await workload(sharedDir, tmp);
+  const scope = { image: w.image, tmp, stateDir: process.env.IMGMOUNT_STATE_DIR! };
+  const before = snapshot(scope);
+  let results: Results | undefined;
+  let failure: unknown;
   try {
-    return fs.readlinkSync('/proc/self/ns/mnt') === fs.readlinkSync('/proc/1/ns/mnt');
-  } catch {
-    return false;
+    results = await measure(o, w, tmp);
+  } catch (err) {
+    failure = err;
   }
+  const left = await settledLeftovers(before, scope);
+  if (failure) process.stderr.write(`bench: FAILED: ${(failure as Error).stack ?? String(failure)}\n`);
+  if (left.length > 0) process.stderr.write(`bench: FAILED: left behind:\n${left.map((l) => `  ${l}\n`).join('')}`);
+  if (!results || failure || left.length > 0) return 1;
+
+  const info = { machine: describeMachine(repoRoot, caps, loadAtStart), workload: w, command: commandLine(argv), batches: o.batches, seconds: Number(process.hrtime.bigint() - started) / 1e9 };
+  const rows = buildRows(results, o.concurrentRoots);
+  const context = buildContextRows(results);
+  process.stdout.write(consoleReport(info, rows, context, results));
+  if (o.write) await writeOutputs(benchmarksMarkdown(info, rows, context, results, CHARTS), results);
+  return 0;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
-interface Workload {
-  image: string;
-  offset: number;
-  size: number;
-  fstype: string;
-  inside: string;
-}
-
-function workload(tmp: string): Workload {
-  const sif = path.join(sharedDir, 'fixtures', 'sif', 'apptainer', 'busybox_amd64.sif');
-  if (fs.existsSync(sif)) return { image: sif, offset: 45056, size: 745472, fstype: 'squashfs', inside: 'bin/busybox' };
-  // No fixture: a squashfs of one file behind a 32 KiB header.
-  const tree = path.join(tmp, 'tree');
-  fs.mkdirSync(path.join(tree, 'bin'), { recursive: true });
-  fs.writeFileSync(path.join(tree, 'bin', 'file'), 'x'.repeat(100_000));
-  const sq = path.join(tmp, 'p.sqfs');
-  execFileSync('mksquashfs', [tree, sq, '-noappend', '-all-root', '-quiet', '-no-progress']);
-  const body = fs.readFileSync(sq);
-  const image = path.join(tmp, 'image.sif');
-  fs.writeFileSync(image, Buffer.concat([Buffer.alloc(32768), body]));
-  return { image, offset: 32768, size: body.length, fstype: 'squashfs', inside: 'bin/file' };
-}
-
-async function ourBatch(w: Workload, dir: string, cycles: number, opts: Partial<MountPartitionOptions>, asyncStat: boolean): Promise<number> {
-  const probe = path.join(dir, w.inside);
-  const t0 = process.hrtime.bigint();
-  for (let i = 0; i < cycles; i++) {
-    const m = await mountPartition(w.image, dir, { fstype: w.fstype, offset: w.offset, sizeLimit: w.size, ...opts });
-    if (asyncStat) await fs.promises.stat(probe);
-    else fs.statSync(probe);
-    await m.unmount();
-  }
-  return Number(process.hrtime.bigint() - t0) / 1000 / cycles;
-}
-
-/** The same cycle through the FUSE driver: squashfuse_ll with a passed /dev/fuse fd, then unmount and stop. */
-async function fuseBatch(w: Workload, dir: string, cycles: number): Promise<number> {
-  const probe = path.join(dir, w.inside);
-  const driver = new FuseDriver();
-  await driver.start({ sessionPath: '', usernsFd: -1, fuseFd: -1 });
-  const t0 = process.hrtime.bigint();
-  for (let i = 0; i < cycles; i++) {
-    const m = await driver.mount(
-      { source: w.image, target: dir, filesystem: w.fstype, flags: MS_RDONLY | MS_NOSUID | MS_NODEV, offset: w.offset, size: w.size, fsOptions: [] },
-      kernelMountFunc,
-    );
-    fs.statSync(probe);
-    await m.close();
-  }
-  const us = Number(process.hrtime.bigint() - t0) / 1000 / cycles;
-  await driver.stop('');
-  return us;
-}
-
-function cBatch(bin: string, w: Workload, dir: string, cycles: number): number {
-  const out = execFileSync(bin, [w.image, String(w.offset), String(w.size), w.fstype, dir, w.inside, String(cycles)], { encoding: 'utf8' });
-  const m = /([\d.]+) us\/cycle/.exec(out);
-  if (!m) throw new Error(`unexpected output from loopmount: ${out}`);
-  return Number(m[1]);
-}
-
-async function main(): Promise<void> {
-  if (process.geteuid?.() !== 0 || !fs.existsSync('/dev/loop-control')) {
-    console.log('bench: needs root and /dev/loop-control; skipped');
-    return;
-  }
-  if (inInitMountNamespace() && !process.env.IMGMOUNT_BENCH_NO_UNSHARE) {
-    const r = spawnSync('unshare', ['-m', '--propagation', 'private', process.execPath, __filename, ...process.argv.slice(2)], {
-      stdio: 'inherit',
-      env: { ...process.env, IMGMOUNT_BENCH_NO_UNSHARE: '1' },
-    });
-    process.exitCode = r.status ?? 1;
-    return;
-  }
-  const batches = arg('batches', 60);
-  const cycles = arg('cycles', 20);
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'imgmount-bench-'));
-  process.env.IMGMOUNT_STATE_DIR ??= path.join(tmp, 'state');
+async function main(): Promise<number> {
+  const argv = process.argv.slice(2);
+  let o: BenchOptions;
   try {
-    const bin = path.join(tmp, 'loopmount');
-    execFileSync('cc', ['-O2', '-o', bin, path.join(sharedDir, 'bench', 'loopmount.c')]);
-    const w = workload(tmp);
-    const dir = path.join(tmp, 'mnt');
-    fs.mkdirSync(dir);
-
-    const variants: Array<{ name: string; run: () => Promise<number> }> = [
-      { name: 'C floor (loopmount.c: LOOP_CONFIGURE + mount(2))', run: async () => cBatch(bin, w, dir, cycles) },
-      { name: 'imgmount mountPartition, new mount API', run: () => ourBatch(w, dir, cycles, {}, false) },
-      { name: 'imgmount mountPartition, mount(2)', run: () => ourBatch(w, dir, cycles, { api: 'legacy' }, false) },
-      { name: 'imgmount mountPartition, new API, async stat', run: () => ourBatch(w, dir, cycles, {}, true) },
-      // FUSE is an order of magnitude slower (a helper process per mount): fewer cycles.
-      { name: 'imgmount FUSE driver (squashfuse_ll, fd passing)', run: () => fuseBatch(w, dir, Math.max(1, Math.floor(cycles / 4))) },
-    ];
-    // Warm-up: page cache, probes, JIT.
-    for (const v of variants) await v.run();
-    const samples = variants.map(() => [] as number[]);
-    for (let b = 0; b < batches; b++) for (let i = 0; i < variants.length; i++) samples[i]!.push(await variants[i]!.run());
-
-    const floor = median(samples[0]!);
-    console.log(`imgmount bench ${new Date().toISOString()} — kernel ${os.release()}, node ${process.version}, ${os.cpus().length} x ${os.cpus()[0]?.model ?? 'cpu'}`);
-    console.log(`image ${w.image} offset ${w.offset} size ${w.size} (${w.fstype}), stat ${w.inside}`);
-    console.log(`${batches} batches x ${cycles} cycles each; median of batch means:`);
-    for (let i = 0; i < variants.length; i++) {
-      const med = median(samples[i]!);
-      console.log(`  ${variants[i]!.name.padEnd(50)} ${med.toFixed(1).padStart(8)} us/cycle   ratio ${(med / floor).toFixed(2)}x`);
+    o = parseArgs(argv);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`bench: ${err.message}\n${USAGE}\n`);
+    return 2;
+  }
+  if (process.geteuid?.() !== 0) {
+    process.stderr.write('bench: needs root (it mounts for real)\n');
+    return 2;
+  }
+  const inherited = process.env[TMP_VAR];
+  if (inherited === undefined) {
+    // The first run: a temporary directory for everything (state directory, TMPDIR, targets,
+    // the compiled floor), then the re-run in a private mount namespace, then removal.
+    const tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'imgmount-bench-')));
+    fs.mkdirSync(path.join(tmp, 'tmp'));
+    try {
+      return inPrivateMountNamespace({
+        name: 'bench',
+        fromVar: 'IMGMOUNT_BENCH_FROM_NS',
+        env: { [TMP_VAR]: tmp, IMGMOUNT_STATE_DIR: path.join(tmp, 'state'), TMPDIR: path.join(tmp, 'tmp') },
+      })!;
+    } finally {
+      // The namespace is gone with the re-run, and every mount in it.
+      fs.rmSync(tmp, { recursive: true, force: true });
     }
-  } finally {
-    fs.rmSync(tmp, { recursive: true, force: true });
   }
+  if (inPrivateMountNamespace({ name: 'bench', fromVar: 'IMGMOUNT_BENCH_FROM_NS' }) !== null) throw new Error('bench: the re-run was not started by the bench');
+  return bench(o, argv, inherited);
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exitCode = 1;
-});
+main().then(
+  (code) => (process.exitCode = code),
+  (err: unknown) => {
+    process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -17,13 +17,14 @@
 // own state directory and TMPDIR under one temporary directory, removed at the end.
 //
 // Exit status: 0 when no root failed and nothing was left (before or after cleanup), 1 otherwise.
-import { fork, spawnSync } from 'node:child_process';
+import { fork } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { RootOptions } from '../../lib/root/root';
 import { gc, settledMemory, slope } from '../support/memory';
+import { inPrivateMountNamespace } from './namespace';
 
 const repoRoot = path.resolve(__dirname, '..', '..', '..');
 const generatedDir = path.resolve(process.env.IMGMOUNT_FIXTURES ?? path.join(repoRoot, 'test', 'fixtures', 'generated'));
@@ -292,8 +293,6 @@ function leftovers(work: string, workerPid: number): string[] {
   return left;
 }
 
-const ownMountNamespace = () => fs.readlinkSync('/proc/self/ns/mnt');
-
 const MiB = 2 ** 20;
 const f1 = (n: number) => n.toFixed(1);
 
@@ -381,21 +380,15 @@ async function main(): Promise<number> {
     process.stderr.write('soak: needs root and /dev/loop-control (it mounts for real)\n');
     return 2;
   }
-  // Always a mount namespace of our own, made here: whether this one is the host's cannot be
-  // told where /proc/1/ns/mnt is unreadable. The re-executed soak checks it is in a new one.
-  const from = process.env.IMGMOUNT_SOAK_FROM_NS;
-  if (from === undefined) {
-    const r = spawnSync('unshare', ['-m', '--propagation', 'private', process.execPath, __filename, ...process.argv.slice(2)], {
-      stdio: 'inherit',
-      env: { ...process.env, IMGMOUNT_SOAK_FROM_NS: ownMountNamespace() },
-    });
-    if (r.error) process.stderr.write(`soak: cannot run unshare: ${r.error.message}\n`);
-    return r.status ?? 1;
-  }
-  if (ownMountNamespace() === from) {
-    process.stderr.write('soak: not in a private mount namespace of its own (unshare -m did not give one): refusing to mount\n');
+  // Always a mount namespace of our own, made here (test/bench/namespace.ts says why).
+  let status: number | null;
+  try {
+    status = inPrivateMountNamespace({ name: 'soak', fromVar: 'IMGMOUNT_SOAK_FROM_NS' });
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n`);
     return 2;
   }
+  if (status !== null) return status;
   return supervise(a);
 }
 

@@ -1,0 +1,25 @@
+// The C floor: ../shared/bench/loopmount.c, compiled with cc -O2 into the bench's temporary
+// directory on every run (never copied into the repository). One batch is one run of the
+// program over N cycles of open image -> LOOP_CTL_GET_FREE -> LOOP_CONFIGURE (offset, size
+// limit, read-only, autoclear) -> mount(2) ro,nosuid,nodev -> stat a file -> umount2 -> close;
+// the figure is the program's own mean per cycle (its start-up is not counted).
+import { execFileSync } from 'node:child_process';
+import * as path from 'node:path';
+import type { Workload } from './workload';
+
+export const FLOOR_SOURCE = path.join('bench', 'loopmount.c');
+
+/** Compiles the floor into `tmp` and returns the program's path. */
+export function compileFloor(sharedDir: string, tmp: string): string {
+  const bin = path.join(tmp, 'loopmount');
+  execFileSync('cc', ['-O2', '-o', bin, path.join(sharedDir, FLOOR_SOURCE)], { stdio: ['ignore', 'inherit', 'inherit'] });
+  return bin;
+}
+
+/** One batch of the floor: mean microseconds per cycle. */
+export function floorBatch(bin: string, w: Workload, dir: string, cycles: number): number {
+  const out = execFileSync(bin, [w.image, String(w.offset), String(w.size), w.fstype, dir, w.inside, String(cycles)], { encoding: 'utf8' });
+  const m = /([\d.]+) us\/cycle/.exec(out);
+  if (!m) throw new Error(`unexpected output from loopmount: ${out}`);
+  return Number(m[1]);
+}
