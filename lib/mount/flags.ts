@@ -100,6 +100,20 @@ function bit(name: string, f: unknown): number {
   throw invalidArgValue(name, f, `must be one of ${Object.keys(NAMED).join(', ')}`);
 }
 
+/** The per-mount options mountinfo lists by name that a bind remount must restate to keep. */
+const PER_MOUNT_OPTIONS: readonly MountFlagName[] = ['ro', 'nosuid', 'nodev', 'noexec', 'noatime', 'nodiratime', 'relatime', 'strictatime'];
+
+/**
+ * The MS_* flags of per-mount options as mountinfo's field 6 lists them ("rw", "nosuid", ...),
+ * for a bind remount (MS_REMOUNT|MS_BIND), which sets exactly the flags it is given. Other
+ * names ("rw", superblock or unknown options) add nothing.
+ */
+export function perMountFlags(options: Iterable<string>): number {
+  let n = 0;
+  for (const o of options) if ((PER_MOUNT_OPTIONS as readonly string[]).includes(o)) n |= NAMED[o as MountFlagName];
+  return n >>> 0;
+}
+
 /** 'MS_RDONLY|MS_NOSUID|0x...' for messages and debug logs (runc's style). */
 export function formatMountFlags(n: number): string {
   const parts: string[] = [];

@@ -27,19 +27,7 @@ import { promisify } from 'node:util';
 import { ImgmountError, hasErrorCode } from '../../errors';
 import type { MountFunc } from '../../image/driver';
 import { abortError, debug } from '../../loop/internal';
-import {
-  MNT_DETACH,
-  MS_BIND,
-  MS_NOATIME,
-  MS_NODEV,
-  MS_NODIRATIME,
-  MS_NOEXEC,
-  MS_NOSUID,
-  MS_RDONLY,
-  MS_RELATIME,
-  MS_REMOUNT,
-  MS_STRICTATIME,
-} from '../../mount/flags';
+import { MNT_DETACH, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REMOUNT, perMountFlags } from '../../mount/flags';
 import { bindMount } from '../../mount/bind';
 import { mount as mountFs, mountDetached, umount } from '../../mount/mount';
 import { findMounts, readMountInfo, type MountInfoEntry } from '../../mount/mountinfo';
@@ -385,17 +373,6 @@ async function placeStaged(step: Step, layer: Layer): Promise<void> {
   await umount(step.staging!, MNT_DETACH);
 }
 
-const OPTION_FLAGS: Array<[string, number]> = [
-  ['ro', MS_RDONLY],
-  ['nosuid', MS_NOSUID],
-  ['nodev', MS_NODEV],
-  ['noexec', MS_NOEXEC],
-  ['noatime', MS_NOATIME],
-  ['nodiratime', MS_NODIRATIME],
-  ['relatime', MS_RELATIME],
-  ['strictatime', MS_STRICTATIME],
-];
-
 /**
  * Adds what the helper's own mount lacks (ro when read-only, nosuid, nodev, noexec if asked) by
  * a bind remount, which changes only this mount's flags. Needs root (as root, helpers mount on
@@ -407,9 +384,8 @@ async function fixMountFlags(layer: Layer, entry: MountInfoEntry, step: Step): P
   const want = ['nosuid', 'nodev', ...(step.readOnly ? ['ro'] : []), ...(step.noexec ? ['noexec'] : [])];
   const missing = want.filter((o) => !have.has(o));
   if (missing.length === 0) return;
-  let flags = MS_REMOUNT | MS_BIND;
-  for (const [opt, f] of OPTION_FLAGS) if (have.has(opt) || want.includes(opt)) flags |= f;
-  if (have.has('rw') && step.readOnly) flags |= MS_RDONLY;
+  // `want` holds ro when read-only, so a mount left rw becomes ro.
+  const flags = MS_REMOUNT | MS_BIND | perMountFlags([...have, ...want]);
   debug('fuse: %s lacks %s: remounting with them', layer.target, missing.join(','));
   if (euid() === 0 && !step.userns) {
     await mountFs(null, layer.target, null, flags);
