@@ -5,10 +5,10 @@
 //
 // The seed's Driver interface (through DriverSession): mount() before start() or after
 // stop('') is ERR_DRIVER_STATE, never a hang or a panic. Each mount resolves with a
-// MountedFilesystem whose close() unmounts, stops the helpers, unmounts internal mounts,
+// MountedFilesystem (mounted.ts) whose close() unmounts, stops the helpers, unmounts internal mounts,
 // removes the session directory and the mount record (idempotent).
 //
-// How a helper gets its mount (serve.ts): as root in our own mount namespace, an opened
+// How a helper gets its mount (bring-up.ts): as root in our own mount namespace, an opened
 // /dev/fuse fd passed to helpers that take one (we mount; no privilege goes to the helper);
 // otherwise the helper mounts by itself, started inside the given user/mount namespaces where
 // asked, and we wait for its mount in that namespace's mountinfo (event-driven, 10 s default).
@@ -26,12 +26,11 @@ import { ImgmountError, fromNodeError, invalidArgType, invalidArgValue, throwIfA
 import { Ext3Feature, GocryptFeature, OverlayFeature, SquashFeature } from '../../image/constants';
 import type { MountFunc } from '../../image/driver';
 import { debug, signalOf } from '../../loop/internal';
-import { MNT_DETACH, MS_NOEXEC, MS_RDONLY } from '../../mount/flags';
-import { binding } from '../../native/binding';
+import { MS_NOEXEC, MS_RDONLY } from '../../mount/flags';
 import type { NamespaceRef, NamespaceTarget } from '../../ns/namespace';
 import { encryptionUnsupported } from '../kernel';
 import { currentMountNamespace, entryProcess, findMountRecord, ownerMark, saveMountRecord, sessionsDir, removeMountRecord, thisOwner } from '../mount-record';
-import { openFileBeneath, pinOwnDir, pinTarget, umountPinnedSync } from '../../path/pinned';
+import { openFileBeneath, pinOwnDir, pinTarget } from '../../path/pinned';
 import { pathContains } from '../../image/authorize';
 import { mountNamespaceInode } from '../../ns/namespace';
 import { DriverSession } from '../session';
@@ -44,9 +43,13 @@ import { GOCRYPTFS_EXIT_PASSWORD_INCORRECT, findInnerSquashfs, gocryptfsArgs, go
 import type { HelperProcess, StopTimings } from './helper-process';
 import { overlayArgs, overlayOptions } from './overlayfs';
 import { removeSessionDir } from '../mount-record';
-import { removeMountRecordSync, type FuseMountRecord } from './release';
+import type { FuseMountRecord } from './release';
 import { closeFd } from '../../io/fd';
-import { releaseLayer, serve, type Layer, type ServeContext, type Step } from './serve';
+import { serve } from './bring-up';
+import type { Layer, ServeContext } from './layer';
+import { FuseMounted, trackUntilClosed } from './mounted';
+import type { Step } from './plan';
+import { layerStopTimings, releaseLayers } from './tear-down';
 import { squashfuseArgs } from './squashfuse';
 import { DEFAULT_MOUNT_TIMEOUT_MS } from './wait-mount';
 import { uniqueSuffix } from '../../util/unique';
@@ -108,130 +111,6 @@ function userAllowOther(): Promise<boolean> {
   );
   return fuseConfAllowOther;
 }
-
-// ---------------------------------------------------------------------------------------
-// Mounts whose helpers must not outlive this process (dieWithOwner): if it exits with them
-// still mounted (close() never called), detach the mounts and SIGTERM the helpers,
-// synchronously. (A kill -9 skips this; PR_SET_PDEATHSIG still ends the helpers.)
-
-const live = new Set<FuseMounted>();
-let exitHooked = false;
-
-function trackUntilClosed(m: FuseMounted): void {
-  live.add(m);
-  if (!exitHooked) {
-    exitHooked = true;
-    process.once('exit', () => {
-      for (const mounted of live) mounted.releaseAtExit();
-    });
-  }
-}
-
-class FuseMounted implements MountedFilesystem {
-  readonly driver = 'fuse' as const;
-  readonly loopDevice = null;
-  readonly target: string;
-  readonly fstype: string;
-  readonly readOnly: boolean;
-  readonly #layers: Layer[];
-  readonly #sessionDir: string | undefined;
-  /** The record this mount removes once released (not one a caller owns: recordMerge). */
-  readonly #record: { target: string; mntns: string } | undefined;
-  readonly #ctx: Pick<ServeContext, 'fusermount'>;
-  readonly #timings: (layer: Layer) => StopTimings;
-  #closeCalled = false;
-  #closing: Promise<void> | undefined;
-
-  constructor(init: {
-    target: string;
-    readOnly: boolean;
-    layers: Layer[];
-    sessionDir: string | undefined;
-    record: { target: string; mntns: string } | undefined;
-    ctx: Pick<ServeContext, 'fusermount'>;
-    timings: (layer: Layer) => StopTimings;
-  }) {
-    this.target = init.target;
-    this.readOnly = init.readOnly;
-    this.#layers = init.layers;
-    this.fstype = init.layers[init.layers.length - 1]!.fstype;
-    this.#sessionDir = init.sessionDir;
-    this.#record = init.record;
-    this.#ctx = init.ctx;
-    this.#timings = init.timings;
-  }
-
-  get helpers(): ReadonlyArray<{ program: string; pid: number }> {
-    return this.#layers.map((l) => ({ program: l.helper.name, pid: l.helper.pid }));
-  }
-
-  get closed(): boolean {
-    return this.#closeCalled;
-  }
-
-  close(): Promise<void> {
-    this.#closeCalled = true;
-    if (!this.#closing) {
-      const p = this.#release();
-      this.#closing = p;
-      // A failed release may be retried (each step is idempotent).
-      p.catch(() => {
-        if (this.#closing === p) this.#closing = undefined;
-      });
-    }
-    return this.#closing;
-  }
-
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-
-  async #release(): Promise<void> {
-    live.delete(this);
-    const errors = await releaseLayers(this.#layers, this.#ctx, this.#timings);
-    if (this.#sessionDir) await removeSessionDir(this.#sessionDir).catch((e: unknown) => errors.push(e));
-    if (errors.length === 0 && this.#record) await removeMountRecord(this.#record.target, this.#record.mntns).catch((e: unknown) => errors.push(e));
-    if (errors.length === 1) throw errors[0];
-    if (errors.length > 1) throw new AggregateError(errors, `releasing the FUSE mount at ${this.target}: ${errors.length} step(s) failed`);
-  }
-
-  /** Process exit without close(): detach our mounts, SIGTERM the helpers (synchronous). */
-  releaseAtExit(): void {
-    for (const layer of [...this.#layers].reverse()) {
-      if (!layer.namespace && euid() === 0) {
-        try {
-          if (layer.pinned) umountPinnedSync(layer.pinned, MNT_DETACH);
-          else binding().umount(layer.target, MNT_DETACH, true);
-        } catch {
-          // not mounted any more
-        }
-      }
-      layer.helper.kill('SIGTERM');
-    }
-    if (this.#sessionDir) {
-      try {
-        // Detached above, so its mount points are plain empty directories again.
-        for (const e of fs.readdirSync(this.#sessionDir, { withFileTypes: true })) {
-          const p = path.join(this.#sessionDir, e.name);
-          if (e.isDirectory()) fs.rmdirSync(p);
-          else fs.unlinkSync(p);
-        }
-        fs.rmdirSync(this.#sessionDir);
-      } catch {
-        // best effort at exit
-      }
-    }
-    if (this.#record) removeMountRecordSync(this.#record.target, this.#record.mntns);
-  }
-}
-
-async function releaseLayers(layers: readonly Layer[], ctx: Pick<ServeContext, 'fusermount'>, timings: (l: Layer) => StopTimings): Promise<unknown[]> {
-  const errors: unknown[] = [];
-  for (const layer of [...layers].reverse()) errors.push(...(await releaseLayer(layer, ctx, timings(layer))));
-  return errors;
-}
-
-// ---------------------------------------------------------------------------------------
 
 function checkParams(p: FuseMountParams): void {
   if (typeof p !== 'object' || p === null) throw invalidArgType('params', 'an object', p);
@@ -361,12 +240,7 @@ export class FuseDriver extends DriverSession {
       await saveMountRecord(out);
       recorded = true;
     };
-    const timings = (layer: Layer): StopTimings => {
-      const t = { ...this.#options.stop };
-      // A writable fuse2fs writes back on its way out: give it the mount timeout, not 1 s.
-      if (!layer.readOnly) t.graceMs = Math.max(t.graceMs ?? 1000, timeoutMs);
-      return t;
-    };
+    const timings = (layer: Layer): StopTimings => layerStopTimings(this.#options.stop, timeoutMs, layer);
     // Where the mount goes: onto the pinned target here, or (as root) served here and moved
     // into another mount namespace. A helper never runs in another mount namespace.
     const moveInto = namespace && ('pid' in namespace || namespace.mntns != null) ? namespace : undefined;

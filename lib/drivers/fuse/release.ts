@@ -19,7 +19,7 @@ import { unmountInNamespace } from '../../ns/mount';
 import { targetName } from '../../path/pinned';
 import { checkedRecordFile, currentMountNamespace, findMountRecord, processStartTime, removeMountRecord, removeSessionDir, validateMountRecord, type HelperRecord, type MountRecord } from '../mount-record';
 import { isRecordedProcess, stopRecordedProcess, type StopTimings } from './helper-process';
-import { unmountOwn } from './serve';
+import { unmountOwn } from './tear-down';
 
 /** What the FUSE driver records beyond the common MountRecord. */
 export interface FuseMountRecord extends MountRecord {

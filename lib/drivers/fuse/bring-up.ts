@@ -1,4 +1,5 @@
-// One FUSE mount served by one helper process (a "layer"), and its release.
+// Bring-up: one FUSE mount served by one helper process (a "layer", layer.ts), from a Step
+// (plan.ts). Its release is tear-down.ts.
 //
 // Two ways to get there:
 //  - fd passing (root, a helper that understands /dev/fd/N): we open /dev/fuse, mount
@@ -19,86 +20,25 @@
 // not serve in time is killed (ERR_HELPER_TIMEOUT), an abort kills it, and a failed attempt
 // leaves no mount and no process behind.
 
-import { execFile } from 'node:child_process';
 import { closeFd } from '../../io/fd';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { ImgmountError, hasErrorCode } from '../../errors';
-import type { MountFunc } from '../../image/driver';
 import { abortError, debug } from '../../loop/internal';
-import { MNT_DETACH, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REMOUNT, perMountFlags } from '../../mount/flags';
+import { MNT_DETACH, MS_BIND, MS_REMOUNT, perMountFlags } from '../../mount/flags';
 import { bindMount } from '../../mount/bind';
 import { mount as mountFs, mountDetached, umount } from '../../mount/mount';
 import { findMounts, readMountInfo, type MountInfoEntry } from '../../mount/mountinfo';
-import { moveMountIntoNamespace, unmountInNamespace } from '../../ns/mount';
-import type { NamespaceTarget } from '../../ns/namespace';
-import { openMountRoot, type PinnedDir } from '../../path/pinned';
-import { describeExit, startHelper, type HelperExit, type HelperProcess, type StopTimings } from './helper-process';
+import { moveMountIntoNamespace } from '../../ns/mount';
+import { openMountRoot } from '../../path/pinned';
+import { describeExit, startHelper, type HelperExit, type HelperProcess } from './helper-process';
+import type { Layer, ServeContext } from './layer';
+import { fdPassingMount, type Step } from './plan';
+import { unmountLayer, unmountOwn } from './tear-down';
 import { waitForMount } from './wait-mount';
 
 const openAsync = promisify(fs.open);
-
-/** What the driver asks of one helper. */
-export interface Step {
-  /** The program (absolute path). */
-  program: string;
-  /** argv after the program, given the source argument (or null) and the mount point argument. */
-  argv: (source: string | null, mountpoint: string) => string[];
-  /** A file the helper gets as its fd 3 and is told /proc/self/fd/3 (Apptainer's fd-drift fix). */
-  sourceFd?: number;
-  /** Written to its stdin (gocryptfs' key). */
-  input?: Buffer;
-  /** More fds the helper gets after sourceFd (fuse-overlayfs' layers), at the following fd numbers. */
-  extraFds?: number[];
-  /** Mount point: its name for messages, the path for a helper mounting there by itself, or the path inside `moveInto`. */
-  target: string;
-  /** The target as a pinned fd (our namespace): the mount lands on it. */
-  pinned?: PinnedDir;
-  /** Serve here, then move the finished mount to `target` inside this mount namespace (root only). */
-  moveInto?: NamespaceTarget;
-  /** A self-mounting helper (as root) mounts here first, a directory of our own session. */
-  staging?: string;
-  readOnly: boolean;
-  allowOther: boolean;
-  /** MS_NOEXEC if the caller asked for it. */
-  noexec: boolean;
-  /** Start the helper inside this user namespace (our mount namespace; it mounts by itself). */
-  userns?: NamespaceTarget;
-  /** Hand it a mounted /dev/fuse fd (root, program that can take it). */
-  fdPassing: boolean;
-  timeoutMs: number;
-  logFile?: string;
-  signal?: AbortSignal;
-}
-
-/** A mount and the helper serving it. */
-export interface Layer {
-  helper: HelperProcess;
-  /** Its name (pinned), path (self-mounted without root) or path inside `namespace`. */
-  target: string;
-  /** The mount point as an fd: unmounted through it. Owned by the layer. */
-  pinned?: PinnedDir;
-  fstype: string;
-  how: 'fd' | 'self';
-  /** The mount namespace the mount is in, when not ours. */
-  namespace?: NamespaceTarget;
-  /** Its mount id there (statx), where known: only that mount is unmounted. */
-  mountId?: number | bigint;
-  readOnly: boolean;
-}
-
-export interface ServeContext {
-  mountFunc: MountFunc;
-  /** fusermount3, for unmounting self-mounted layers without privilege. */
-  fusermount: string | null;
-  /** Marked in helpers' environment, so cleanup() finds one whose owner died before recording it. */
-  ownerMark?: string;
-  /** Helpers get SIGTERM when this process dies (PR_SET_PDEATHSIG). */
-  dieWithOwner?: boolean;
-  /** Awaited once a helper runs, before anything waits on it (the driver records it). */
-  onStart?: (helper: HelperProcess, step: Step) => void | Promise<void>;
-}
 
 const euid = (): number => process.geteuid?.() ?? -1;
 const egid = (): number => process.getegid?.() ?? -1;
@@ -179,15 +119,12 @@ async function serveWithFd(step: Step, ctx: ServeContext): Promise<Layer> {
     attached = false;
   };
   try {
-    const flags = MS_NOSUID | MS_NODEV | (step.readOnly ? MS_RDONLY : 0) | (step.noexec ? MS_NOEXEC : 0);
-    const data = [`fd=${fuseFd}`, 'rootmode=40000', `user_id=${euid()}`, `group_id=${egid()}`, 'default_permissions'];
-    if (step.allowOther) data.push('allow_other');
+    const { flags, data } = fdPassingMount(step, fuseFd, euid(), egid());
     if (step.moveInto) {
       // Nothing attached anywhere until it serves; then it goes to the other namespace.
-      ({ fd: detached, mountId: detachedId } = await mountDetached(name, `fuse.${name}`, flags, data.join(',')));
+      ({ fd: detached, mountId: detachedId } = await mountDetached(name, `fuse.${name}`, flags, data));
     } else {
-      data.push(`subtype=${name}`);
-      await ctx.mountFunc(name, step.pinned ? step.pinned.procPath : step.target, 'fuse', flags, data.join(','));
+      await ctx.mountFunc(name, step.pinned ? step.pinned.procPath : step.target, 'fuse', flags, data);
       attached = true;
     }
     helper = await startHelper({
@@ -374,18 +311,26 @@ async function placeStaged(step: Step, layer: Layer): Promise<void> {
 }
 
 /**
- * Adds what the helper's own mount lacks (ro when read-only, nosuid, nodev, noexec if asked) by
- * a bind remount, which changes only this mount's flags. Needs root (as root, helpers mount on
- * a staging directory and placeStaged sets the flags instead); otherwise logged and left as it
- * is (the helper was asked for nosuid,nodev itself).
+ * What a self-mounted helper's mount lacks of what it must have (nosuid, nodev, ro when
+ * read-only, noexec if asked), given its options as mountinfo lists them, and the flags of the
+ * bind remount that adds them while keeping the others it has (a bind remount sets exactly the
+ * per-mount flags it is given).
+ */
+export function missingMountFlags(mountOptions: readonly string[], step: Pick<Step, 'readOnly' | 'noexec'>): { missing: string[]; flags: number } {
+  const have = new Set(mountOptions);
+  const want = ['nosuid', 'nodev', ...(step.readOnly ? ['ro'] : []), ...(step.noexec ? ['noexec'] : [])];
+  return { missing: want.filter((o) => !have.has(o)), flags: MS_REMOUNT | MS_BIND | perMountFlags([...have, ...want]) };
+}
+
+/**
+ * Adds what the helper's own mount lacks by a bind remount, which changes only this mount's
+ * flags. Needs root (as root, helpers mount on a staging directory and placeStaged sets the
+ * flags instead); otherwise logged and left as it is (the helper was asked for nosuid,nodev
+ * itself).
  */
 async function fixMountFlags(layer: Layer, entry: MountInfoEntry, step: Step): Promise<void> {
-  const have = new Set(entry.mountOptions);
-  const want = ['nosuid', 'nodev', ...(step.readOnly ? ['ro'] : []), ...(step.noexec ? ['noexec'] : [])];
-  const missing = want.filter((o) => !have.has(o));
+  const { missing, flags } = missingMountFlags(entry.mountOptions, step);
   if (missing.length === 0) return;
-  // `want` holds ro when read-only, so a mount left rw becomes ro.
-  const flags = MS_REMOUNT | MS_BIND | perMountFlags([...have, ...want]);
   debug('fuse: %s lacks %s: remounting with them', layer.target, missing.join(','));
   if (euid() === 0 && !step.userns) {
     await mountFs(null, layer.target, null, flags);
@@ -393,78 +338,3 @@ async function fixMountFlags(layer: Layer, entry: MountInfoEntry, step: Step): P
     debug('fuse: cannot remount %s without privilege; the helper enforces %s itself', layer.target, missing.join(','));
   }
 }
-
-// ---------------------------------------------------------------------------------------
-
-/** umount2 in our namespace (a pinned mount point, or a path of ours), retrying while busy (a helper above may still be exiting), then detaching. */
-export async function unmountOwn(target: string | PinnedDir, busyRetries = 6): Promise<void> {
-  try {
-    await umount(target, 0, { busyRetries });
-  } catch (err) {
-    if (hasErrorCode(err, 'ERR_NOT_MOUNTED')) return;
-    if (hasErrorCode(err, 'EBUSY')) {
-      debug('fuse: %s still busy: detaching it', typeof target === 'string' ? target : target.path);
-      await umount(target, MNT_DETACH);
-      return;
-    }
-    throw err;
-  }
-}
-
-const execFileAsync = promisify(execFile);
-
-/** Unmounts a layer where it is: our namespace (umount2, or fusermount3 -u without privilege) or the helper's. */
-export async function unmountLayer(layer: Pick<Layer, 'target' | 'namespace' | 'helper' | 'pinned' | 'mountId'>, ctx: Pick<ServeContext, 'fusermount'>): Promise<void> {
-  if (layer.namespace) {
-    try {
-      await unmountInNamespace(layer.namespace, layer.target, 0, layer.mountId !== undefined ? { mountId: layer.mountId } : {});
-    } catch (err) {
-      if (hasErrorCode(err, 'ERR_NOT_MOUNTED')) return;
-      // The namespace is gone (its last process exited): so is the mount.
-      if (hasErrorCode(err, 'ERR_NAMESPACE')) return;
-      if (hasErrorCode(err, 'EBUSY')) return unmountInNamespace(layer.namespace, layer.target, MNT_DETACH);
-      throw err;
-    }
-    return;
-  }
-  if (layer.pinned) {
-    if (!layer.pinned.closed) await unmountOwn(layer.pinned);
-    await layer.pinned.close();
-    return;
-  }
-  if (euid() === 0 || !ctx.fusermount) return unmountOwn(layer.target);
-  try {
-    await execFileAsync(ctx.fusermount, ['-u', layer.target], { timeout: 10_000 });
-  } catch (err) {
-    const text = `${(err as { stderr?: string }).stderr ?? ''}`;
-    if (/not (found in|mounted)|Invalid argument/.test(text)) return;
-    if (/busy/i.test(text)) {
-      await execFileAsync(ctx.fusermount, ['-u', '-z', layer.target], { timeout: 10_000 });
-      return;
-    }
-    throw new ImgmountError('ERR_MOUNT_FAILED', `fusermount3 -u ${layer.target} failed: ${text.trim() || (err as Error).message}`, { cause: err });
-  }
-}
-
-/**
- * Unmounts a layer and stops its helper (bounded escalation). Returns the errors met (empty
- * on success); a helper exiting non-zero after its unmount is one (e.g. fuse2fs failing to
- * write back), its output included.
- */
-export async function releaseLayer(layer: Layer, ctx: Pick<ServeContext, 'fusermount'>, timings: StopTimings): Promise<unknown[]> {
-  const errors: unknown[] = [];
-  await unmountLayer(layer, ctx).catch((e: unknown) => errors.push(e));
-  try {
-    const exit = await layer.helper.stop(timings);
-    if (exit.signal === null && exit.code !== 0 && exit.code !== null)
-      errors.push(
-        new ImgmountError('ERR_HELPER_FAILED', `${layer.helper.name} serving ${layer.target} exited with status ${exit.code}${exit.output ? `: ${exit.output}` : ''}`, {
-          details: { program: layer.helper.name, target: layer.target, code: exit.code, output: exit.output },
-        }),
-      );
-  } catch (e) {
-    errors.push(e);
-  }
-  return errors;
-}
-
