@@ -3,10 +3,16 @@
 // fuse-overlayfs. For hosts or users without kernel mounting, and for operators who keep
 // untrusted images away from the kernel's filesystem code.
 //
-// The seed's Driver interface (through DriverSession): mount() before start() or after
+// Apptainer's Driver interface (through DriverSession): mount() before start() or after
 // stop('') is ERR_DRIVER_STATE, never a hang or a panic. Each mount resolves with a
-// MountedFilesystem (mounted.ts) whose close() unmounts, stops the helpers, unmounts internal mounts,
-// removes the session directory and the mount record (idempotent).
+// MountedFilesystem (mounted.ts) whose close() unmounts, stops the helpers, unmounts internal
+// mounts, removes the session directory and the mount record (idempotent).
+//
+// This file checks the parameters, decides what every plan depends on, and dispatches by
+// `params.filesystem` through the FILESYSTEMS table to one entry per filesystem, next to its
+// helper's command line (squashfuse.ts, fuse2fs.ts, gocryptfs.ts, overlayfs.ts; plan.ts says
+// what a plan is). mount-run.ts records and undoes a mount being built, bring-up.ts serves one
+// layer, tear-down.ts releases it.
 //
 // How a helper gets its mount (bring-up.ts): as root in our own mount namespace, an opened
 // /dev/fuse fd passed to helpers that take one (we mount; no privilege goes to the helper);
@@ -18,43 +24,28 @@
 // (release.ts). No helper has a size limit; see squashfuse.ts and fuse2fs.ts for why the
 // partition size still bounds what they read.
 
-import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { promisify } from 'node:util';
-import { ImgmountError, fromNodeError, invalidArgType, invalidArgValue, throwIfAborted } from '../../errors';
+import { ImgmountError, invalidArgType, invalidArgValue, throwIfAborted } from '../../errors';
 import { Ext3Feature, GocryptFeature, OverlayFeature, SquashFeature } from '../../image/constants';
 import type { MountFunc } from '../../image/driver';
-import { debug, signalOf } from '../../loop/internal';
-import { MS_NOEXEC, MS_RDONLY } from '../../mount/flags';
+import { signalOf } from '../../loop/internal';
+import { MS_RDONLY } from '../../mount/flags';
 import type { NamespaceRef, NamespaceTarget } from '../../ns/namespace';
+import { pinTarget } from '../../path/pinned';
 import { encryptionUnsupported } from '../kernel';
-import { currentMountNamespace, entryProcess, findMountRecord, ownerMark, saveMountRecord, sessionsDir, removeMountRecord, thisOwner } from '../mount-record';
-import { openFileBeneath, pinOwnDir, pinTarget } from '../../path/pinned';
-import { pathContains } from '../../image/authorize';
-import { mountNamespaceInode } from '../../ns/namespace';
+import { ownerMark, thisOwner } from '../mount-record';
 import { DriverSession } from '../session';
-import { sourceFd } from '../source';
 import type { DriverMountParams, MountedFilesystem } from '../types';
-import { checkBinaryOptions, fuseBinaries, locateFuseBinaries, missingProgram, squashfuseOwnerOptions, type FuseBinaries, type FuseBinaryOptions } from './binaries';
-import { checkPartitionBounds } from './bounds';
-import { fuse2fsArgs } from './fuse2fs';
-import { GOCRYPTFS_EXIT_PASSWORD_INCORRECT, findInnerSquashfs, gocryptfsArgs, gocryptfsInput } from './gocryptfs';
-import type { HelperProcess, StopTimings } from './helper-process';
-import { overlayArgs, overlayOptions } from './overlayfs';
-import { removeSessionDir } from '../mount-record';
-import type { FuseMountRecord } from './release';
-import { closeFd } from '../../io/fd';
-import { serve } from './bring-up';
-import type { Layer, ServeContext } from './layer';
-import { FuseMounted, trackUntilClosed } from './mounted';
-import type { Step } from './plan';
-import { layerStopTimings, releaseLayers } from './tear-down';
-import { squashfuseArgs } from './squashfuse';
+import { checkBinaryOptions, fuseBinaries, locateFuseBinaries, squashfuseOwnerOptions, type FuseBinaries, type FuseBinaryOptions } from './binaries';
+import { ext3 } from './fuse2fs';
+import { gocryptfs } from './gocryptfs';
+import type { StopTimings } from './helper-process';
+import { FuseMountRun } from './mount-run';
+import { overlay } from './overlayfs';
+import type { FuseFilesystem } from './plan';
+import { squashfs } from './squashfuse';
 import { DEFAULT_MOUNT_TIMEOUT_MS } from './wait-mount';
-import { uniqueSuffix } from '../../util/unique';
-
-const openAsync = promisify(fs.open);
 
 export interface FuseDriverOptions extends FuseBinaryOptions {
   /**
@@ -98,7 +89,8 @@ export interface FuseMountParams extends DriverMountParams {
   owner?: { uid: number; gid: number };
 }
 
-const FILESYSTEMS = ['squashfs', 'ext3', 'gocryptfs', 'overlay'] as const;
+/** What the driver mounts, by `params.filesystem`: each entry runs its helpers' plans. */
+const FILESYSTEMS: Readonly<Record<string, FuseFilesystem>> = { squashfs, ext3, gocryptfs, overlay };
 
 const euid = (): number => process.geteuid?.() ?? -1;
 
@@ -180,13 +172,14 @@ export class FuseDriver extends DriverSession {
     const p = params as FuseMountParams;
     checkParams(p);
     if (p.filesystem === 'encryptfs') throw encryptionUnsupported(p.target);
-    if (!(FILESYSTEMS as readonly string[]).includes(p.filesystem))
-      throw new ImgmountError('ERR_MOUNT_UNSUPPORTED_FS', `the FUSE driver does not mount "${p.filesystem}" (it mounts ${FILESYSTEMS.join(', ')})`);
+    const filesystem = Object.hasOwn(FILESYSTEMS, p.filesystem) ? FILESYSTEMS[p.filesystem] : undefined;
+    if (!filesystem)
+      throw new ImgmountError('ERR_MOUNT_UNSUPPORTED_FS', `the FUSE driver does not mount "${p.filesystem}" (it mounts ${Object.keys(FILESYSTEMS).join(', ')})`);
     throwIfAborted(p.signal);
     const bins = await this.binaries();
     if (!(await fsp.access('/dev/fuse').then(() => true, () => false)))
       throw new ImgmountError('ERR_FUSE_UNAVAILABLE', 'the kernel has no FUSE device (/dev/fuse is missing): load the fuse module, or use the kernel driver');
-    if (p.owner && p.filesystem !== 'squashfs') throw invalidArgValue('params.owner', p.owner, 'applies to squashfs mounts only');
+    if (p.owner && !filesystem.takesOwner) throw invalidArgValue('params.owner', p.owner, 'applies to squashfs mounts only');
     if (p.owner && bins.squashfuse && !(await squashfuseOwnerOptions(bins.squashfuse)))
       throw new ImgmountError('ERR_FUSE_UNAVAILABLE', `${bins.squashfuse} does not take -o uid=,gid= (params.owner): use plain squashfuse (programs.squashfuse) or a newer squashfuse_ll`);
     const namespace = this.#namespace(p);
@@ -195,52 +188,8 @@ export class FuseDriver extends DriverSession {
     const owner = persist ? undefined : await thisOwner();
     const timeoutMs = p.timeoutMs ?? this.#options.timeoutMs ?? DEFAULT_MOUNT_TIMEOUT_MS;
     const allowOtherHere = euid() === 0 || (await userAllowOther());
-    const readOnly = p.filesystem === 'squashfs' || p.filesystem === 'gocryptfs' || (p.flags & MS_RDONLY) !== 0;
-    const ctx: ServeContext = {
-      mountFunc,
-      fusermount: bins.fusermount3,
-      ...(owner ? { ownerMark: await ownerMark(owner) } : {}),
-      dieWithOwner,
-      onStart: async (helper: HelperProcess, step: Step) => {
-        // Helpers never keep this process alive: the handle, the record (cleanup()) or, with
-        // dieWithOwner, the exit hook is what releases them. Recorded before anything waits on it.
-        helper.detach();
-        record.helpers.push({ program: helper.name, pid: helper.pid, startTime: helper.startTime ?? '0', ...(helper.exe !== null ? { exe: helper.exe } : {}) });
-        await saveRecord();
-        try {
-          this.#options.onHelperStart?.({ program: helper.name, pid: helper.pid, target: step.target });
-        } catch (e) {
-          debug('fuse: onHelperStart threw: %s', (e as Error).message);
-        }
-      },
-    };
-    const layers: Layer[] = [];
-    const fds: number[] = [];
-    let sessionDir: string | undefined;
-    let pinTaken = false;
-    const record: FuseMountRecord = { target: p.target, mntns: '', driver: 'fuse', fstype: `fuse.${p.filesystem}`, helpers: [], internalMounts: [], persist, created: new Date().toISOString() };
-    let recorded = false;
-    // The record as it stands, or merged into the caller's (root()'s) record of the same target.
-    const saveRecord = async (): Promise<void> => {
-      let out: FuseMountRecord = record;
-      if (p.recordMerge) {
-        const prior = (await findMountRecord(record.target, record.mntns).catch(() => undefined)) as FuseMountRecord | undefined;
-        if (prior) {
-          out = {
-            ...prior,
-            driver: 'fuse',
-            fstype: record.fstype,
-            helpers: [...prior.helpers.filter((h) => !record.helpers.some((x) => x.pid === h.pid)), ...record.helpers],
-            // Entries under our own session directory are ours to state; the caller's stay.
-            internalMounts: [...record.internalMounts, ...prior.internalMounts.filter((m) => !(record.sessionDir && pathContains(record.sessionDir, m)) && !record.internalMounts.includes(m))],
-            moreSessionDirs: [...new Set([...(prior.moreSessionDirs ?? []), ...(record.sessionDir ? [record.sessionDir] : [])])].filter((d) => d !== prior.sessionDir),
-          };
-        }
-      }
-      await saveMountRecord(out);
-      recorded = true;
-    };
-    const timings = (layer: Layer): StopTimings => layerStopTimings(this.#options.stop, timeoutMs, layer);
+    const readOnly = filesystem.alwaysReadOnly || (p.flags & MS_RDONLY) !== 0;
+    const mark = owner ? await ownerMark(owner) : undefined;
     // Where the mount goes: onto the pinned target here, or (as root) served here and moved
     // into another mount namespace. A helper never runs in another mount namespace.
     const moveInto = namespace && ('pid' in namespace || namespace.mntns != null) ? namespace : undefined;
@@ -252,203 +201,36 @@ export class FuseDriver extends DriverSession {
           "and will not run a helper from that namespace's filesystem",
       );
     const pinned = moveInto ? undefined : (p.pinned ?? (await pinTarget(p.target)));
-    const ownsPin = pinned !== undefined && p.pinned === undefined;
+    const run = new FuseMountRun({
+      params: p,
+      mountFunc,
+      bins,
+      readOnly,
+      persist,
+      dieWithOwner,
+      ...(owner ? { owner } : {}),
+      ...(mark !== undefined ? { ownerMark: mark } : {}),
+      timeoutMs,
+      allowOtherHere,
+      fdPassing: this.#options.fdPassing ?? 'auto',
+      ...(this.#options.stop ? { stop: this.#options.stop } : {}),
+      ...(this.#options.onHelperStart ? { onHelperStart: this.#options.onHelperStart } : {}),
+      ...(moveInto ? { moveInto } : {}),
+      ...(userns ? { userns } : {}),
+      ...(pinned ? { pinned } : {}),
+      ownsPin: pinned !== undefined && p.pinned === undefined,
+      internalMounts: filesystem.internalMounts,
+    });
     try {
-      const target = moveInto ? path.resolve(p.target) : pinned!.path;
-      const staged = euid() === 0 && !userns; // self-mounting helpers mount on our staging directory first
-      // Helpers that outlive us write to log files there (a pipe breaks when we exit).
-      // Named now, made once the record names it (a kill in between leaves nothing unrecorded).
-      if (!dieWithOwner || p.filesystem === 'gocryptfs' || staged) sessionDir = await this.#sessionDirName();
-      const logFile = (n: string): string | undefined => (!dieWithOwner ? path.join(sessionDir!, `${layers.length}-${n}.log`) : undefined);
-      // Intent first: the record names the session directory and every mount point before a
-      // helper starts, and each helper as soon as it runs (see saveRecord).
-      const here = await currentMountNamespace();
-      const enter = moveInto ? await entryProcess(moveInto) : undefined;
-      record.target = target;
-      record.mntns = moveInto ? await mountNamespaceInode(moveInto) : here;
-      record.internalMounts = sessionDir ? ['plain', 'cipher', 'stage-2', 'stage-1', 'stage-0'].map((n) => path.join(sessionDir!, n)) : [];
-      if (sessionDir) record.sessionDir = sessionDir;
-      if (moveInto) record.internalMntns = here;
-      if (enter) record.enter = enter;
-      if (owner) record.owner = owner;
-      await saveRecord();
-      if (sessionDir) await fsp.mkdir(sessionDir, { mode: 0o700 });
-      // A step whose mount is the final one (at the target) or an internal one (a session path).
-      const base = (program: string, internal: string | null): Omit<Step, 'argv'> => {
-        // A helper asked to run in a user namespace mounts by itself from inside it.
-        const fdPassing = euid() === 0 && !(userns && internal === null) && this.#options.fdPassing !== false && bins.fdPassing[program] === true;
-        const lf = logFile(path.basename(program));
-        const step: Omit<Step, 'argv'> = {
-          program,
-          target: internal ?? target,
-          readOnly,
-          allowOther: internal === null && (moveInto !== undefined || userns !== undefined || allowOtherHere),
-          noexec: (p.flags & MS_NOEXEC) !== 0,
-          fdPassing,
-          timeoutMs,
-          ...(lf !== undefined ? { logFile: lf } : {}),
-          ...(p.signal ? { signal: p.signal } : {}),
-        };
-        if (internal === null) {
-          if (pinned) step.pinned = pinned;
-          if (moveInto) step.moveInto = moveInto;
-          if (userns) step.userns = userns;
-        }
-        if (!fdPassing && staged && internal === null) step.staging = path.join(sessionDir!, `stage-${layers.length}`);
-        return step;
-      };
-      const squashfuse = (srcFd: number, offset: number, internal: string | null): Step => {
-        if (!bins.squashfuse) throw missingProgram('squashfuse', 'mount squashfs', bins.searched);
-        const b = base(bins.squashfuse, internal);
-        return {
-          ...b,
-          sourceFd: srcFd,
-          argv: (src, mp) =>
-            squashfuseArgs({ offset, allowOther: b.allowOther, selfMount: !b.fdPassing, ...(p.owner && internal === null ? { owner: p.owner } : {}) }, src!, mp),
-        };
-      };
-      const serveStep = async (step: Step): Promise<void> => {
-        if (step.staging) await fsp.mkdir(step.staging, { mode: 0o700 });
-        const layer = await serve(step, ctx);
-        layers.push(layer);
-        // The final layer owns the pinned target from now on.
-        if (layer.pinned === pinned) pinTaken = true;
-      };
-
-      switch (p.filesystem) {
-        case 'squashfs': {
-          const src = await openSource(p.source, false, fds);
-          await checkPartitionBounds(src, 'squashfs', p.offset, p.size, await imageName(p.source));
-          await serveStep(squashfuse(src, p.offset, null));
-          break;
-        }
-        case 'ext3': {
-          if (!bins.fuse2fs) throw missingProgram('fuse2fs', 'mount ext3', bins.searched);
-          const src = await openSource(p.source, !readOnly, fds);
-          await checkPartitionBounds(src, 'ext3', p.offset, p.size, await imageName(p.source));
-          const b = base(bins.fuse2fs, null);
-          const fakeroot = euid() !== 0 && !userns;
-          await serveStep({ ...b, sourceFd: src, argv: (s, mp) => fuse2fsArgs({ offset: p.offset, readOnly, allowOther: b.allowOther, fakeroot }, s!, mp) });
-          break;
-        }
-        case 'overlay': {
-          if (!bins.fuseOverlayfs) throw missingProgram('fuse-overlayfs', 'mount overlays', bins.searched);
-          // Layers given as pinned fds (/proc/self/fd/N) become the helper's own fds 3, 4, ...
-          const layerFds = handOverLayers(overlayOptions(p.fsOptions));
-          const ro = readOnly || !layerFds.options.some((o) => o.startsWith('upperdir='));
-          const b = { ...base(bins.fuseOverlayfs, null), readOnly: ro, extraFds: layerFds.fds };
-          await serveStep({ ...b, argv: (_s, mp) => overlayArgs({ readOnly: ro, allowOther: b.allowOther }, layerFds.options, mp) });
-          break;
-        }
-        case 'gocryptfs': {
-          if (!bins.gocryptfs) throw missingProgram('gocryptfs', 'mount gocryptfs partitions', bins.searched);
-          if (!bins.squashfuse) throw missingProgram('squashfuse', 'mount gocryptfs partitions', bins.searched);
-          const input = gocryptfsInput(p.key);
-          const cipher = path.join(sessionDir!, 'cipher');
-          const plain = path.join(sessionDir!, 'plain');
-          await fsp.mkdir(cipher, { mode: 0o700 });
-          await fsp.mkdir(plain, { mode: 0o700 });
-          // The chain's inner mounts live in our session directory; only the last one goes where asked.
-          const src = await openSource(p.source, false, fds);
-          await checkPartitionBounds(src, 'squashfs', p.offset, p.size, await imageName(p.source));
-          await serveStep(squashfuse(src, p.offset, cipher));
-          const inner = await findInnerSquashfs(cipher, await imageName(p.source));
-          throwIfAborted(p.signal);
-          const g = base(bins.gocryptfs, plain);
-          try {
-            await serveStep({ ...g, input, argv: (_s, mp) => gocryptfsArgs({ allowOther: false }, cipher, mp) });
-          } catch (err) {
-            const e = err as ImgmountError;
-            if (e.code === 'ERR_HELPER_FAILED' && e.details?.code === GOCRYPTFS_EXIT_PASSWORD_INCORRECT)
-              throw new ImgmountError('ERR_KEY_REJECTED', `gocryptfs rejected the key for the gocryptfs partition of ${await imageName(p.source)}: ${String(e.details?.output ?? '') || 'password incorrect'}`, {
-                cause: err,
-                details: { program: 'gocryptfs', code: GOCRYPTFS_EXIT_PASSWORD_INCORRECT },
-              });
-            throw err;
-          }
-          // The decrypted image is a file inside the encrypted filesystem: opened there without
-          // following any symlink (one could point at a host file).
-          const plainRoot = await pinOwnDir(plain);
-          try {
-            fds.push(await openFileBeneath(plainRoot, inner));
-          } finally {
-            await plainRoot.close();
-          }
-          await serveStep(squashfuse(fds[fds.length - 1]!, 0, null));
-          break;
-        }
-      }
-      throwIfAborted(p.signal);
-      const final = layers[layers.length - 1]!;
-      record.fstype = final.fstype;
-      record.internalMounts = layers.slice(0, -1).map((l) => l.target).reverse();
-      await saveRecord();
-      const mounted = new FuseMounted({
-        target: final.target,
-        readOnly: final.readOnly,
-        layers,
-        sessionDir,
-        record: p.recordMerge ? undefined : { target: record.target, mntns: record.mntns },
-        ctx,
-        timings,
-      });
-      if (dieWithOwner) trackUntilClosed(mounted);
-      debug('fuse: %s at %s served by %s', p.filesystem, final.target, mounted.helpers.map((h) => `${h.program}[${h.pid}]`).join(' <- '));
-      return mounted;
+      await run.begin();
+      await filesystem.mount(run);
+      return await run.finish();
     } catch (err) {
       // Undo whatever was built, in reverse; the original error is what the caller sees.
-      const undo = await releaseLayers(layers, ctx, timings);
-      if (sessionDir) await removeSessionDir(sessionDir).catch((e: unknown) => undo.push(e));
-      if (recorded && !p.recordMerge && undo.length === 0) await removeMountRecord(record.target, record.mntns).catch((e: unknown) => undo.push(e));
-      for (const e of undo) debug('fuse: undoing a failed mount: %s', (e as Error).message);
-      if (ownsPin && !pinTaken) await pinned!.close();
+      await run.undo();
       throw err;
     } finally {
-      for (const fd of fds) await closeFd(fd).catch(() => undefined); // the helper has its own copy
+      await run.closeFds();
     }
   }
-
-  /**
-   * A private directory for internal mounts and logs, directly under `<state dir>/sessions`
-   * (checked there): the only place a mount record may name. DriverParams.sessionPath is not
-   * used for it, since a record naming a directory elsewhere would be refused.
-   */
-  /** A new session directory's path (made after the record names it; mkdir's EEXIST guards a clash). */
-  async #sessionDirName(): Promise<string> {
-    return path.join(await sessionsDir(), `fuse-${uniqueSuffix()}`);
-  }
-}
-
-
-/** The image as an fd for the helper: `/proc/self/fd/N` is used as is, a path is opened (and closed later). */
-async function openSource(source: string, writable: boolean, owned: number[]): Promise<number> {
-  const n = sourceFd(source);
-  if (n !== undefined) return n;
-  try {
-    const fd = await openAsync(source, writable ? fs.constants.O_RDWR : fs.constants.O_RDONLY);
-    owned.push(fd);
-    return fd;
-  } catch (err) {
-    throw fromNodeError(err, `opening ${source} for the FUSE helper`);
-  }
-}
-
-async function imageName(source: string): Promise<string> {
-  if (sourceFd(source) === undefined) return source;
-  return fsp.readlink(source).catch(() => source);
-}
-
-/**
- * fuse-overlayfs runs as another process, where our /proc/self/fd/N layer paths mean nothing:
- * those fds are handed to it (at 3, 4, ... in order of appearance) and the options rewritten.
- */
-export function handOverLayers(options: readonly string[]): { options: string[]; fds: number[] } {
-  const fds: number[] = [];
-  const childFd = (fd: number): number => {
-    let i = fds.indexOf(fd);
-    if (i < 0) i = fds.push(fd) - 1;
-    return 3 + i;
-  };
-  const rewritten = options.map((o) => o.replace(/\/proc\/self\/fd\/(\d+)(?=$|[:,])/g, (_m, n: string) => `/proc/self/fd/${childFd(Number(n))}`));
-  return { options: rewritten, fds };
 }

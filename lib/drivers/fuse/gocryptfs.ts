@@ -4,11 +4,14 @@
 //   squashfuse  partition (offset)        -> <session>/cipher
 //   gocryptfs   -fg -ro cipher, key on stdin -> <session>/plain
 //   squashfuse  <plain>/squashfs-*         -> target
-// released in the reverse order. The key goes to gocryptfs' stdin only (never argv, env or logs).
+// released in the reverse order (the `gocryptfs` entry of the driver's table runs the chain).
+// The key goes to gocryptfs' stdin only (never argv, env or logs).
 
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { ImgmountError, invalidArgValue } from '../../errors';
+import { ImgmountError, invalidArgValue, throwIfAborted } from '../../errors';
+import { helperStep, needProgram, type FuseFilesystem, type PlanInput, type Step } from './plan';
+import { squashfusePlan } from './squashfuse';
 
 /** gocryptfs' exit status for a wrong password ("Password incorrect."). */
 export const GOCRYPTFS_EXIT_PASSWORD_INCORRECT = 12;
@@ -63,3 +66,53 @@ export async function findInnerSquashfs(cipherDir: string, image: string): Promi
     );
   return candidates[0]!;
 }
+
+/** gocryptfs decrypting `cipherDir` (the outer squashfs, mounted) at `plainDir`, the key on its stdin. */
+export function gocryptfsPlan(input: PlanInput, key: Buffer, cipherDir: string, plainDir: string): Step {
+  const b = helperStep(input, needProgram(input.bins, 'gocryptfs', 'mount gocryptfs partitions'), plainDir);
+  return { ...b, input: key, argv: (_s, mp) => gocryptfsArgs({ allowOther: false }, cipherDir, mp) };
+}
+
+/** gocryptfs exited saying the password is incorrect. */
+export function isKeyRejection(err: unknown): boolean {
+  const e = err as ImgmountError;
+  return e.code === 'ERR_HELPER_FAILED' && e.details?.code === GOCRYPTFS_EXIT_PASSWORD_INCORRECT;
+}
+
+/** ERR_KEY_REJECTED for gocryptfs' wrong-password exit (`err`, see isKeyRejection). */
+export function keyRejected(err: ImgmountError, image: string): ImgmountError {
+  return new ImgmountError('ERR_KEY_REJECTED', `gocryptfs rejected the key for the gocryptfs partition of ${image}: ${String(err.details?.output ?? '') || 'password incorrect'}`, {
+    cause: err,
+    details: { program: 'gocryptfs', code: GOCRYPTFS_EXIT_PASSWORD_INCORRECT },
+  });
+}
+
+/** gocryptfs: the chain of three helpers above; only the last mount goes where asked. */
+export const gocryptfs: FuseFilesystem = {
+  alwaysReadOnly: true,
+  internalMounts: true,
+  takesOwner: false,
+  async mount(run) {
+    const input = run.input();
+    needProgram(input.bins, 'gocryptfs', 'mount gocryptfs partitions');
+    needProgram(input.bins, 'squashfuse', 'mount gocryptfs partitions');
+    const key = gocryptfsInput(input.params.key);
+    // The chain's inner mounts live in our session directory.
+    const cipher = await run.internalDir('cipher');
+    const plain = await run.internalDir('plain');
+    const src = await run.openImage('squashfs', false);
+    await run.serve(squashfusePlan(run.input(), src, input.params.offset, cipher));
+    const inner = await findInnerSquashfs(cipher, await run.imageName());
+    throwIfAborted(input.signal);
+    try {
+      await run.serve(gocryptfsPlan(run.input(), key, cipher, plain));
+    } catch (err) {
+      if (isKeyRejection(err)) throw keyRejected(err as ImgmountError, await run.imageName());
+      throw err;
+    }
+    // The decrypted image is a file inside the encrypted filesystem: opened there without
+    // following any symlink (one could point at a host file).
+    const decrypted = await run.openBeneath(plain, inner);
+    await run.serve(squashfusePlan(run.input(), decrypted, 0, null));
+  },
+};

@@ -1,10 +1,11 @@
 // fuse-overlayfs, for overlays the kernel's overlayfs cannot make (no privilege, or a lower
-// layer on FUSE):
+// layer on FUSE): its command line, its plan (plan.ts) and the driver's `overlay` entry:
 //   fuse-overlayfs -f -o lowerdir=...[,upperdir=...,workdir=...][,allow_other][,ro],noacl MOUNTPOINT
 // from MountParams.fsOptions (kernel overlay options), dropping the ones fuse-overlayfs does not
 // know (xino=, index=, metacopy=, redirect_dir=, userxattr, ...).
 
 import { invalidArgValue } from '../../errors';
+import { helperStep, needProgram, type FuseFilesystem, type PlanInput, type Step } from './plan';
 
 const PASSED = new Set(['lowerdir', 'upperdir', 'workdir', 'squash_to_root', 'squash_to_uid', 'squash_to_gid', 'uidmapping', 'gidmapping', 'static_nlink', 'volatile']);
 
@@ -39,3 +40,38 @@ export function overlayArgs(o: OverlayArgs, options: readonly string[], mountpoi
   opts.push('noacl');
   return ['-f', '-o', opts.join(','), mountpoint];
 }
+
+/**
+ * fuse-overlayfs runs as another process, where our /proc/self/fd/N layer paths mean nothing:
+ * those fds are handed to it (at 3, 4, ... in order of appearance) and the options rewritten.
+ */
+export function handOverLayers(options: readonly string[]): { options: string[]; fds: number[] } {
+  const fds: number[] = [];
+  const childFd = (fd: number): number => {
+    let i = fds.indexOf(fd);
+    if (i < 0) i = fds.push(fd) - 1;
+    return 3 + i;
+  };
+  const rewritten = options.map((o) => o.replace(/\/proc\/self\/fd\/(\d+)(?=$|[:,])/g, (_m, n: string) => `/proc/self/fd/${childFd(Number(n))}`));
+  return { options: rewritten, fds };
+}
+
+/** fuse-overlayfs over the layers of `params.fsOptions`: read-only as asked, or when there is no upper layer. */
+export function overlayPlan(input: PlanInput): Step {
+  const program = needProgram(input.bins, 'fuse-overlayfs', 'mount overlays');
+  // Layers given as pinned fds (/proc/self/fd/N) become the helper's own fds 3, 4, ...
+  const layers = handOverLayers(overlayOptions(input.params.fsOptions));
+  const readOnly = input.readOnly || !layers.options.some((o) => o.startsWith('upperdir='));
+  const b = { ...helperStep(input, program, null), readOnly, extraFds: layers.fds };
+  return { ...b, argv: (_s, mp) => overlayArgs({ readOnly, allowOther: b.allowOther }, layers.options, mp) };
+}
+
+/** overlay: one fuse-overlayfs. */
+export const overlay: FuseFilesystem = {
+  alwaysReadOnly: false,
+  internalMounts: false,
+  takesOwner: false,
+  async mount(run) {
+    await run.serve(overlayPlan(run.input()));
+  },
+};
