@@ -151,7 +151,7 @@ function refuseOrBind(image: Pick<Image, 'path'>, partition: Section): DriverCho
   return undefined;
 }
 
-/** Whether the kernel can and may mount a squashfs or ext3 partition (before asking FUSE). */
+/** Whether the kernel can and may mount a squashfs or ext3 partition (before asking FUSE); a gocryptfs one never. */
 function kernelAbility(partition: Section, policy: DriverPolicy, caps: DriverCapabilities): Ability {
   const fs = caps.host.filesystems;
   if (partition.type === SQUASHFS) {
@@ -174,7 +174,7 @@ function kernelAbility(partition: Section, policy: DriverPolicy, caps: DriverCap
     if (!fs.includes('ext3') && !fs.includes('ext4')) return { ok: false, why: 'the kernel has no ext3/ext4' };
     return { ok: true, why: `the kernel reads ext3 (${permission.why})` };
   }
-  return { ok: false, why: 'gocryptfs is a FUSE filesystem' };
+  return { ok: false, why: 'gocryptfs is a FUSE filesystem' }; // only gocryptfs gets here (see decideDriver)
 }
 
 /**
