@@ -5,7 +5,8 @@
 import * as fsp from 'node:fs/promises';
 import { SystemError, invalidArgValue, invalidArgType } from '../errors';
 import { native } from '../native/binding';
-import { api, toNumberOrBig } from './internal';
+import { toNumberOrBig } from '../util/bigint';
+import { api } from '../util/stack';
 
 export interface LoopStatus {
   /** Kernel name, e.g. 'loop3'. */

@@ -10,7 +10,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { PassThrough, type Readable } from 'node:stream';
 import { ImgmountError, SystemError } from '../errors';
-import { abortError, callerStack, debug } from '../loop/internal';
+import { abortError } from '../util/abort';
+import { debug } from '../util/debug';
+import { callerStack } from '../util/stack';
 import { helperPath, trustedHelperPath } from '../native/binding';
 import { helperFaultArming, takeHelperHits } from '../native/faults';
 import { trackExit } from '../util/child-exit';

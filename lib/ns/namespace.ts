@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import { closeFd } from '../io/fd';
 import { promisify } from 'node:util';
 import { ImgmountError, invalidArgType, invalidArgValue } from '../errors';
-import { toBig } from '../loop/internal';
+import { toBig } from '../util/bigint';
 import { native } from '../native/binding';
 
 const openAsync = promisify(fs.open);

@@ -9,7 +9,7 @@
 // process releases exactly what this built.
 
 import * as path from 'node:path';
-import { debuglog } from 'node:util';
+import { debug } from '../util/debug';
 import { ImgmountError, hasErrorCode, invalidArgValue } from '../errors';
 import { Admission, OPERATIONS_IN_FLIGHT } from '../util/admission';
 import { checkpoint } from '../util/checkpoint';
@@ -35,8 +35,6 @@ import { mountNamespaceInode, type NamespaceTarget } from '../ns/namespace';
 import { KernelMounted, kernelMountFunc, plainKernelMount } from '../drivers/kernel';
 import { expectedFstypes, mountImage, writableProblem, type MountImageOptions } from './mount-image';
 import { uniqueSuffix } from '../util/unique';
-
-const debug = debuglog('imgmount');
 
 /** The OCI runtime-spec `root` object. */
 export interface OciRoot {

@@ -14,7 +14,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { ImgmountError, hasErrorCode, throwIfAborted } from '../../errors';
-import { debug } from '../../loop/internal';
+import { debug } from '../../util/debug';
 import { unmountInNamespace } from '../../ns/mount';
 import { targetName } from '../../path/pinned';
 import { checkedRecordFile, currentMountNamespace, findMountRecord, processStartTime, removeMountRecord, removeSessionDir, validateMountRecord, type HelperRecord, type MountRecord } from '../mount-record';

@@ -26,7 +26,8 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { ImgmountError, hasErrorCode } from '../../errors';
 import type { MountFunc } from '../../image/driver';
-import { abortError, debug } from '../../loop/internal';
+import { abortError } from '../../util/abort';
+import { debug } from '../../util/debug';
 import {
   MNT_DETACH,
   MS_BIND,
