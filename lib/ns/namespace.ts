@@ -127,6 +127,12 @@ export async function openNamespace(ref: NamespaceRef, type: NamespaceType): Pro
  */
 export type NamespaceTarget = { pid: number } | { userns?: NamespaceRef | null; mntns?: NamespaceRef | null };
 
+/** How messages name a NamespaceTarget: "in the namespaces of pid N" or "in the given namespaces". */
+export function describeTarget(target: NamespaceTarget): string {
+  const pid = (target as { pid?: number }).pid;
+  return pid !== undefined ? `in the namespaces of pid ${pid}` : 'in the given namespaces';
+}
+
 export interface OpenedTarget {
   userns: NamespaceFd | null;
   mntns: NamespaceFd | null;

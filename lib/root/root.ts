@@ -29,7 +29,7 @@ import { MS_NODEV, MS_NOSUID, MS_RDONLY } from '../mount/flags';
 import { bindMount } from '../mount/bind';
 import { MNT_DETACH } from '../mount/flags';
 import { mount, umount } from '../mount/mount';
-import { unmountInNamespace } from '../ns/mount';
+import { unmountInNamespace } from '../mount/in-namespace';
 import { mountNamespaceInode, type NamespaceTarget } from '../ns/namespace';
 import { KernelMounted, kernelMountFunc, plainKernelMount } from '../drivers/kernel';
 import { expectedFstypes, mountImage, writableProblem, type MountImageOptions } from './mount-image';

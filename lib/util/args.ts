@@ -38,3 +38,9 @@ export function choice<T extends string>(name: string, v: unknown, allowed: read
     throw invalidArgValue(name, v, `must be one of ${allowed.map((a) => `'${a}'`).join(', ')}`);
   return v as T;
 }
+
+/** A path argument: a non-empty string without NUL. */
+export function pathArg(name: string, v: unknown): string {
+  if (typeof v !== 'string' || v.length === 0 || v.includes('\0')) throw invalidArgType(name, 'a non-empty path', v);
+  return v;
+}

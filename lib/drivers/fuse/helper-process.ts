@@ -18,7 +18,7 @@ import { ImgmountError } from '../../errors';
 import { abortError } from '../../util/abort';
 import { debug } from '../../util/debug';
 import { finished } from 'node:stream/promises';
-import { spawnHere, spawnInNamespaces } from '../../ns/mount';
+import { spawnHere, spawnInNamespaces } from '../../ns/spawn';
 import { trackExit } from '../../util/child-exit';
 import type { NamespaceTarget } from '../../ns/namespace';
 import { processExe, processStartTime, type HelperRecord } from '../mount-record';

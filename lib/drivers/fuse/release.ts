@@ -15,7 +15,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { ImgmountError, hasErrorCode, throwIfAborted } from '../../errors';
 import { debug } from '../../util/debug';
-import { unmountInNamespace } from '../../ns/mount';
+import { unmountInNamespace } from '../../mount/in-namespace';
 import { targetName } from '../../path/pinned';
 import { checkedRecordFile, currentMountNamespace, findMountRecord, processStartTime, removeMountRecord, removeSessionDir, validateMountRecord, type HelperRecord, type MountRecord } from '../mount-record';
 import { isRecordedProcess, stopRecordedProcess, type StopTimings } from './helper-process';

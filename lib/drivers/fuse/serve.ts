@@ -44,7 +44,7 @@ import {
 import { bindMount } from '../../mount/bind';
 import { mount as mountFs, mountDetached, umount } from '../../mount/mount';
 import { findMounts, readMountInfo, type MountInfoEntry } from '../../mount/mountinfo';
-import { moveMountIntoNamespace, unmountInNamespace } from '../../ns/mount';
+import { moveMountIntoNamespace, unmountInNamespace } from '../../mount/in-namespace';
 import type { NamespaceTarget } from '../../ns/namespace';
 import { openMountRoot, type PinnedDir } from '../../path/pinned';
 import { describeExit, startHelper, type HelperExit, type HelperProcess, type StopTimings } from './helper-process';
