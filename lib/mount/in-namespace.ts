@@ -7,6 +7,7 @@
 // thread never changes namespace and the loop device is auto-cleared with the mount. The
 // namespace primitives (namespace fds, the helper) are lib/ns, below this.
 
+import { constants as osConstants } from 'node:os';
 import { RetryableOnce } from '../util/once';
 import { closeFd } from '../io/fd';
 import { ImgmountError, invalidArgType, throwIfAborted } from '../errors';
@@ -91,7 +92,7 @@ async function umountIn(ns: OpenedTarget, target: string, flags: number, where: 
     const code = (err as { code?: string }).code;
     if (code === 'EINVAL' || code === 'ENOENT')
       throw new ImgmountError('ERR_NOT_MOUNTED', `${target} is not a mount point ${where}`, { cause: err, path: target });
-    if ((err as { errno?: number }).errno === -116 /* ESTALE: libuv has no name for it */)
+    if ((err as { errno?: number }).errno === -osConstants.errno.ESTALE /* libuv has no name for it */)
       throw new ImgmountError('ERR_NOT_MOUNTED', `${target} ${where} no longer holds the mount imgmount made there (another is on it); left as it is`, { cause: err, path: target });
     throw err;
   }

@@ -1,4 +1,4 @@
-// Mounting: the seed's MountFunc, image partitions with safe defaults, mountinfo, capabilities.
+// Mounting: Apptainer's MountFunc, image partitions with safe defaults, mountinfo, capabilities.
 export {
   mount,
   umount,
