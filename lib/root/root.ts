@@ -1,15 +1,15 @@
-// root(): a container's root filesystem from an image, as the seed's ImageFormat.Root()
-// gives it: the root partition mounted (read-only, nosuid, nodev), optionally under an
-// overlay with a writable upper layer (tmpfs, the SIF's own ext3 overlay partition, or an
-// external overlay image or directory), with data partitions mounted inside. Returns the OCI
-// runtime-spec Root and one handle that releases everything in reverse order.
+// root(): a container's root filesystem from an image, as Apptainer's engine mounts it
+// (container_linux.go): the root partition mounted (read-only, nosuid, nodev), optionally
+// under an overlay with a writable upper layer (tmpfs, the SIF's own ext3 overlay partition,
+// or an external overlay image or directory), with data partitions mounted inside. Returns the
+// OCI runtime-spec Root and one handle that releases everything in reverse order.
 //
 // Internal mounts (the lower and upper layers) live in a private session directory under
 // IMGMOUNT_STATE_DIR, and a mount record names them, so `imgmount umount TARGET` from another
 // process releases exactly what this built.
 
 import * as path from 'node:path';
-import { debuglog } from 'node:util';
+import { debug } from '../util/debug';
 import { ImgmountError, hasErrorCode, invalidArgValue } from '../errors';
 import { Admission, OPERATIONS_IN_FLIGHT } from '../util/admission';
 import { checkpoint } from '../util/checkpoint';
@@ -17,8 +17,7 @@ import { RetryableOnce } from '../util/once';
 import { native } from '../native/binding';
 import { PinnedDir, openMountRoot, pinOwnDir, pinTarget, resolveBeneath, resolveInRoot } from '../path/pinned';
 import { OverlayUsage } from '../image/constants';
-import type { UserCredentials } from '../image/credentials';
-import type { Image } from '../image/image';
+import { registerRootImplementation, type Image } from '../image/image';
 import { init } from '../image/init';
 import type { Section } from '../image/section';
 import { currentMountNamespace, entryProcess, removeMountRecord, removeSessionDir, saveMountRecord, sessionsDir, thisOwner, type MountRecord } from '../drivers/mount-record';
@@ -29,54 +28,15 @@ import { chooseDriver, type DriverChoice } from '../drivers/select';
 import { bindMount } from '../mount/bind';
 import { MNT_DETACH } from '../mount/flags';
 import { mount, umount } from '../mount/mount';
-import { unmountInNamespace } from '../ns/mount';
+import { unmountInNamespace } from '../mount/in-namespace';
 import { mountNamespaceInode, type NamespaceTarget } from '../ns/namespace';
 import { KernelMounted, kernelMountFunc, plainKernelMount } from '../drivers/kernel';
 import { expectedFstypes, mountImage, writableProblem, type MountImageOptions } from './mount-image';
 import { DEFAULT_TMPFS_SIZE, UPPER_DIR, WORK_DIR, externalLayer, layerUse, overlayDriver, overlayMount, planRoot, sifOverlayLayer, tmpfsLayer } from './overlay-plan';
 import { uniqueSuffix } from '../util/unique';
+import type { DataMount, MountedRoot, OciRoot, RootOptions } from './types';
 
-const debug = debuglog('imgmount');
-
-/** The OCI runtime-spec `root` object. */
-export interface OciRoot {
-  path: string;
-  readonly: boolean;
-}
-
-export interface DataMount {
-  /** The data partition, by name or SIF descriptor id. */
-  partition: string | number;
-  /** Where inside the root (an existing directory there). */
-  path: string;
-}
-
-export interface RootOptions extends Omit<MountImageOptions, 'partition' | 'writable'> {
-  /** Writable root: an ext3 root or sandbox opened writable, or the SIF's own overlay partition as upper layer. */
-  writable?: boolean;
-  /** Overlay with a throw-away tmpfs upper layer. */
-  writableTmpfs?: boolean;
-  /** tmpfs size for writableTmpfs (default 64m). */
-  tmpfsSize?: string;
-  /** External overlays: image paths or directories; an ext3 image or directory opened writable becomes the upper layer. */
-  overlays?: Array<string | { path: string; writable?: boolean }>;
-  /** Data partitions of the image to mount inside the root. */
-  data?: DataMount[];
-  /** Open overlay images and directories with this user's credentials (init's `as`): a user's overlay must be theirs to read (and write). */
-  as?: UserCredentials;
-  /** With `as`: accept an overlay path that leads to a block device (init's `allowBlockDevice`). */
-  allowBlockDevice?: boolean;
-}
-
-export interface MountedRoot extends AsyncDisposable {
-  /** The OCI runtime-spec Root: { path, readonly }. */
-  readonly root: OciRoot;
-  /** Every mount made, in the order they were made. */
-  readonly mounts: readonly MountedFilesystem[];
-  readonly closed: boolean;
-  /** Unmounts everything in reverse order and removes the session directory. Idempotent; after a failure (a mount still busy) it can be called again. */
-  close(): Promise<void>;
-}
+export type { DataMount, MountedRoot, OciRoot, RootOptions } from './types';
 
 class Root implements MountedRoot {
   readonly mounts: MountedFilesystem[] = [];
@@ -256,6 +216,10 @@ export function root(image: Image, target: string, options: RootOptions = {}): P
 /** At most OPERATIONS_IN_FLIGHT roots built, and as many released, at once (see util/admission.ts). */
 const builds = new Admission(OPERATIONS_IN_FLIGHT);
 const releases = new Admission(OPERATIONS_IN_FLIGHT);
+
+// Image.prototype.root() is this function: the image model does not import the mounting layer,
+// the mounting layer registers itself there when it is loaded (lib/index.ts loads it).
+registerRootImplementation(root);
 
 async function buildRoot(image: Image, target: string, options: RootOptions): Promise<MountedRoot> {
   image.assertOpen();

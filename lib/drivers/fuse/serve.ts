@@ -26,7 +26,8 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { ImgmountError, hasErrorCode } from '../../errors';
 import type { MountFunc } from '../../image/driver';
-import { abortError, debug } from '../../loop/internal';
+import { abortError } from '../../util/abort';
+import { debug } from '../../util/debug';
 import {
   MNT_DETACH,
   MS_BIND,
@@ -43,7 +44,7 @@ import {
 import { bindMount } from '../../mount/bind';
 import { mount as mountFs, mountDetached, umount } from '../../mount/mount';
 import { findMounts, readMountInfo, type MountInfoEntry } from '../../mount/mountinfo';
-import { moveMountIntoNamespace, unmountInNamespace } from '../../ns/mount';
+import { moveMountIntoNamespace, unmountInNamespace } from '../../mount/in-namespace';
 import type { NamespaceTarget } from '../../ns/namespace';
 import { openMountRoot, type PinnedDir } from '../../path/pinned';
 import { describeExit, startHelper, type HelperExit, type HelperProcess, type StopTimings } from './helper-process';
