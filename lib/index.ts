@@ -20,7 +20,7 @@ export type { FileKind } from './image/open-file';
 export type { NativeLoopInfo } from './native/binding';
 export type { PinnedDir } from './path/pinned';
 export type { HelperStdio } from './ns/helper';
-export type { UnmountInNamespaceOptions } from './ns/mount';
+export type { UnmountInNamespaceOptions } from './mount/in-namespace';
 export type { Ability as DriverAbility } from './drivers/select';
 export type { RecordOwner } from './drivers/mount-record';
 export type { StopTimings } from './drivers/fuse/helper-process';

@@ -15,5 +15,5 @@ npx --no-install typedoc --entryPoints lib/index.ts --tsconfig dist/docs/tsconfi
   --name imgmount --readme none --excludeInternal --excludeExternals --disableSources \
   --validation.invalidLink --validation.notExported --intentionallyNotExported NAMED \
   --treatWarningsAsErrors --logLevel Warn
-node dist/scripts/check-links.js "$out" README.md SECURITY.md DEVELOPERS.md
+node dist/scripts/check-links.js "$out" README.md SECURITY.md DEVELOPERS.md ARCHITECTURE.md
 echo "docs: $out/index.html"

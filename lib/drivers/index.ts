@@ -12,6 +12,6 @@ export { findMountRecord, saveMountRecord, removeMountRecord, stateDir, ensureSt
 export type { DriverMountParams, DriverName, MountedFilesystem } from './types';
 
 // Registered like Apptainer's drivers, so getDriver('kernel') / getDriver('fuse') work for
-// code written against the seed's registry. Each is one session: start() before use.
+// code written against Apptainer's registry. Each is one session: start() before use.
 if (!getDriver('kernel')) registerDriver('kernel', new KernelDriver());
 if (!getDriver('fuse')) registerDriver('fuse', new FuseDriver());

@@ -10,7 +10,7 @@ import type { MountFunc } from '../image/driver';
 import { Mount, mount as mountFs, mountPartition, unmountPinnedOnce, umount } from '../mount/mount';
 import { pinTarget, type PinnedDir } from '../path/pinned';
 import { MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY } from '../mount/flags';
-import { mountInNamespace, type NamespaceMount } from '../ns/mount';
+import { mountInNamespace, type NamespaceMount } from '../mount/in-namespace';
 import { DriverSession } from './session';
 import { RetryableOnce } from '../util/once';
 import { loopSourceOf } from './source';

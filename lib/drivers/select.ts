@@ -17,10 +17,12 @@ import { ENCRYPTSQUASHFS, EXT3, GOCRYPTFSSQUASHFS, RAW, SANDBOX, SQUASHFS, typeN
 import type { Image } from '../image/image';
 import { readPartitionInfo } from '../image/partition-info';
 import type { Section } from '../image/section';
+import type { SquashfsInfo } from '../image/squashfs';
 import { fstatFd } from '../io/fd';
-import { hostFilesystems } from '../mount/host-filesystems';
+import { hostFilesystems, type HostFilesystems } from '../mount/host-filesystems';
 import { encryptionUnsupported } from './kernel';
 import { kernelSquashfsCompressions } from './kernel-support';
+import type { FuseBinaries } from './fuse/binaries';
 import type { DriverName } from './types';
 
 export type DriverMode = 'auto' | DriverName;
@@ -104,59 +106,122 @@ function untrusted(cause: string, hint: string): Ability {
   return { ok: false, why: `${cause}, so the kernel may not parse it (CVE-2023-30549); ${hint}`, untrusted: { cause, hint } };
 }
 
-/** Whether this process may mount and policy lets the kernel parse `fs` of `image`. */
-async function kernelPermission(image: Image, fs: 'squashfs' | 'ext3', policy: DriverPolicy, privileged: boolean): Promise<Ability> {
-  if (!privileged) return { ok: false, why: 'mounting needs root (CAP_SYS_ADMIN)' };
+/**
+ * What the decision looks at besides the image, the partition and the policy: facts about this
+ * process, the host and the image file, gathered by `chooseDriver` (each only when the decision
+ * needs it) or given by a test.
+ */
+export interface DriverCapabilities {
+  /** Whether this process may mount (`policy.privileged`, else effective uid 0). */
+  privileged: boolean;
+  /** Which filesystems the kernel has, and /dev/fuse. */
+  host: { filesystems: string[]; fuse: Pick<HostFilesystems['fuse'], 'available' | 'unprivileged'> };
+  /** Owner and mode of the image's open file (fstat of `image.fd`): for squashfs and ext3 when privileged. */
+  file?: ImageFileOwnership;
+  /** The squashfs superblock's compression and size in use: for squashfs. */
+  squashfs?: Pick<SquashfsInfo, 'compression' | 'bytesUsed'>;
+  /** Squashfs compressions the kernel reads: for squashfs when the policy names none. */
+  kernelSquashfsCompressions?: string[];
+  /** The FUSE programs found: whenever FUSE is considered (`fuseConsidered`). */
+  fuse?: Pick<FuseBinaries, 'squashfuse' | 'fuse2fs' | 'gocryptfs'>;
+}
+
+/** Whether this process may mount and policy lets the kernel parse `fs` of the image. */
+function kernelPermission(fs: 'squashfs' | 'ext3', policy: DriverPolicy, caps: DriverCapabilities): Ability {
+  if (!caps.privileged) return { ok: false, why: 'mounting needs root (CAP_SYS_ADMIN)' };
   // The open file, not the path: what the loop device is bound to and the helpers read.
-  return kernelTrust(fs, policy, await fstatFd(image.fd));
+  return kernelTrust(fs, policy, need(caps.file, 'file'));
 }
 
 const notNeeded: Ability = { ok: false, why: 'not considered (the kernel driver was chosen)' };
 
-/** Chooses the driver for `partition` of `image` under `policy`. */
-export async function chooseDriver(image: Image, partition: Section, policy: DriverPolicy = {}): Promise<DriverChoice> {
-  const mode = policy.driver ?? 'auto';
-  const privileged = policy.privileged ?? process.geteuid?.() === 0;
+/** A fact the decision needs and the caller did not gather: a bug in the caller, not a refusal. */
+function need<T>(value: T | undefined, what: keyof DriverCapabilities): T {
+  if (value === undefined) throw new Error(`chooseDriver: capabilities.${what} is needed for this partition`);
+  return value;
+}
+
+/** Sandbox directories are bound; raw data and dm-crypt squashfs are nothing any driver mounts. */
+function refuseOrBind(image: Pick<Image, 'path'>, partition: Section): DriverChoice | undefined {
   if (partition.type === SANDBOX) return { driver: 'kernel', filesystem: 'sandbox', reason: 'sandbox directories are bind-mounted' };
   if (partition.type === RAW) {
     throw new ImgmountError('ERR_MOUNT_UNSUPPORTED_FS', `partition "${partition.name}" (id ${partition.id}) of ${image.path} is raw data, not a filesystem`);
   }
   if (partition.type === ENCRYPTSQUASHFS) throw encryptionUnsupported(image.path);
-  const caps = await hostFilesystems();
-  // FUSE programs are looked up only when the kernel cannot (or may not) do it.
-  const bins = async () => (await import('./fuse/binaries')).fuseBinaries();
+  return undefined;
+}
+
+/** Whether the kernel can and may mount a squashfs or ext3 partition (before asking FUSE); a gocryptfs one never. */
+function kernelAbility(partition: Section, policy: DriverPolicy, caps: DriverCapabilities): Ability {
+  const fs = caps.host.filesystems;
+  if (partition.type === SQUASHFS) {
+    const { compression: comp, bytesUsed } = need(caps.squashfs, 'squashfs');
+    const kernelComps = policy.kernelSquashfsCompressions ?? need(caps.kernelSquashfsCompressions, 'kernelSquashfsCompressions');
+    const permission = kernelPermission('squashfs', policy, caps);
+    if (!permission.ok) return permission;
+    if (!fs.includes('squashfs')) return { ok: false, why: 'the kernel has no squashfs' };
+    if (!kernelComps.includes(comp)) return { ok: false, why: `the kernel's squashfs cannot decompress ${comp} (it reads ${kernelComps.join(', ')})` };
+    if (Math.floor(partition.size / 512) * 512 < bytesUsed) {
+      // A loop device is sized in whole 512-byte sectors: a filesystem ending in a partial
+      // sector (mksquashfs -nopad) loses its tail there.
+      return { ok: false, why: `the filesystem ends in a partial sector (${bytesUsed} bytes used) and a loop device shows whole 512-byte sectors only` };
+    }
+    return { ok: true, why: `the kernel reads ${comp} squashfs (${permission.why})` };
+  }
+  if (partition.type === EXT3) {
+    const permission = kernelPermission('ext3', policy, caps);
+    if (!permission.ok) return permission;
+    if (!fs.includes('ext3') && !fs.includes('ext4')) return { ok: false, why: 'the kernel has no ext3/ext4' };
+    return { ok: true, why: `the kernel reads ext3 (${permission.why})` };
+  }
+  return { ok: false, why: 'gocryptfs is a FUSE filesystem' }; // only gocryptfs gets here (see decideDriver)
+}
+
+/**
+ * Whether the decision looks at FUSE for `partition` (so `capabilities.fuse` is needed): always
+ * for gocryptfs; for squashfs and ext3 unless `driver: 'kernel'` insists or, in 'auto', the
+ * kernel can and may.
+ */
+export function fuseConsidered(partition: Section, policy: DriverPolicy, capabilities: DriverCapabilities): boolean {
+  if (partition.type === GOCRYPTFSSQUASHFS) return true;
+  if (partition.type !== SQUASHFS && partition.type !== EXT3) return false;
+  const mode = policy.driver ?? 'auto';
+  return !(mode === 'kernel' || (mode === 'auto' && kernelAbility(partition, policy, capabilities).ok));
+}
+
+/**
+ * The decision alone: the driver for `partition` of `image` under `policy`, given what
+ * `capabilities` says about this process, the host and the image file. No I/O; throws the
+ * same errors `chooseDriver` does.
+ */
+export function decideDriver(image: Pick<Image, 'path'>, partition: Section, policy: DriverPolicy, capabilities: DriverCapabilities): DriverChoice {
+  const bound = refuseOrBind(image, partition);
+  if (bound) return bound;
+  const mode = policy.driver ?? 'auto';
+  const caps = capabilities;
   const fuseOk = (program: string | null, what: string): Ability => {
-    if (!caps.fuse.available) return { ok: false, why: 'the kernel has no FUSE (/dev/fuse missing)' };
+    if (!caps.host.fuse.available) return { ok: false, why: 'the kernel has no FUSE (/dev/fuse missing)' };
     if (!program) return { ok: false, why: `${what} is not installed` };
-    if (!privileged && !(policy.fuseUnprivileged ?? caps.fuse.unprivileged)) return { ok: false, why: '/dev/fuse is not open to unprivileged users here' };
+    if (!caps.privileged && !(policy.fuseUnprivileged ?? caps.host.fuse.unprivileged)) return { ok: false, why: '/dev/fuse is not open to unprivileged users here' };
     return { ok: true, why: `${program} (FUSE)` };
   };
+  const considered = fuseConsidered(partition, policy, caps);
+  const bins = () => need(caps.fuse, 'fuse');
 
   let filesystem: string;
   let kernel: Ability;
   let fuse: Ability;
   if (partition.type === GOCRYPTFSSQUASHFS) {
     filesystem = 'gocryptfs';
-    kernel = { ok: false, why: 'gocryptfs is a FUSE filesystem' };
-    const b = await bins();
+    kernel = kernelAbility(partition, policy, caps);
+    const b = bins();
     fuse = fuseOk(b.gocryptfs && b.squashfuse ? b.gocryptfs : null, b.gocryptfs ? 'squashfuse' : 'gocryptfs');
   } else if (partition.type === SQUASHFS) {
     filesystem = 'squashfs';
-    const info = (await readPartitionInfo(image, partition)).squashfs!;
-    const comp = info.compression;
-    const kernelComps = policy.kernelSquashfsCompressions ?? (await kernelSquashfsCompressions()).compressions;
+    const comp = need(caps.squashfs, 'squashfs').compression;
     const fuseComps = policy.fuseSquashfsCompressions ?? SQUASHFUSE_COMPRESSIONS;
-    const permission = await kernelPermission(image, 'squashfs', policy, privileged);
-    if (!permission.ok) kernel = permission;
-    else if (!caps.filesystems.includes('squashfs')) kernel = { ok: false, why: 'the kernel has no squashfs' };
-    else if (!kernelComps.includes(comp)) kernel = { ok: false, why: `the kernel's squashfs cannot decompress ${comp} (it reads ${kernelComps.join(', ')})` };
-    else if (Math.floor(partition.size / 512) * 512 < info.bytesUsed) {
-      // A loop device is sized in whole 512-byte sectors: a filesystem ending in a partial
-      // sector (mksquashfs -nopad) loses its tail there.
-      kernel = { ok: false, why: `the filesystem ends in a partial sector (${info.bytesUsed} bytes used) and a loop device shows whole 512-byte sectors only` };
-    }
-    else kernel = { ok: true, why: `the kernel reads ${comp} squashfs (${permission.why})` };
-    fuse = mode === 'kernel' || (mode === 'auto' && kernel.ok) ? notNeeded : fuseOk((await bins()).squashfuse, 'squashfuse');
+    kernel = kernelAbility(partition, policy, caps);
+    fuse = considered ? fuseOk(bins().squashfuse, 'squashfuse') : notNeeded;
     if (fuse.ok && !fuseComps.includes(comp)) fuse = { ok: false, why: `squashfuse cannot decompress ${comp} (it reads ${fuseComps.join(', ')})` };
     if (mode === 'auto' && !kernel.ok && !fuse.ok && comp === 'lzma') {
       throw new ImgmountError(
@@ -168,11 +233,8 @@ export async function chooseDriver(image: Image, partition: Section, policy: Dri
     }
   } else if (partition.type === EXT3) {
     filesystem = 'ext3';
-    const permission = await kernelPermission(image, 'ext3', policy, privileged);
-    if (!permission.ok) kernel = permission;
-    else if (!caps.filesystems.includes('ext3') && !caps.filesystems.includes('ext4')) kernel = { ok: false, why: 'the kernel has no ext3/ext4' };
-    else kernel = { ok: true, why: `the kernel reads ext3 (${permission.why})` };
-    fuse = mode === 'kernel' || (mode === 'auto' && kernel.ok) ? notNeeded : fuseOk((await bins()).fuse2fs, 'fuse2fs');
+    kernel = kernelAbility(partition, policy, caps);
+    fuse = considered ? fuseOk(bins().fuse2fs, 'fuse2fs') : notNeeded;
   } else {
     throw new ImgmountError('ERR_MOUNT_UNSUPPORTED_FS', `cannot mount a partition of type ${typeName(partition.type)}`);
   }
@@ -195,7 +257,28 @@ export async function chooseDriver(image: Image, partition: Section, policy: Dri
   throw noDriver(image, partition, filesystem, 'any', `kernel: ${kernel.why}; FUSE: ${fuse.why}`);
 }
 
-function noDriver(image: Image, partition: Section, fs: string, which: string, why: string): ImgmountError {
+/**
+ * Chooses the driver for `partition` of `image` under `policy`: gathers what `decideDriver`
+ * needs (each fact only when the decision looks at it, in this order: the host's filesystems,
+ * the squashfs superblock, the kernel's squashfs compressions, an fstat of the image's fd, the
+ * FUSE programs) and decides.
+ */
+export async function chooseDriver(image: Image, partition: Section, policy: DriverPolicy = {}): Promise<DriverChoice> {
+  const privileged = policy.privileged ?? process.geteuid?.() === 0;
+  const bound = refuseOrBind(image, partition);
+  if (bound) return bound;
+  const caps: DriverCapabilities = { privileged, host: await hostFilesystems() };
+  if (partition.type === SQUASHFS) {
+    caps.squashfs = (await readPartitionInfo(image, partition)).squashfs!;
+    if (!policy.kernelSquashfsCompressions) caps.kernelSquashfsCompressions = (await kernelSquashfsCompressions()).compressions;
+  }
+  if ((partition.type === SQUASHFS || partition.type === EXT3) && privileged) caps.file = await fstatFd(image.fd);
+  // FUSE programs are looked up only when the kernel cannot (or may not) do it.
+  if (fuseConsidered(partition, policy, caps)) caps.fuse = await (await import('./fuse/binaries')).fuseBinaries();
+  return decideDriver(image, partition, policy, caps);
+}
+
+function noDriver(image: Pick<Image, 'path'>, partition: Section, fs: string, which: string, why: string): ImgmountError {
   return new ImgmountError(
     'ERR_NO_DRIVER',
     `no ${which === 'any' ? '' : which + ' '}driver can mount ${fs} partition "${partition.name}" of ${image.path}: ${why}`,

@@ -6,12 +6,10 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { debuglog } from 'node:util';
+import { debug } from '../util/debug';
 import { fromNodeError } from '../errors';
 import { fstatFd } from '../io/fd';
 import { native } from '../native/binding';
-
-const debug = debuglog('imgmount');
 
 /** True if `child` is `parent` or lies inside it (both absolute and resolved). */
 export function pathContains(parent: string, child: string): boolean {

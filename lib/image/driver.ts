@@ -35,7 +35,7 @@ export interface DriverParams {
   config?: Record<string, unknown>;
 }
 
-/** Performs a mount on the driver's behalf (the seed's MountFunc: mount(2) arguments). */
+/** Performs a mount on the driver's behalf (Apptainer's MountFunc: mount(2) arguments). */
 export type MountFunc = (source: string, target: string, fstype: string, flags: number, data: string) => Promise<void>;
 
 export interface Driver {

@@ -20,6 +20,7 @@ import {
 } from './constants';
 import { closeFd } from '../io/fd';
 import { sectionToJSON, type Section, type SectionJSON } from './section';
+import type { MountedRoot, RootOptions } from '../root/types';
 
 /** Image JSON with Apptainer's field names, so the two interoperate. */
 export interface ImageJSON {
@@ -47,6 +48,19 @@ export interface ImageInit {
   ownsFd?: boolean;
   /** @internal Superblocks read at detection, by partition offset (at most PARTITION_PROBE_SIZE bytes each). */
   superblocks?: ReadonlyMap<number, Buffer> | undefined;
+}
+
+/** @internal What Image.prototype.root() runs: root() of lib/root, which registers it when loaded. */
+export type RootImplementation = (image: Image, target: string, options?: RootOptions) => Promise<MountedRoot>;
+
+let rootImplementation: RootImplementation | undefined;
+
+/**
+ * @internal Called by lib/root/root.ts at load: the image model names the mounting layer's
+ * types only, so that recognising images never loads it and nothing imports in a circle.
+ */
+export function registerRootImplementation(fn: RootImplementation): void {
+  rootImplementation = fn;
 }
 
 // An image dropped without close(): close its fd (as FileHandle does) and say so.
@@ -182,13 +196,18 @@ export class Image {
   }
 
   /**
-   * Mounts the root filesystem at `target` (the seed's ImageFormat.Root()): returns the OCI
-   * runtime-spec Root and a handle that releases every mount it made. See RootOptions.
+   * Mounts the root filesystem at `target` as Apptainer's engine mounts a container's root:
+   * returns the OCI runtime-spec Root and a handle that releases every mount it made. This is
+   * root() of the mounting layer (lib/root), which registers itself here when it is loaded (the
+   * package entry loads it). See RootOptions.
    */
-  async root(target: string, options?: import('../root/root').RootOptions): Promise<import('../root/root').MountedRoot> {
-    // Loaded on use: the mounting layer is not needed to recognise images.
-    const { root } = await import('../root/root');
-    return root(this, target, options);
+  async root(target: string, options?: RootOptions): Promise<MountedRoot> {
+    if (!rootImplementation) {
+      throw new ImgmountError('ERR_DRIVER_REGISTRY', 'Image.root() needs the mounting layer, which registers itself when loaded: import the package (or lib/root)', {
+        path: this.path,
+      });
+    }
+    return rootImplementation(this, target, options);
   }
 
   toJSON(): ImageJSON {

@@ -6,7 +6,7 @@
 // what they hold, FIFOs/sockets/devices refused before open, and an unknown file's error
 // saying per format why it was rejected.
 
-import { debuglog } from 'node:util';
+import { debug } from '../util/debug';
 import { ImgmountError, fromNodeError, invalidArgType, invalidArgValue, throwIfAborted } from '../errors';
 import * as nodePath from 'node:path';
 import { fdSource, type ByteSource } from '../io/byte-source';
@@ -25,8 +25,6 @@ import { closeFd } from '../io/fd';
 import { describeCredentials, validateCredentials, type UserCredentials } from './credentials';
 import { openImageFile, openImageFileAs, reopenReadOnly, reopenReadWrite, type OpenedFile } from './open-file';
 import { NotThisFormat, type FormatRejection } from './probe';
-
-const debug = debuglog('imgmount');
 
 /** Formats in the order Apptainer tries them. */
 export const imageFormats: readonly ImageFormat[] = [sandboxFormat, sifFormat, squashfsFormat, ext3Format];

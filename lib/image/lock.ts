@@ -2,13 +2,11 @@
 // a reader) of one overlay never meet. OFD locks: they belong to the open file, conflict
 // between two opens in one process, and are released when the image's fd is closed.
 
-import { debuglog } from 'node:util';
+import { debug } from '../util/debug';
 import { ImgmountError, hasErrorCode } from '../errors';
 import { native } from '../native/binding';
 import { EXT3 } from './constants';
 import type { Section } from './section';
-
-const debug = debuglog('imgmount');
 
 /** Locks every EXT3 partition: write locks when writable, read locks otherwise. */
 export async function lockExt3Partitions(

@@ -5,13 +5,11 @@
 
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
-import { debuglog } from 'node:util';
+import { debug } from '../util/debug';
 import { ImgmountError, fromNodeError } from '../errors';
 import { closeFd, fstatFd } from '../io/fd';
 import { native, type NativeOpenedAs } from '../native/binding';
 import { describeCredentials, type UserCredentials } from './credentials';
-
-const debug = debuglog('imgmount');
 
 export type FileKind = 'file' | 'directory' | 'block';
 
@@ -163,7 +161,6 @@ async function reopen(file: OpenedFile, flags: number, displayPath: string, what
   }
   return fd;
 }
-
 
 export interface OpenedFileAs extends OpenedFile {
   /** Where the fd leads, as the kernel says (`readlink /proc/self/fd/N`). */

@@ -27,24 +27,14 @@ import {
   MAX_BACKOFF_MS,
   type LoopApi,
 } from './constants';
-import {
-  abortError,
-  api,
-  backoffMs,
-  bool,
-  byteCount,
-  choice,
-  counters,
-  debug,
-  envChoice,
-  isSystemError,
-  noFreeLoopDevice,
-  signalOf,
-  sleep,
-  testHooks,
-  toBig,
-  toNumberOrBig,
-} from './internal';
+import { abortError, signalOf, sleep } from '../util/abort';
+import { bool, byteCount, choice, envChoice } from '../util/args';
+import { backoffMs } from '../util/backoff';
+import { toBig, toNumberOrBig } from '../util/bigint';
+import { debug } from '../util/debug';
+import { api } from '../util/stack';
+import { isSystemError } from '../util/system-error';
+import { counters, noFreeLoopDevice, testHooks } from './internal';
 import { attachShared } from './share';
 import { loopNumber } from './status';
 

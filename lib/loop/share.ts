@@ -16,7 +16,13 @@ import { ImgmountError } from '../errors';
 import { native, type NativeLoopInfo } from '../native/binding';
 import { attachNew, expectationOf, statusMismatches, type LoopDeviceInit, type OpenedSource, type ResolvedLoopOptions } from './attach';
 import { LO_FLAGS_AUTOCLEAR, LO_FLAGS_PARTSCAN } from './constants';
-import { KeyedMutex, backoffMs, counters, debug, isSystemError, sleep, toBig } from './internal';
+import { sleep } from '../util/abort';
+import { backoffMs } from '../util/backoff';
+import { toBig } from '../util/bigint';
+import { debug } from '../util/debug';
+import { KeyedMutex } from '../util/keyed-mutex';
+import { isSystemError } from '../util/system-error';
+import { counters } from './internal';
 import { listLoopDevices } from './status';
 
 const openAsync = promisify(fs.open);

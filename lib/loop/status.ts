@@ -3,9 +3,11 @@
 // directory exists only while a device is bound.
 
 import * as fsp from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
 import { SystemError, invalidArgValue, invalidArgType } from '../errors';
 import { native } from '../native/binding';
-import { api, toNumberOrBig } from './internal';
+import { toNumberOrBig } from '../util/bigint';
+import { api } from '../util/stack';
 
 export interface LoopStatus {
   /** Kernel name, e.g. 'loop3'. */
@@ -33,7 +35,7 @@ export interface LoopStatus {
 const LOOP_NAME = /^loop(\d+)$/;
 const ATTRS = ['dev', 'ro', 'size', 'loop/backing_file', 'loop/offset', 'loop/sizelimit', 'loop/autoclear', 'loop/partscan', 'loop/dio'] as const;
 const MAX_ATTR = 8192;
-const ENOENT = 2;
+const { ENOENT } = osConstants.errno;
 
 /** Accepts 3, '3', 'loop3' or '/dev/loop3'; returns the device number. */
 export function loopNumber(device: unknown): number {

@@ -10,7 +10,7 @@ import { ImgmountError } from '../errors';
 import { checkpoint } from '../util/checkpoint';
 import { closeFd } from '../io/fd';
 import { native } from '../native/binding';
-import { moveMountIntoNamespace, unmountInNamespace } from '../ns/mount';
+import { moveMountIntoNamespace, unmountInNamespace } from './in-namespace';
 import type { NamespaceTarget } from '../ns/namespace';
 import { PinnedDir, openMountBeneath, openMountRoot, pinTarget } from '../path/pinned';
 import {

@@ -4,14 +4,14 @@
 import * as fs from 'node:fs';
 import { closeFd } from '../io/fd';
 import * as fsp from 'node:fs/promises';
-import { abortError } from '../loop/internal';
+import { abortError } from '../util/abort';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { gunzip as gunzipCb } from 'node:zlib';
 import { ImgmountError } from '../errors';
 import { loopConfigureSupported } from '../loop/attach';
-import { debug } from '../loop/internal';
+import { debug } from '../util/debug';
 import { native } from '../native/binding';
 import { createUserNamespace } from '../ns/userns';
 import { hostFilesystems } from './host-filesystems';

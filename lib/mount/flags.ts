@@ -1,4 +1,4 @@
-// mount(2) flags: the seed's numeric form (a uintptr) and named options, both accepted.
+// mount(2) flags: Apptainer's numeric form (a uintptr) and named options, both accepted.
 
 import { invalidArgType, invalidArgValue, outOfRange } from '../errors';
 
@@ -72,7 +72,7 @@ const NAMED = {
 
 export type MountFlagName = keyof typeof NAMED;
 
-/** A uintptr as the seed passes it, a list of names, or { name: true } switches. */
+/** A uintptr as Apptainer passes it, a list of names, or { name: true } switches. */
 export type MountFlags = number | bigint | readonly MountFlagName[] | Partial<Record<MountFlagName, boolean>>;
 
 export function mountFlagsToNumber(flags: MountFlags | undefined, name = 'flags'): number {

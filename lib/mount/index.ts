@@ -1,4 +1,4 @@
-// Mounting: the seed's MountFunc, image partitions with safe defaults, mountinfo, capabilities.
+// Mounting: Apptainer's MountFunc, image partitions with safe defaults, mountinfo, capabilities.
 export {
   mount,
   umount,
@@ -18,3 +18,10 @@ export { findMounts, parseMountInfo, parseMountInfoLine, readMountInfo, unescape
 export { MOUNT_API_ENV, probeMountApi, resolveMountApi, type ApiSupport, type MountApi, type MountApiSupport } from './new-api';
 export { capabilities, IDMAP_PROBES, type Capabilities, type IdmapProbeFs } from './capabilities';
 export { bindMount, type BindMountOptions } from './bind';
+export {
+  NamespaceMount,
+  mountInNamespace,
+  moveMountIntoNamespace,
+  unmountInNamespace,
+  type NamespaceUnmountOptions,
+} from './in-namespace';

@@ -31,7 +31,13 @@ import {
   type AttachLoopOptions,
   type LoopSource,
 } from '../loop/attach';
-import { abortError, api, backoffMs, bool, choice, counters, debug, isSystemError, noFreeLoopDevice, signalOf, sleep } from '../loop/internal';
+import { abortError, signalOf, sleep } from '../util/abort';
+import { bool, choice } from '../util/args';
+import { backoffMs } from '../util/backoff';
+import { debug } from '../util/debug';
+import { api } from '../util/stack';
+import { isSystemError } from '../util/system-error';
+import { counters, noFreeLoopDevice } from '../loop/internal';
 import { constants as fsConstants } from 'node:fs';
 import { native, type NativeMountDone, type NativeMountSpec } from '../native/binding';
 import { openNamespace, type NamespaceFd, type NamespaceRef } from '../ns/namespace';

@@ -4,7 +4,9 @@
 // IMGMOUNT_MOUNT_API=auto|new|legacy (as LIBMOUNT_FORCE_MOUNT2 does for libmount).
 
 import { native } from '../native/binding';
-import { debug, envChoice, isSystemError } from '../loop/internal';
+import { envChoice } from '../util/args';
+import { debug } from '../util/debug';
+import { isSystemError } from '../util/system-error';
 
 export type MountApi = 'auto' | 'new' | 'legacy';
 export const MOUNT_API_ENV = 'IMGMOUNT_MOUNT_API';

@@ -7,6 +7,7 @@ import bindings from 'bindings';
 import * as path from 'node:path';
 import { ImgmountError, SystemError } from '../errors';
 import { checkTrustedPath, checkTrustedPathSync, type TrustVerdict } from '../util/trusted-path';
+import { restackHere } from '../util/stack';
 
 export type LockType = 'read' | 'write' | 'unlock';
 
@@ -376,11 +377,6 @@ export async function native<T>(call: (b: NativeBinding) => Promise<T>): Promise
   try {
     return await call(binding());
   } catch (err) {
-    if (err instanceof Error) {
-      const here: { stack?: string } = {};
-      Error.captureStackTrace(here, native);
-      if (here.stack) err.stack = `${err.name}: ${err.message}${here.stack.slice(here.stack.indexOf('\n'))}`;
-    }
-    throw err;
+    throw restackHere(err, native);
   }
 }

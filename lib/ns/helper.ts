@@ -3,14 +3,17 @@
 //
 // Child fd layout: 0-2 stdio, 3.. the fds the operation needs (`passFds`, in order), then the
 // result pipe, then the user and mount namespace fds. The helper joins user then mount
-// namespace, does its one operation and writes "OK" or "ERR <errno> <step>" (+ "K <msg>"
-// lines) on the result pipe, which is close-on-exec: for `exec`, EOF without a line means the
-// program is running.
+// namespace, does its one operation and writes one line on the result pipe: "OK" or
+// "ERR <errno> <step>" (with --test-faults, "H <step> <hits>" lines come first; takeHelperHits
+// in lib/native/faults.ts counts and removes them). The pipe is close-on-exec: for `exec`, EOF
+// without a line means the program is running.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { PassThrough, type Readable } from 'node:stream';
 import { ImgmountError, SystemError } from '../errors';
-import { abortError, callerStack, debug } from '../loop/internal';
+import { abortError } from '../util/abort';
+import { debug } from '../util/debug';
+import { callerStack } from '../util/stack';
 import { helperPath, trustedHelperPath } from '../native/binding';
 import { helperFaultArming, takeHelperHits } from '../native/faults';
 import { trackExit } from '../util/child-exit';
@@ -62,6 +65,11 @@ export interface HelperResult {
   messages: string[];
 }
 
+/**
+ * The helper's report: "OK" or "ERR <errno> <step>"; anything else (nothing, for an exec that
+ * succeeded) is null. "K <message>" lines after ERR are taken as kernel messages, though the
+ * helper writes none (its mount is mount(2); fs-context messages come from the addon's mounts).
+ */
 export function parseHelperResult(text: string): HelperResult | null {
   const lines = text.split('\n').filter((l) => l.length > 0);
   if (lines.length === 0) return null;

@@ -1,17 +1,14 @@
 // Namespace fds: a user or mount namespace held open as an fd (from a pid, a path such as
-// /proc/<pid>/ns/user, or an fd the caller already has, e.g. the seed's DriverParams.usernsFd).
+// /proc/<pid>/ns/user, or an fd the caller already has, e.g. Apptainer's DriverParams.UsernsFd).
 // The Node thread never joins one; the fds are handed to the kernel (MOUNT_ATTR_IDMAP) or to
 // the single-threaded helper (lib/ns/helper.ts).
 
 import * as fs from 'node:fs';
-import { closeFd } from '../io/fd';
-import { promisify } from 'node:util';
+import * as fsp from 'node:fs/promises';
+import { closeFd, openFd } from '../io/fd';
 import { ImgmountError, invalidArgType, invalidArgValue } from '../errors';
-import { toBig } from '../loop/internal';
+import { toBig } from '../util/bigint';
 import { native } from '../native/binding';
-
-const openAsync = promisify(fs.open);
-const statAsync = promisify(fs.stat);
 
 export type NamespaceType = 'user' | 'mnt';
 
@@ -49,7 +46,7 @@ export class NamespaceFd implements Disposable, AsyncDisposable {
   /** Opens a namespace file (/proc/<pid>/ns/<type>, or a bind mount of one). */
   static async fromPath(path: string, expect?: NamespaceType): Promise<NamespaceFd> {
     if (typeof path !== 'string' || path.length === 0) throw invalidArgType('path', 'a non-empty string', path);
-    const fd = await openAsync(path, fs.constants.O_RDONLY);
+    const fd = await openFd(path, fs.constants.O_RDONLY);
     try {
       return await NamespaceFd.#make(fd, expect, true, path);
     } catch (err) {
@@ -78,7 +75,7 @@ export class NamespaceFd implements Disposable, AsyncDisposable {
 
   /** True if this is the namespace the calling process is in. */
   async isCurrent(): Promise<boolean> {
-    const own = await statAsync(`/proc/self/ns/${this.type}`, { bigint: true });
+    const own = await fsp.stat(`/proc/self/ns/${this.type}`, { bigint: true });
     return own.ino === toBig(this.inode) && own.dev === toBig(this.device);
   }
 
@@ -127,6 +124,12 @@ export async function openNamespace(ref: NamespaceRef, type: NamespaceType): Pro
  */
 export type NamespaceTarget = { pid: number } | { userns?: NamespaceRef | null; mntns?: NamespaceRef | null };
 
+/** How messages name a NamespaceTarget: "in the namespaces of pid N" or "in the given namespaces". */
+export function describeTarget(target: NamespaceTarget): string {
+  const pid = (target as { pid?: number }).pid;
+  return pid !== undefined ? `in the namespaces of pid ${pid}` : 'in the given namespaces';
+}
+
 export interface OpenedTarget {
   userns: NamespaceFd | null;
   mntns: NamespaceFd | null;
@@ -161,7 +164,7 @@ export async function mountNamespaceInode(ns: NamespaceTarget): Promise<string> 
   const opened = await openTarget(ns);
   try {
     if (opened.mntns) return String(opened.mntns.inode);
-    const own = await statAsync('/proc/self/ns/mnt');
+    const own = await fsp.stat('/proc/self/ns/mnt');
     return String(own.ino);
   } finally {
     await opened.close();

@@ -16,6 +16,7 @@
 
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
+import { constants as osConstants } from 'node:os';
 import { ImgmountError, SystemError, invalidArgType } from '../errors';
 import { binding, native, type NativePathInfo } from '../native/binding';
 import { checkSystemTarget } from './system-targets';
@@ -247,7 +248,7 @@ async function openParentDirs(dir: string, forMessage: string): Promise<PinnedDi
       if ((next.mode & S_IFMT) !== S_IFLNK) {
         stack.push(cur);
         cur = new PinnedDir(next);
-        if ((cur.mode & S_IFMT) !== fs.constants.S_IFDIR) throw new SystemError({ errno: 20 /* ENOTDIR */, syscall: 'openat', path: forMessage });
+        if ((cur.mode & S_IFMT) !== fs.constants.S_IFDIR) throw new SystemError({ errno: osConstants.errno.ENOTDIR, syscall: 'openat', path: forMessage });
         continue;
       }
       await new Promise<void>((resolve) => fs.close(next.fd, () => resolve()));

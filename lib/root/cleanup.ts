@@ -12,7 +12,7 @@
 
 import * as fsp from 'node:fs/promises';
 import { throwIfAborted } from '../errors';
-import { debug } from '../loop/internal';
+import { debug } from '../util/debug';
 import {
   currentMountNamespace,
   listMountRecords,

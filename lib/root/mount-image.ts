@@ -14,7 +14,7 @@ import type { DriverMountParams, DriverName, MountedFilesystem } from '../driver
 import { currentMountNamespace, entryProcess, removeMountRecord, saveMountRecord, thisOwner, type MountRecord } from '../drivers/mount-record';
 import { bindMount } from '../mount/bind';
 import { MS_NODEV, MS_NOSUID, MS_RDONLY } from '../mount/flags';
-import { unmountInNamespace } from '../ns/mount';
+import { unmountInNamespace } from '../mount/in-namespace';
 import { mountNamespaceInode, type NamespaceRef, type NamespaceTarget } from '../ns/namespace';
 import { PinnedDir, pinTarget } from '../path/pinned';
 

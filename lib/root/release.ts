@@ -8,7 +8,7 @@ import { targetName } from '../path/pinned';
 import { findMountRecord } from '../drivers/mount-record';
 import { releaseMountRecord } from '../drivers/fuse/release';
 import { umount } from '../mount/mount';
-import { unmountInNamespace } from '../ns/mount';
+import { unmountInNamespace } from '../mount/in-namespace';
 import { mountNamespaceInode, type NamespaceTarget } from '../ns/namespace';
 
 export interface ReleaseOptions {

@@ -1,24 +1,23 @@
-// root(): a container's root filesystem from an image, as the seed's ImageFormat.Root()
-// gives it: the root partition mounted (read-only, nosuid, nodev), optionally under an
-// overlay with a writable upper layer (tmpfs, the SIF's own ext3 overlay partition, or an
-// external overlay image or directory), with data partitions mounted inside. Returns the OCI
-// runtime-spec Root and one handle that releases everything in reverse order.
+// root(): a container's root filesystem from an image, as Apptainer's engine mounts it
+// (container_linux.go): the root partition mounted (read-only, nosuid, nodev), optionally
+// under an overlay with a writable upper layer (tmpfs, the SIF's own ext3 overlay partition,
+// or an external overlay image or directory), with data partitions mounted inside. Returns the
+// OCI runtime-spec Root and one handle that releases everything in reverse order.
 //
 // Internal mounts (the lower and upper layers) live in a private session directory under
 // IMGMOUNT_STATE_DIR, and a mount record names them, so `imgmount umount TARGET` from another
 // process releases exactly what this built.
 
 import * as path from 'node:path';
-import { debuglog } from 'node:util';
+import { debug } from '../util/debug';
 import { ImgmountError, hasErrorCode, invalidArgValue } from '../errors';
 import { Admission, OPERATIONS_IN_FLIGHT } from '../util/admission';
 import { checkpoint } from '../util/checkpoint';
 import { RetryableOnce } from '../util/once';
 import { native } from '../native/binding';
 import { PinnedDir, openMountRoot, pinOwnDir, pinTarget, resolveBeneath, resolveInRoot } from '../path/pinned';
-import { EXT3, OverlayUsage, SANDBOX, SIF, SQUASHFS } from '../image/constants';
-import type { UserCredentials } from '../image/credentials';
-import type { Image } from '../image/image';
+import { OverlayUsage } from '../image/constants';
+import { registerRootImplementation, type Image } from '../image/image';
 import { init } from '../image/init';
 import type { Section } from '../image/section';
 import { currentMountNamespace, entryProcess, removeMountRecord, removeSessionDir, saveMountRecord, sessionsDir, thisOwner, type MountRecord } from '../drivers/mount-record';
@@ -26,57 +25,18 @@ import type { MountedFilesystem } from '../drivers/types';
 import type { FuseMountParams } from '../drivers/fuse/driver';
 import { hostFilesystems } from '../mount/host-filesystems';
 import { chooseDriver, type DriverChoice } from '../drivers/select';
-import { MS_NODEV, MS_NOSUID, MS_RDONLY } from '../mount/flags';
 import { bindMount } from '../mount/bind';
 import { MNT_DETACH } from '../mount/flags';
 import { mount, umount } from '../mount/mount';
-import { unmountInNamespace } from '../ns/mount';
+import { unmountInNamespace } from '../mount/in-namespace';
 import { mountNamespaceInode, type NamespaceTarget } from '../ns/namespace';
 import { KernelMounted, kernelMountFunc, plainKernelMount } from '../drivers/kernel';
 import { expectedFstypes, mountImage, writableProblem, type MountImageOptions } from './mount-image';
+import { DEFAULT_TMPFS_SIZE, UPPER_DIR, WORK_DIR, externalLayer, layerUse, overlayDriver, overlayMount, planRoot, sifOverlayLayer, tmpfsLayer } from './overlay-plan';
 import { uniqueSuffix } from '../util/unique';
+import type { DataMount, MountedRoot, OciRoot, RootOptions } from './types';
 
-const debug = debuglog('imgmount');
-
-/** The OCI runtime-spec `root` object. */
-export interface OciRoot {
-  path: string;
-  readonly: boolean;
-}
-
-export interface DataMount {
-  /** The data partition, by name or SIF descriptor id. */
-  partition: string | number;
-  /** Where inside the root (an existing directory there). */
-  path: string;
-}
-
-export interface RootOptions extends Omit<MountImageOptions, 'partition' | 'writable'> {
-  /** Writable root: an ext3 root or sandbox opened writable, or the SIF's own overlay partition as upper layer. */
-  writable?: boolean;
-  /** Overlay with a throw-away tmpfs upper layer. */
-  writableTmpfs?: boolean;
-  /** tmpfs size for writableTmpfs (default 64m). */
-  tmpfsSize?: string;
-  /** External overlays: image paths or directories; an ext3 image or directory opened writable becomes the upper layer. */
-  overlays?: Array<string | { path: string; writable?: boolean }>;
-  /** Data partitions of the image to mount inside the root. */
-  data?: DataMount[];
-  /** Open overlay images and directories with this user's credentials (init's `as`): a user's overlay must be theirs to read (and write). */
-  as?: UserCredentials;
-  /** With `as`: accept an overlay path that leads to a block device (init's `allowBlockDevice`). */
-  allowBlockDevice?: boolean;
-}
-
-export interface MountedRoot extends AsyncDisposable {
-  /** The OCI runtime-spec Root: { path, readonly }. */
-  readonly root: OciRoot;
-  /** Every mount made, in the order they were made. */
-  readonly mounts: readonly MountedFilesystem[];
-  readonly closed: boolean;
-  /** Unmounts everything in reverse order and removes the session directory. Idempotent; after a failure (a mount still busy) it can be called again. */
-  close(): Promise<void>;
-}
+export type { DataMount, MountedRoot, OciRoot, RootOptions } from './types';
 
 class Root implements MountedRoot {
   readonly mounts: MountedFilesystem[] = [];
@@ -182,17 +142,6 @@ async function layerDir(r: Root, name: string): Promise<PinnedDir> {
   return dir;
 }
 
-/** Session subdirectories a root may mount layers on, in the order they are made. */
-function layerNames(external: number, writableTmpfs: boolean, sifOverlays: number, staged: boolean): string[] {
-  return [
-    ...(staged ? ['root'] : []),
-    ...Array.from({ length: external }, (_, i) => `overlay-${i}`),
-    ...(writableTmpfs ? ['tmpfs'] : []),
-    ...Array.from({ length: sifOverlays }, (_, j) => `sif-overlay-${j}`),
-    'lower',
-  ];
-}
-
 /** A layer not planned when the record was written (an overlay image's further partitions): named in it before it is made. */
 async function planLayer(r: Root, name: string): Promise<void> {
   const p = path.join(r.sessionDir!, name);
@@ -237,9 +186,9 @@ async function intend(r: Root, options: RootOptions, layers: string[], expect: s
  * through a symlink (ERR_UNSAFE_PATH), and handed to overlayfs as pinned fds.
  */
 async function pinnedUpperDirs(r: Root, layer: PinnedDir): Promise<{ upper: string; work: string }> {
-  const upper = await resolveBeneath(layer, 'upper', { create: 0o755 });
+  const upper = await resolveBeneath(layer, UPPER_DIR.name, { create: UPPER_DIR.mode });
   r.transient.push(upper);
-  const work = await resolveBeneath(layer, 'work', { create: 0o700 });
+  const work = await resolveBeneath(layer, WORK_DIR.name, { create: WORK_DIR.mode });
   r.transient.push(work);
   return { upper: upper.procPath, work: work.procPath };
 }
@@ -268,6 +217,10 @@ export function root(image: Image, target: string, options: RootOptions = {}): P
 const builds = new Admission(OPERATIONS_IN_FLIGHT);
 const releases = new Admission(OPERATIONS_IN_FLIGHT);
 
+// Image.prototype.root() is this function: the image model does not import the mounting layer,
+// the mounting layer registers itself there when it is loaded (lib/index.ts loads it).
+registerRootImplementation(root);
+
 async function buildRoot(image: Image, target: string, options: RootOptions): Promise<MountedRoot> {
   image.assertOpen();
   const signal = options.signal;
@@ -277,27 +230,18 @@ async function buildRoot(image: Image, target: string, options: RootOptions): Pr
   const ns = options.namespace;
   const r = new Root(path.resolve(target));
   try {
-    // Which writable layer, if any: the root itself, tmpfs, the SIF's overlay partition, or an external overlay.
-    const external = overlays.map((o) => (typeof o === 'string' ? { path: o, writable: false } : { path: o.path, writable: o.writable ?? false }));
-    // The image's own ext3 overlay partitions are applied on every run (read-only unless writing).
-    const sifOverlays = image.type === SIF ? image.getOverlayPartitions().filter((p) => p.type === EXT3) : [];
-    const rootWritable = writable && !writableProblem(image, rootPart) && external.length === 0 && !writableTmpfs && sifOverlays.length === 0;
-    const needsOverlay = writableTmpfs || external.length > 0 || (writable && !rootWritable) || sifOverlays.length > 0;
-    if (writable && !rootWritable && !writableTmpfs && !external.some((e) => e.writable) && !(sifOverlays.length > 0 && image.writable)) {
-      throw new ImgmountError(
-        'ERR_READ_ONLY_FS',
-        `no SIF writable overlay partition found in ${image.path}` +
-          (image.writable ? '' : ' (open the image with init(path, true) to use one)') +
-          '; use writableTmpfs, an overlay image, or an ext3 root or sandbox opened writable',
-        { path: image.path },
-      );
-    }
-    if (needsOverlay && common.idmap !== undefined)
-      throw new ImgmountError('ERR_IDMAP_UNSUPPORTED', 'ID-mapped roots cannot have overlays (overlayfs itself cannot be ID-mapped); mount the root without overlays');
-    // Where the root is built: the caller's directory, pinned. A root with layers or data
-    // partitions for another mount namespace is built here on a staging directory and its
-    // finished tree moved there; a plain one is mounted straight into it.
-    const staged = ns !== undefined && (needsOverlay || data.length > 0);
+    // Which writable layer, if any: the root itself, tmpfs, the SIF's overlay partition, or an
+    // external overlay; which layers; whether built on a staging directory (see overlay-plan.ts).
+    const { external, sifOverlays, rootWritable, needsOverlay, staged, layers } = planRoot(image, {
+      writable,
+      writableTmpfs,
+      overlays,
+      rootWritableProblem: writableProblem(image, rootPart),
+      data: data.length,
+      namespace: ns !== undefined,
+      idmap: common.idmap !== undefined,
+    });
+    // Where the root is built: the caller's directory, pinned, or the staging directory.
     const { namespace: _ns, ...here } = common;
     const local: Omit<MountImageOptions, 'partition' | 'writable'> = staged ? here : common;
     let at: PinnedDir | string;
@@ -305,7 +249,6 @@ async function buildRoot(image: Image, target: string, options: RootOptions): Pr
     // the record written, instead of after them.
     const choosing = chooseDriver(image, rootPart, local);
     choosing.catch(() => undefined); // awaited below; a failure before that is not unhandled
-    const layers = needsOverlay || staged ? layerNames(external.length, writableTmpfs, sifOverlays.length, staged) : [];
     const expect = expectedFstypes(rootPart, needsOverlay);
     if (!ns) {
       // The target is pinned while the record is written (both before any mount, so intent
@@ -346,7 +289,7 @@ async function buildRoot(image: Image, target: string, options: RootOptions): Pr
       r.root.readonly = m.readOnly;
       checkpoint('root:mounted', signal);
     } else {
-      await assembleOverlay(image, at as PinnedDir, r, { ...local, rootPart, rootChoice: choosing, writable, writableTmpfs, external, sifOverlays, tmpfsSize: options.tmpfsSize ?? '64m' });
+      await assembleOverlay(image, at as PinnedDir, r, { ...local, rootPart, rootChoice: choosing, writable, writableTmpfs, external, sifOverlays, tmpfsSize: options.tmpfsSize ?? DEFAULT_TMPFS_SIZE });
     }
     if (data.length > 0) await mountData(image, r, at as PinnedDir, data, local);
     await r.closeTransient();
@@ -432,10 +375,11 @@ async function overlayLayer(
   r.mounts.push(m);
   checkpoint('root:overlay-layer', options.signal);
   const onFuse = m.driver === 'fuse';
-  if (part.type === SQUASHFS) return { lower: dir, onFuse };
+  const use = layerUse(part, rw);
+  if (use === 'whole') return { lower: dir, onFuse };
   const layer = await layerRoot(r, dir);
-  if (rw) return { upper: await pinnedUpperDirs(r, layer), onFuse };
-  const up = await resolveBeneath(layer, 'upper').catch((err: unknown) => {
+  if (use === 'upper-and-work') return { upper: await pinnedUpperDirs(r, layer), onFuse };
+  const up = await resolveBeneath(layer, UPPER_DIR.name).catch((err: unknown) => {
     if (hasErrorCode(err, 'ENOENT')) return null;
     throw err;
   });
@@ -460,15 +404,16 @@ async function tmpfsUpper(r: Root, size: string, signal: AbortSignal | undefined
   const dir = await layerDir(r, 'tmpfs');
   const where = dir.path;
   try {
-    await mount('tmpfs', dir, 'tmpfs', MS_NOSUID | MS_NODEV, `size=${size},mode=0755`, signal ? { signal } : {});
+    const tmpfs = tmpfsLayer(size);
+    await mount('tmpfs', dir, 'tmpfs', tmpfs.flags, tmpfs.options, signal ? { signal } : {});
   } catch (err) {
     await dir.close();
     throw err;
   }
   r.mounts.push(plainKernelMount(dir, 'tmpfs', false));
   checkpoint('root:tmpfs', signal);
-  const upper = { upper: path.join(where, 'upper'), work: path.join(where, 'work') };
-  await native((b) => b.makeDirs([{ path: upper.upper, mode: 0o755 }, { path: upper.work, mode: 0o700 }]));
+  const upper = { upper: path.join(where, UPPER_DIR.name), work: path.join(where, WORK_DIR.name) };
+  await native((b) => b.makeDirs([{ path: upper.upper, mode: UPPER_DIR.mode }, { path: upper.work, mode: WORK_DIR.mode }]));
   checkpoint('root:tmpfs-dirs', signal);
   return upper;
 }
@@ -507,17 +452,15 @@ async function assembleOverlay(image: Image, target: PinnedDir, r: Root, plan: O
       const parts = img.getOverlayPartitions();
       if (parts.length === 0) throw new ImgmountError('ERR_NO_PARTITION', `${img.path} has no partition usable as an overlay`, { path: img.path });
       for (const [j, part] of parts.entries()) {
-        const rw = ov.writable && j === 0 && !upper && (part.type === EXT3 || part.type === SANDBOX) && img.writable;
-        if (ov.writable && j === 0 && !rw)
-          throw new ImgmountError('ERR_READ_ONLY_FS', `overlay ${img.path} cannot be the writable layer: ${writableProblem(img, part) ?? 'another overlay already is'}`, { path: img.path });
+        const slot = externalLayer(i, j, ov, img, part, upper !== undefined, writableProblem(img, part));
         // `trusted` vouches for `image` only: an overlay image gets the default rule for its own file.
-        take(await overlayLayer(r, j === 0 ? `overlay-${i}` : `overlay-${i}-${j}`, img, part, rw, { ...local, trusted: false }));
+        take(await overlayLayer(r, slot.name, img, part, slot.writable, { ...local, trusted: false }));
       }
     }
     if (!upper && writableTmpfs) upper = await tmpfsUpper(r, tmpfsSize, local.signal);
     for (const [j, part] of sifOverlays.entries()) {
-      const rw = !upper && writable && image.writable && j === 0;
-      take(await overlayLayer(r, `sif-overlay-${j}`, image, part, rw, local));
+      const slot = sifOverlayLayer(j, upper !== undefined, writable, image.writable);
+      take(await overlayLayer(r, slot.name, image, part, slot.writable, local));
     }
   } catch (err) {
     await lower.then((l) => r.mounts.push(l.mount), () => undefined); // released with the rest
@@ -529,17 +472,13 @@ async function assembleOverlay(image: Image, target: PinnedDir, r: Root, plan: O
   lowers.push(bottom.where);
   checkpoint('root:lower', local.signal);
 
-  const opts = [`lowerdir=${lowers.map(escapeLayer).join(':')}`];
-  if (upper) opts.push(`upperdir=${escapeLayer(upper.upper)}`, `workdir=${escapeLayer(upper.work)}`);
-  const flags = MS_NOSUID | MS_NODEV | (upper ? 0 : MS_RDONLY);
+  const { options: opts, flags, readOnly } = overlayMount(lowers, upper);
   const caps = await hostFilesystems();
   const privileged = plan.privileged ?? process.geteuid?.() === 0;
-  // The kernel's overlayfs refuses a FUSE upper layer (no tmpfile, no RENAME_WHITEOUT).
-  const kernelOverlay = privileged && caps.filesystems.includes('overlay') && plan.driver !== 'fuse' && !upperOnFuse;
   let top: MountedFilesystem;
-  if (kernelOverlay) {
+  if (overlayDriver({ privileged, filesystems: caps.filesystems, driver: plan.driver, upperOnFuse }) === 'kernel') {
     await mount('overlay', target, 'overlay', flags, opts.join(','), plan.signal ? { signal: plan.signal } : {});
-    top = plainKernelMount(target, 'overlay', !upper);
+    top = plainKernelMount(target, 'overlay', readOnly);
   } else {
     // Without the right to mount (or when FUSE is asked for): fuse-overlayfs.
     const { FuseDriver } = await import('../drivers/fuse/driver');
@@ -553,7 +492,7 @@ async function assembleOverlay(image: Image, target: PinnedDir, r: Root, plan: O
   if (r.target === target) r.target = undefined; // the top mount owns it now
   r.mounts.push(top);
   r.top = top;
-  r.root.readonly = !upper;
+  r.root.readonly = readOnly;
   checkpoint('root:overlay', local.signal);
 }
 
@@ -592,9 +531,4 @@ async function moveTreeIntoNamespace(r: Root, ns: NamespaceTarget, target: strin
   r.nested = [];
   r.top = there;
   r.root = { path: target, readonly: readOnly };
-}
-
-function escapeLayer(p: string): string {
-  // overlayfs splits lowerdir on ':' and options on ','; backslash-escape both.
-  return p.replace(/[\\:,]/g, (c) => `\\${c}`);
 }

@@ -6,9 +6,7 @@
 // on a 2-core VM); with 8 in flight the longest stall was 3-6 ms, and the whole batch took as
 // long (the pool has 4 threads and the kernel serialises mounts anyway).
 
-import { AbortError } from '../errors';
-
-const abortError = (signal: AbortSignal): AbortError => new AbortError(undefined, { cause: signal.reason });
+import { abortError } from './abort';
 
 export class Admission {
   #active = 0;

@@ -4,8 +4,8 @@
  * Node is always multi-threaded, and the kernel refuses setns(CLONE_NEWUSER) to a threaded
  * process and setns(CLONE_NEWNS) to one that shares its fs_struct (CLONE_FS) with other
  * threads. This program is single-threaded, spawned through child_process (so libuv reaps
- * it), and makes no decision of its own: lib/ns/ chooses the namespaces, the order and what
- * to do on failure.
+ * it), and makes no decision of its own: its callers (lib/ns/helper.ts, used by lib/ns and
+ * lib/mount/in-namespace.ts) choose the namespaces, the order and what to do on failure.
  *
  *   imgmount-nsenter [--userns FD] [--mntns FD] [--setsid] [--pdeathsig SIG] [--namespace-program] [--test-faults] --result FD OP ARG...
  *     exec PROGRAM ARG...           execvp PROGRAM; the result fd is close-on-exec, so EOF
@@ -17,16 +17,19 @@
  *                                   the process that started this helper dies.
  *     move-mount FD TARGET          TARGET resolved inside the namespace's root (openat2
  *                                   RESOLVE_IN_ROOT: no symlink leads out of it), then
- *                                   move_mount(FD, "", that fd, "", F_EMPTY_PATH|T_EMPTY_PATH)
+ *                                   move_mount(FD, "", that fd, "", F_EMPTY_PATH|T_EMPTY_PATH);
+ *                                   without openat2 (ENOSYS), move_mount to the path TARGET
  *     mount SOURCE TARGET FSTYPE FLAGS DATA    mount(2); "-" stands for NULL
  *     umount TARGET FLAGS [MOUNTID] umount2(2) with UMOUNT_NOFOLLOW; with MOUNTID, only if
- *                                   the mount at TARGET has that id (else ERR ESTALE)
+ *                                   the mount at TARGET has that id (else ERR ESTALE, step
+ *                                   "mount-id")
  *     userns-hold                   unshare(CLONE_NEWUSER), report, then wait for EOF on stdin
  *                                   (the parent writes the id maps and opens /proc/PID/ns/user)
  *
- * Result (text, one report per run): "OK\n", or "ERR <errno> <step>\n" followed by
- * "K <kernel message>\n" lines when a step left messages. Exit status 0 on OK, 1 on ERR,
- * 2 on a usage error (also reported as ERR with EINVAL and step "usage").
+ * Result (text, one report per run): "OK\n" or "ERR <errno> <step>\n", <step> being the
+ * syscall that failed ("setns(CLONE_NEWNS)", "move_mount", "umount2", ...) or a check
+ * ("mount-id", "parent-exited", "exec-after-setns(CLONE_NEWNS)"). Exit status 0 on OK, 1 on
+ * ERR, 2 on a usage error (also reported as ERR with EINVAL and step "usage").
  * setns order is user first, then mount: the mount namespace's owner must be reachable.
  *
  * --test-faults (tests only; lib/ns/helper.ts passes it only while a test armed helper faults

@@ -7,14 +7,8 @@ import * as path from 'node:path';
 import { AbortError, ImgmountError, SystemError } from '../../lib/errors';
 import { testHooks } from '../../lib/loop/internal';
 import { capabilities, findMounts, mountPartition, readMountInfo } from '../../lib/mount';
-import {
-  NamespaceFd,
-  createUserNamespace,
-  mountInNamespace,
-  moveMountIntoNamespace,
-  spawnInNamespaces,
-  unmountInNamespace,
-} from '../../lib/ns';
+import { NamespaceFd, createUserNamespace, spawnInNamespaces } from '../../lib/ns';
+import { mountInNamespace, moveMountIntoNamespace, unmountInNamespace } from '../../lib/mount';
 import { closeFd } from '../../lib/io/fd';
 import { native } from '../../lib/native/binding';
 import { finished } from 'node:stream/promises';

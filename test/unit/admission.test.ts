@@ -1,7 +1,7 @@
 // Admission (lib/util/admission.ts): at most N at once, in arrival order, and a waiter's abort.
 import { expect } from 'chai';
 import { AbortError } from '../../lib/errors';
-import { Admission } from '../../lib/util/admission';
+import { Admission, OPERATIONS_IN_FLIGHT } from '../../lib/util/admission';
 
 function deferred(): { promise: Promise<void>; resolve: () => void } {
   let resolve!: () => void;
@@ -69,5 +69,43 @@ describe('admission: at most N operations at once', () => {
     const pre = await a.run(async () => 'x', AbortSignal.abort()).catch((e: unknown) => e);
     // A free slot: an already-aborted signal is not looked at (the operation checks it itself).
     expect(pre).to.equal('x');
+  });
+  it('a caller that must wait with an already-aborted signal rejects at once, with the reason as cause, and holds no place in line', async () => {
+    const a = new Admission(1);
+    const gate = deferred();
+    const holder = a.run(() => gate.promise);
+    const reason = new Error('gave up');
+    let ran = false;
+    const err = await a
+      .run(async () => {
+        ran = true;
+      }, AbortSignal.abort(reason))
+      .catch((e: unknown) => e);
+    expect(err).to.be.instanceOf(AbortError);
+    expect((err as AbortError).cause).to.equal(reason);
+    const next = a.run(async () => 'next');
+    gate.resolve();
+    await holder;
+    expect(await next).to.equal('next');
+    expect(ran).to.equal(false);
+  });
+
+  it('an abort after being admitted is for the operation to notice: admission ignores it', async () => {
+    const a = new Admission(1);
+    const ac = new AbortController();
+    const gate = deferred();
+    const running = a.run(async () => {
+      await gate.promise;
+      return 'finished';
+    }, ac.signal);
+    await tick();
+    ac.abort();
+    gate.resolve();
+    expect(await running).to.equal('finished');
+  });
+
+  it('the limit is what it was built with; the library admits 8 of a kind at once', () => {
+    expect(new Admission(3).limit).to.equal(3);
+    expect(OPERATIONS_IN_FLIGHT).to.equal(8);
   });
 });

@@ -39,7 +39,7 @@ describe('driver registry', () => {
 });
 
 describe('built-in drivers in the registry', () => {
-  it('kernel and fuse are registered, with the seed life cycle and clear state errors', async () => {
+  it("kernel and fuse are registered, with Apptainer's life cycle and clear state errors", async () => {
     const { KernelDriver, FuseDriver } = await import('../../lib');
     const k = getDriver('kernel');
     expect(k).to.be.instanceOf(KernelDriver);

@@ -19,7 +19,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { ImgmountError, invalidArgType } from '../../errors';
-import { debug } from '../../loop/internal';
+import { debug } from '../../util/debug';
 import { checkTrustedPathSync } from '../../util/trusted-path';
 
 /** Where helper programs are looked up, and the PATH helpers run with. */

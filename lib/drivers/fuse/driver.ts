@@ -29,7 +29,7 @@ import * as path from 'node:path';
 import { ImgmountError, invalidArgType, invalidArgValue, throwIfAborted } from '../../errors';
 import { Ext3Feature, GocryptFeature, OverlayFeature, SquashFeature } from '../../image/constants';
 import type { MountFunc } from '../../image/driver';
-import { signalOf } from '../../loop/internal';
+import { signalOf } from '../../util/abort';
 import { MS_RDONLY } from '../../mount/flags';
 import type { NamespaceRef, NamespaceTarget } from '../../ns/namespace';
 import { pinTarget } from '../../path/pinned';

@@ -11,7 +11,7 @@ import { fromNodeError, throwIfAborted } from '../../errors';
 import type { MountFunc } from '../../image/driver';
 import { pathContains } from '../../image/authorize';
 import { closeFd } from '../../io/fd';
-import { debug } from '../../loop/internal';
+import { debug } from '../../util/debug';
 import type { NamespaceTarget } from '../../ns/namespace';
 import { mountNamespaceInode } from '../../ns/namespace';
 import { openFileBeneath, pinOwnDir, type PinnedDir } from '../../path/pinned';

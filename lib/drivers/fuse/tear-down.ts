@@ -4,10 +4,10 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { ImgmountError, hasErrorCode } from '../../errors';
-import { debug } from '../../loop/internal';
+import { debug } from '../../util/debug';
 import { MNT_DETACH } from '../../mount/flags';
 import { umount } from '../../mount/mount';
-import { unmountInNamespace } from '../../ns/mount';
+import { unmountInNamespace } from '../../mount/in-namespace';
 import type { PinnedDir } from '../../path/pinned';
 import type { StopTimings } from './helper-process';
 import type { Layer, ServeContext } from './layer';

@@ -6,7 +6,8 @@
 // No sleeps, no pool thread held while waiting (Apptainer polled every 25 ms).
 
 import * as fsp from 'node:fs/promises';
-import { abortError, debug } from '../../loop/internal';
+import { abortError } from '../../util/abort';
+import { debug } from '../../util/debug';
 import { findMounts, parseMountInfo, type MountInfoEntry } from '../../mount/mountinfo';
 import { binding } from '../../native/binding';
 

@@ -1,33 +1,26 @@
-// Mounting into (and unmounting from) other namespaces, and starting programs inside them.
+// Mounting into (and unmounting from) other namespaces.
 //
 // The mount is built on the host as a detached mount (loop attach + fsmount, ID-mapped if
 // asked) and the helper, after joining the user and then the mount namespace, moves it onto
 // the target with move_mount. Where the new mount API is missing, the helper instead
 // mount(2)s /proc/self/fd/N of our loop device fd inside the namespace. Either way the Node
-// thread never changes namespace and the loop device is auto-cleared with the mount.
+// thread never changes namespace and the loop device is auto-cleared with the mount. The
+// namespace primitives (namespace fds, the helper) are lib/ns, below this.
 
+import { constants as osConstants } from 'node:os';
 import { RetryableOnce } from '../util/once';
 import { closeFd } from '../io/fd';
-import type { ChildProcess } from 'node:child_process';
 import { ImgmountError, invalidArgType, throwIfAborted } from '../errors';
 import { LoopDevice, attachLoop, checkSource, type LoopSource } from '../loop/attach';
-import { api, debug, signalOf } from '../loop/internal';
-import { MNT_DETACH, MNT_FORCE, umountFlagsToNumber, type UmountFlags } from '../mount/flags';
-import { buildMount, resolvePartitionOptions, type MountMethod, type MountPartitionOptions } from '../mount/mount';
-import { resolveMountApi } from '../mount/new-api';
-import { mapMountError } from '../mount/errors';
-import { childFd, execHelper, runHelper, type HelperStdio } from './helper';
-import { openTarget, type NamespaceTarget, type OpenedTarget } from './namespace';
-
-function describe(target: NamespaceTarget): string {
-  const pid = (target as { pid?: number }).pid;
-  return pid !== undefined ? `in the namespaces of pid ${pid}` : 'in the given namespaces';
-}
-
-function pathArg(name: string, v: unknown): string {
-  if (typeof v !== 'string' || v.length === 0 || v.includes('\0')) throw invalidArgType(name, 'a non-empty path', v);
-  return v;
-}
+import { pathArg } from '../util/args';
+import { debug } from '../util/debug';
+import { api } from '../util/stack';
+import { childFd, runHelper } from '../ns/helper';
+import { describeTarget, openTarget, type NamespaceTarget, type OpenedTarget } from '../ns/namespace';
+import { MNT_DETACH, MNT_FORCE, umountFlagsToNumber, type UmountFlags } from './flags';
+import { buildMount, resolvePartitionOptions, type MountMethod, type MountPartitionOptions } from './mount';
+import { resolveMountApi } from './new-api';
+import { mapMountError } from './errors';
 
 export interface NamespaceUnmountOptions {
   lazy?: boolean;
@@ -99,7 +92,7 @@ async function umountIn(ns: OpenedTarget, target: string, flags: number, where: 
     const code = (err as { code?: string }).code;
     if (code === 'EINVAL' || code === 'ENOENT')
       throw new ImgmountError('ERR_NOT_MOUNTED', `${target} is not a mount point ${where}`, { cause: err, path: target });
-    if ((err as { errno?: number }).errno === -116 /* ESTALE: libuv has no name for it */)
+    if ((err as { errno?: number }).errno === -osConstants.errno.ESTALE /* libuv has no name for it */)
       throw new ImgmountError('ERR_NOT_MOUNTED', `${target} ${where} no longer holds the mount imgmount made there (another is on it); left as it is`, { cause: err, path: target });
     throw err;
   }
@@ -131,7 +124,7 @@ async function mountInNamespaceImpl(
   pathArg('target', target);
   const p = resolvePartitionOptions(options);
   throwIfAborted(p.signal);
-  const where = describe(ns);
+  const where = describeTarget(ns);
   const opened = await openTarget(ns);
   const helperNs = { userns: opened.userns?.fd ?? null, mntns: opened.mntns?.fd ?? null, where };
   try {
@@ -205,7 +198,7 @@ async function unmountInNamespaceImpl(ns: NamespaceTarget, target: string, flags
   const opened = await openTarget(ns);
   try {
     throwIfAborted(options.signal);
-    await umountIn(opened, target, n, describe(ns), options.mountId);
+    await umountIn(opened, target, n, describeTarget(ns), options.mountId);
   } finally {
     await opened.close();
   }
@@ -227,96 +220,8 @@ async function moveMountIntoNamespaceImpl(ns: NamespaceTarget, mountFd: number, 
   try {
     // The move is one step: once started it is let finish (the fd stays the caller's to undo).
     throwIfAborted(options.signal);
-    await runHelper({ op: 'move-mount', args: [String(childFd(0)), target], passFds: [mountFd], userns: opened.userns?.fd ?? null, mntns: opened.mntns?.fd ?? null, dest: target, where: describe(ns) });
+    await runHelper({ op: 'move-mount', args: [String(childFd(0)), target], passFds: [mountFd], userns: opened.userns?.fd ?? null, mntns: opened.mntns?.fd ?? null, dest: target, where: describeTarget(ns) });
   } finally {
     await opened.close();
   }
-}
-
-export interface SpawnInNamespacesOptions {
-  /** stdio of the program (default ['ignore', 'pipe', 'pipe']). */
-  stdio?: [HelperStdio, HelperStdio, HelperStdio];
-  /** Parent fds the program inherits, at fds 3, 4, ... in this order (e.g. a /dev/fuse fd). */
-  fds?: number[];
-  env?: NodeJS.ProcessEnv;
-  /** Start it in a session (and process group) of its own. */
-  setsid?: boolean;
-  /** The signal it gets when this process dies (PR_SET_PDEATHSIG). */
-  deathSignal?: 'SIGTERM' | 'SIGKILL';
-  /** Aborting before the program started kills the helper; afterwards the program is yours. */
-  signal?: AbortSignal;
-}
-
-/**
- * Starts `file` (looked up in PATH inside the mount namespace, if one is joined) with `args`
- * inside the namespaces of `ns`, and resolves once it is running (exec succeeded). With a
- * mount namespace, the program, its loader and its libraries are that namespace's own (a
- * container's): this runs the container's program, never one of yours, so do not use it to
- * start a privileged helper there (imgmount serves its mounts from its own namespace and
- * moves them in instead). A failure
- * to join or to exec rejects with errno and the failing step. Its working directory is the
- * namespace's root. The program may already have exited when this resolves: wait for it with
- * `trackExit(child)` (lib/util/child-exit), never with a late 'exit'/'close' listener.
- */
-export function spawnInNamespaces(ns: NamespaceTarget, file: string, args: readonly string[] = [], options: SpawnInNamespacesOptions = {}): Promise<ChildProcess> {
-  return api(spawnInNamespaces, () => spawnInNamespacesImpl(ns, file, args, options));
-}
-
-async function spawnInNamespacesImpl(ns: NamespaceTarget, file: string, args: readonly string[] = [], options: SpawnInNamespacesOptions = {}): Promise<ChildProcess> {
-  pathArg('file', file);
-  if (!Array.isArray(args) || args.some((a) => typeof a !== 'string')) throw invalidArgType('args', 'an array of strings', args);
-  const signal = signalOf(options.signal);
-  throwIfAborted(signal);
-  const opened = await openTarget(ns);
-  try {
-    return await execHelper(
-      {
-        op: 'exec',
-        args: [file, ...args],
-        userns: opened.userns?.fd ?? null,
-        mntns: opened.mntns?.fd ?? null,
-        passFds: options.fds ?? [],
-        stdio: options.stdio ?? ['ignore', 'pipe', 'pipe'],
-        env: options.env ?? process.env,
-        setsid: options.setsid ?? false,
-        ...(options.deathSignal ? { deathSignal: options.deathSignal } : {}),
-        namespaceProgram: true,
-        path: file,
-        where: describe(ns),
-      },
-      signal,
-    );
-  } finally {
-    // The helper has its own copies (inherited); ours are no longer needed.
-    await opened.close();
-  }
-}
-
-/**
- * Starts `file` (an absolute path of our own filesystem) in no other namespace, through the
- * namespace helper, for what child_process cannot do before the exec: a session of its own
- * and a death signal (PR_SET_PDEATHSIG). Resolves once it runs, like spawnInNamespaces.
- */
-export function spawnHere(file: string, args: readonly string[] = [], options: SpawnInNamespacesOptions = {}): Promise<ChildProcess> {
-  return api(spawnHere, async () => {
-    pathArg('file', file);
-    const signal = signalOf(options.signal);
-    throwIfAborted(signal);
-    return execHelper(
-      {
-        op: 'exec',
-        args: [file, ...args],
-        userns: null,
-        mntns: null,
-        passFds: options.fds ?? [],
-        stdio: options.stdio ?? ['ignore', 'pipe', 'pipe'],
-        env: options.env ?? process.env,
-        setsid: options.setsid ?? false,
-        ...(options.deathSignal ? { deathSignal: options.deathSignal } : {}),
-        path: file,
-        where: 'here',
-      },
-      signal,
-    );
-  });
 }
