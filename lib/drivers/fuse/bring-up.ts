@@ -20,10 +20,9 @@
 // not serve in time is killed (ERR_HELPER_TIMEOUT), an abort kills it, and a failed attempt
 // leaves no mount and no process behind.
 
-import { closeFd } from '../../io/fd';
+import { closeFd, openFd } from '../../io/fd';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { promisify } from 'node:util';
 import { ImgmountError, hasErrorCode } from '../../errors';
 import { abortError } from '../../util/abort';
 import { debug } from '../../util/debug';
@@ -38,8 +37,6 @@ import type { Layer, ServeContext } from './layer';
 import { fdPassingMount, type Step } from './plan';
 import { unmountLayer, unmountOwn } from './tear-down';
 import { waitForMount } from './wait-mount';
-
-const openAsync = promisify(fs.open);
 
 const euid = (): number => process.geteuid?.() ?? -1;
 const egid = (): number => process.getegid?.() ?? -1;
@@ -104,7 +101,7 @@ async function serveWithFd(step: Step, ctx: ServeContext): Promise<Layer> {
   const name = path.basename(step.program);
   let fuseFd: number;
   try {
-    fuseFd = await openAsync('/dev/fuse', fs.constants.O_RDWR);
+    fuseFd = await openFd('/dev/fuse', fs.constants.O_RDWR);
   } catch (cause) {
     throw new ImgmountError('ERR_FUSE_UNAVAILABLE', `cannot open /dev/fuse: ${(cause as Error).message}`, { cause });
   }

@@ -6,11 +6,10 @@
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { promisify } from 'node:util';
 import { fromNodeError, throwIfAborted } from '../../errors';
 import type { MountFunc } from '../../image/driver';
 import { pathContains } from '../../image/authorize';
-import { closeFd } from '../../io/fd';
+import { closeFd, openFd } from '../../io/fd';
 import { debug } from '../../util/debug';
 import type { NamespaceTarget } from '../../ns/namespace';
 import { mountNamespaceInode } from '../../ns/namespace';
@@ -28,8 +27,6 @@ import { FuseMounted, trackUntilClosed } from './mounted';
 import type { MountRun, PlanInput, Step } from './plan';
 import type { FuseMountRecord } from './release';
 import { layerStopTimings, releaseLayers } from './tear-down';
-
-const openAsync = promisify(fs.open);
 
 /** Mount points a session directory may hold (named in the record before they exist). */
 const SESSION_MOUNT_POINTS = ['plain', 'cipher', 'stage-2', 'stage-1', 'stage-0'];
@@ -150,7 +147,7 @@ export class FuseMountRun implements MountRun {
     let fd = sourceFd(source);
     if (fd === undefined) {
       try {
-        fd = await openAsync(source, writable ? fs.constants.O_RDWR : fs.constants.O_RDONLY);
+        fd = await openFd(source, writable ? fs.constants.O_RDWR : fs.constants.O_RDONLY);
       } catch (err) {
         throw fromNodeError(err, `opening ${source} for the FUSE helper`);
       }
