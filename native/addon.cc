@@ -162,6 +162,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitLock(env, exports);
   InitLoop(env, exports);
   InitMount(env, exports);
+  InitAttachMount(env, exports);
+  InitMountinfoWatch(env, exports);
   InitNamespace(env, exports);
   InitPath(env, exports);
   InitUsers(env, exports);

@@ -124,6 +124,8 @@ void InitImage(Napi::Env env, Napi::Object exports);
 void InitLock(Napi::Env env, Napi::Object exports);
 void InitLoop(Napi::Env env, Napi::Object exports);
 void InitMount(Napi::Env env, Napi::Object exports);
+void InitAttachMount(Napi::Env env, Napi::Object exports);
+void InitMountinfoWatch(Napi::Env env, Napi::Object exports);
 void InitNamespace(Napi::Env env, Napi::Object exports);
 void InitPath(Napi::Env env, Napi::Object exports);
 void InitUsers(Napi::Env env, Napi::Object exports);

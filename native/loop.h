@@ -1,4 +1,4 @@
-// Loop-device syscalls shared by loop.cc and the fused attach+mount call in mount.cc.
+// Loop-device syscalls shared by loop.cc and the fused attach+mount call in attach-mount.cc.
 #pragma once
 
 #include <linux/loop.h>
