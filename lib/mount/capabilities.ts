@@ -16,7 +16,7 @@ import { native } from '../native/binding';
 import { createUserNamespace } from '../ns/userns';
 import { hostFilesystems } from './host-filesystems';
 import type { NamespaceFd } from '../ns/namespace';
-import { buildMount } from './mount';
+import { buildMount } from './partition';
 import { probeMountApi, type ApiSupport } from './new-api';
 import { PROBE_IMAGES } from './probe-images';
 
