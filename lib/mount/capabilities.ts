@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { gunzip as gunzipCb } from 'node:zlib';
 import { ImgmountError } from '../errors';
-import { loopConfigureSupported } from '../loop/attach';
+import { loopConfigureSupported } from '../loop/setup';
 import { debug } from '../loop/internal';
 import { native } from '../native/binding';
 import { createUserNamespace } from '../ns/userns';

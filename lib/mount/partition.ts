@@ -2,32 +2,20 @@
 // mounts it read-only, nosuid, nodev by default, returning a Mount handle; buildMount() is the
 // machinery it shares with mountInNamespace() (lib/ns) and the capability probes.
 //
-// The fast path is one worker hop (loop GET_FREE + CONFIGURE + the mount, native
-// loopAttachMount) and one for the umount: the hop count is what separates Node from C here.
-// Every decision stays in TS: the mount API (new, or mount(2) where missing or filtered), the
-// loop retries (lib/loop/attach.ts), the error mapping (./errors.ts) and the undo when
-// verification fails or the caller aborts after the kernel succeeded.
+// The fast path is one worker hop: the loop commit step (lib/loop/setup.ts) binds the device
+// with LOOP_CONFIGURE and the mount rides in the same native call (loopAttachMount); where the
+// device is bound on its own (the legacy ioctls, a shared device) the mount follows it. Every
+// decision stays in TS: the mount API (new, or mount(2) where missing or filtered), the loop
+// policy (lib/loop), the error mapping (./errors.ts) and the undo when the device fails its
+// check or the caller aborts after the kernel succeeded.
 
 import { closeFd } from '../io/fd';
 import { ImgmountError, invalidArgType, throwIfAborted } from '../errors';
 import { PinnedDir, pinTarget, umountPinned } from '../path/pinned';
-import {
-  LoopDevice,
-  attachLoop,
-  checkSource,
-  expectationOf,
-  injectedBindErrno,
-  loFileName,
-  loFlags,
-  loopMethod,
-  resolveLoopOptions,
-  statusMismatches,
-  verifyError,
-  withAttachRetries,
-  type AttachLoopOptions,
-  type LoopSource,
-} from '../loop/attach';
-import { abortError, api, bool, choice, counters, debug, noFreeLoopDevice, signalOf } from '../loop/internal';
+import { checkSource, resolveLoopOptions, type AttachLoopOptions, type LoopSource, type ResolvedLoopOptions } from '../loop/context';
+import { LoopDevice } from '../loop/device';
+import { abortError, api, bool, choice, debug, signalOf } from '../loop/internal';
+import { setupLoop } from '../loop/setup';
 import { native, type NativeMountDone, type NativeMountSpec } from '../native/binding';
 import { openNamespace, type NamespaceFd, type NamespaceRef } from '../ns/namespace';
 import { mapMountError } from './errors';
@@ -60,7 +48,6 @@ export interface MountPartitionOptions {
   signal?: AbortSignal;
 }
 
-
 /** Where the mount goes: onto a pinned directory here, or kept detached and returned as an fd. */
 export type Placement = { target: PinnedDir; keepMountFd?: boolean } | { detached: true };
 
@@ -77,7 +64,7 @@ export interface Prepared {
   data: string | undefined;
   requested: MountApi | undefined;
   signal: AbortSignal | undefined;
-  loop: ReturnType<typeof resolveLoopOptions>;
+  loop: ResolvedLoopOptions;
 }
 
 /** Options of a partition mount after validation and defaults. */
@@ -110,8 +97,11 @@ export function resolvePartitionOptions(options: MountPartitionOptions): Prepare
   };
 }
 
-const USE_SEPARATE_ATTACH = Symbol('use separate attach');
-
+/**
+ * Mounts a partition of `source` (attached here, or an attached LoopDevice) at `place`. A
+ * source to attach goes through the loop commit step with the mount as its use: in the
+ * binding hop where it can, after the binding otherwise.
+ */
 export async function buildMount(source: LoopSource | LoopDevice, place: Placement, options: MountPartitionOptions): Promise<BuiltMount> {
   if (!(source instanceof LoopDevice)) checkSource(source);
   const p = resolvePartitionOptions(options);
@@ -153,7 +143,6 @@ export async function buildMount(source: LoopSource | LoopDevice, place: Placeme
   // A mount step failed (its loop device is already released): fall back to mount(2) if the
   // new API turned out to be missing, else report the mapped error.
   const onMountError = async (err: unknown): Promise<boolean> => {
-    if (err === USE_SEPARATE_ATTACH) throw err;
     if (api === 'new' && !needsNew && noteNewApiFailure(err, p.requested)) {
       api = 'legacy';
       return true;
@@ -164,44 +153,54 @@ export async function buildMount(source: LoopSource | LoopDevice, place: Placeme
     if (b.mountFd !== null) await closeFd(b.mountFd).catch(() => undefined);
     if (pinned) await umountPinned(pinned, 0).catch(() => undefined);
   };
+  const builtOn = (loop: { path: string; number: number }, spec: NativeMountSpec, done: NativeMountDone): BuiltMount => ({
+    target: spec.target ?? '',
+    source: loop.path,
+    fstype: p.fstype,
+    flags: p.flags,
+    method: api,
+    loopDevice: loop.path,
+    loopNumber: loop.number,
+    idmapped: userns !== undefined,
+    messages: done.messages,
+    mountFd: done.mountFd,
+    mountId: done.mountId ?? 0,
+  });
+  /** Mounts an attached device, falling back to mount(2) as onMountError says. */
+  const mountOn = async (dev: LoopDevice): Promise<BuiltMount> => {
+    for (;;) {
+      const spec = mountSpec(dev.path);
+      let done: NativeMountDone;
+      try {
+        if (spec.api === 'new') done = await native((b) => b.fsMount(spec));
+        else {
+          const at = spec.targetFd !== undefined ? `/proc/self/fd/${spec.targetFd}` : spec.target!;
+          await native((b) => b.mount(dev.path, at, p.fstype, p.flags, p.data ?? null));
+          done = { mountFd: null, messages: [] };
+        }
+      } catch (err) {
+        if (await onMountError(err)) continue;
+        throw err;
+      }
+      return builtOn(dev, spec, done);
+    }
+  };
 
   try {
-    let built: BuiltMount;
-    if (source instanceof LoopDevice) {
-      built = await mountExisting(source, p, mountSpec, onMountError, () => api, userns !== undefined);
-    } else {
-      try {
-        built = await fusedAttachMount(source, p, mountSpec, onMountError, () => api, userns !== undefined);
-      } catch (err) {
-        if (err !== USE_SEPARATE_ATTACH) throw err;
-        const dev = await attachLoop(source, {
-          ...(options.loop ?? {}),
-          offset: p.loop.offset,
-          sizeLimit: p.loop.sizeLimit,
-          readOnly: p.loop.readOnly,
-          autoclear: true,
-          ...(p.signal ? { signal: p.signal } : {}),
-        });
-        let made: BuiltMount;
-        try {
-          made = await mountExisting(dev, p, mountSpec, onMountError, () => api, userns !== undefined);
-        } catch (err) {
-          // Not mounted: detached now.
-          await dev.close();
-          throw err;
-        }
-        // Mounted: the device stays while the mount uses it and is auto-cleared afterwards (the
-        // autoclear flag was verified at attach; a reused shared device stays its first
-        // owner's), so only our fd goes. Should even that fail, the mount is undone too.
-        try {
-          await dev.close({ detach: false });
-        } catch (err) {
-          await undo(made);
-          throw err;
-        }
-        built = made;
-      }
-    }
+    const built =
+      source instanceof LoopDevice
+        ? await mountOn(source)
+        : await setupLoop<BuiltMount>(source, p.loop, {
+            fused: async (loopSpec) => {
+              const spec = mountSpec();
+              const r = await native((b) => b.loopAttachMount(loopSpec, spec, false));
+              debug('mounted %s (%s) on %s via %s, loop %s', loopSpec.imagePath || loopSpec.imageFd, p.fstype, target || '(detached)', api, r.path);
+              return { bound: r, use: builtOn(r, spec, r) };
+            },
+            retry: onMountError,
+            separate: mountOn,
+            undo,
+          });
     if (p.signal?.aborted) {
       await undo(built);
       throw abortError(p.signal);
@@ -210,114 +209,6 @@ export async function buildMount(source: LoopSource | LoopDevice, place: Placeme
   } finally {
     await userns?.close();
   }
-}
-
-async function mountExisting(
-  dev: LoopDevice,
-  p: Prepared,
-  mountSpec: (src?: string) => NativeMountSpec,
-  onMountError: (err: unknown) => Promise<boolean>,
-  api: () => MountMethod,
-  idmapped: boolean,
-): Promise<BuiltMount> {
-  for (;;) {
-    const spec = mountSpec(dev.path);
-    let done: NativeMountDone;
-    try {
-      if (spec.api === 'new') done = await native((b) => b.fsMount(spec));
-      else {
-        const at = spec.targetFd !== undefined ? `/proc/self/fd/${spec.targetFd}` : spec.target!;
-        await native((b) => b.mount(dev.path, at, p.fstype, p.flags, p.data ?? null));
-        done = { mountFd: null, messages: [] };
-      }
-    } catch (err) {
-      if (await onMountError(err)) continue;
-      throw err;
-    }
-    return {
-      target: spec.target ?? '',
-      source: dev.path,
-      fstype: p.fstype,
-      flags: p.flags,
-      method: api(),
-      loopDevice: dev.path,
-      loopNumber: dev.number,
-      idmapped,
-      messages: done.messages,
-      mountFd: done.mountFd,
-      mountId: done.mountId ?? 0,
-    };
-  }
-}
-
-async function fusedAttachMount(
-  source: LoopSource,
-  p: Prepared,
-  mountSpec: (src?: string) => NativeMountSpec,
-  onMountError: (err: unknown) => Promise<boolean>,
-  api: () => MountMethod,
-  idmapped: boolean,
-): Promise<BuiltMount> {
-  const o = p.loop;
-  if (o.shared || (await loopMethod(o.api)) !== 'configure') throw USE_SEPARATE_ATTACH;
-  const path = typeof source === 'string' ? source : typeof source === 'number' ? `/proc/self/fd/${source}` : source.path;
-  const image = typeof source === 'string' ? { imageFd: -1, imagePath: source } : { imageFd: typeof source === 'number' ? source : source.fd };
-  const r = await withAttachRetries(
-    o,
-    async ({ method, device, attempt }) => {
-      if (method !== 'configure') throw USE_SEPARATE_ATTACH;
-      const spec = mountSpec();
-      return native((b) =>
-        b.loopAttachMount(
-          {
-            ...image,
-            ...(device !== undefined ? { device } : {}),
-            openReadOnly: o.readOnly,
-            method: 'configure',
-            offset: o.offset,
-            sizeLimit: o.sizeLimit,
-            flags: loFlags(o),
-            ...(o.blockSize ? { blockSize: o.blockSize } : {}),
-            fileName: loFileName(o.fileName ?? path),
-            ...injectedBindErrno(method, attempt),
-          },
-          spec,
-          false,
-        ),
-      );
-    },
-    onMountError,
-  );
-  const built: BuiltMount = {
-    target: mountSpec().target ?? '',
-    source: r.path,
-    fstype: p.fstype,
-    flags: p.flags,
-    method: api(),
-    loopDevice: r.path,
-    loopNumber: r.number,
-    idmapped,
-    messages: r.messages,
-    mountFd: r.mountFd,
-    mountId: r.mountId ?? 0,
-  };
-  const bad = r.status ? statusMismatches(r.status, expectationOf(o, r.imageDevice, r.imageInode)) : ['no status'];
-  let failure: Error | undefined;
-  if (bad.length) failure = verifyError(r.path, bad);
-  else if (r.number >= o.maxDevices)
-    failure = noFreeLoopDevice(`none below the maximum of ${o.maxDevices} (next free was ${r.path})`, {
-      details: { maxDevices: o.maxDevices, next: r.number },
-    });
-  if (failure) {
-    // The loop fd is already closed: undoing the mount auto-clears the device.
-    if (r.mountFd !== null) await closeFd(r.mountFd!).catch(() => undefined);
-    const placed = mountSpec();
-    if (!placed.detached && placed.targetFd !== undefined) await native((b) => b.umountAt(placed.targetFd!, '', 0, placed.target ?? '')).catch(() => undefined);
-    throw failure;
-  }
-  counters.attached++;
-  debug('mounted %s (%s) on %s via %s, loop %s', path, p.fstype, built.target || '(detached)', built.method, r.path);
-  return built;
 }
 
 /**
