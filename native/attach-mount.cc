@@ -26,7 +26,7 @@ Napi::Value LoopAttachMountJs(const Napi::CallbackInfo& info) {
   LoopAttachSpec ls = ParseLoopAttachSpec(ArgObject(info, 0, "loopSpec"));
   if (ls.legacy) throw Napi::TypeError::New(info.Env(), "loopAttachMount needs method 'configure'");
   MountSpec ms = ParseMountSpec(ArgObject(info, 1, "mountSpec"));
-  bool keep = ArgBool(info[2], false);
+  bool keep = ArgBoolean(info[2], "keepLoopFd");
   return Dispatch<AttachMounted>(
       info, IsSync(info, 3), "imgmount:loop.attachMount",
       [ls, ms, keep](AttachMounted& out, Failure& f) mutable {
