@@ -1,8 +1,8 @@
-// The sysfs loop status parser (lib/loop/status.ts) and loopNumber(), without a loop device:
-// the attribute texts are what the kernel shows under /sys/block/loopN.
+// The sysfs loop status parser (lib/loop/status.ts), without a loop device: the attribute
+// texts are what the kernel shows under /sys/block/loopN.
 import { expect } from 'chai';
 import { constants } from 'node:os';
-import { LOOP_SYSFS_ATTRS, loopNumber, parseLoopStatus } from '../../../lib/loop/status';
+import { LOOP_SYSFS_ATTRS, parseLoopStatus } from '../../../lib/loop/status';
 
 const { ENOENT } = constants.errno;
 
@@ -84,19 +84,5 @@ describe('unit: loop status from sysfs', () => {
   it('flags are exactly "1": direct I/O and partition scanning when set', () => {
     const s = parseLoopStatus(3, sysfs({ ...bound, 'loop/partscan': '1\n', 'loop/dio': '1\n', 'loop/autoclear': '0\n' }))!;
     expect(s).to.include({ partscan: true, directIo: true, autoclear: false });
-  });
-});
-
-describe('unit: loopNumber()', () => {
-  it('takes 3, "3", "loop3" and "/dev/loop3"', () => {
-    for (const d of [3, '3', 'loop3', '/dev/loop3']) expect(loopNumber(d)).to.equal(3);
-    expect(loopNumber(0)).to.equal(0);
-  });
-
-  it('refuses anything else with a Node-style argument error', () => {
-    for (const d of [-1, 1.5, Number.NaN, '/dev/sda', 'loop', '/dev/loop3p1', '', 'loop-3'])
-      expect(() => loopNumber(d), String(d)).to.throw().with.property('code', 'ERR_INVALID_ARG_VALUE');
-    for (const d of [null, undefined, {}, 3n])
-      expect(() => loopNumber(d), String(d)).to.throw().with.property('code', 'ERR_INVALID_ARG_TYPE');
   });
 });
