@@ -172,11 +172,12 @@ export async function mountDetached(source: string | null, fstype: string, flags
 }
 
 /** Retries `attempt` while the kernel says EBUSY (with back-off), up to `retries` times. */
-export async function withBusyRetries(attempt: () => Promise<void>, retries: number, signal?: AbortSignal): Promise<void> {
+export async function withBusyRetries(attempt: () => Promise<unknown>, retries: number, signal?: AbortSignal): Promise<void> {
   for (let i = 0; ; i++) {
     throwIfAborted(signal);
     try {
-      return await attempt();
+      await attempt();
+      return;
     } catch (err) {
       if (isSystemError(err, 'EBUSY') && i < retries) {
         await sleep(backoffMs(i, 5, 500), signal);
@@ -206,7 +207,8 @@ export function umount(target: string | PinnedDir, flags?: UmountFlags, options:
   return api(umount, () => umountImpl(target, flags, options));
 }
 
-async function umountImpl(target: string | PinnedDir, flags?: UmountFlags, options: UmountOptions = {}): Promise<void> {
+/** umount() for callers inside the library (see mountPartitionImpl in ./partition.ts). */
+export async function umountImpl(target: string | PinnedDir, flags?: UmountFlags, options: UmountOptions = {}): Promise<void> {
   const n = umountFlagsToNumber(flags);
   const signal = signalOf(options.signal);
   const retries = options.busyRetries ?? 0;
@@ -250,7 +252,7 @@ function notMounted(target: string, cause: unknown): ImgmountError {
 export async function unmountPinnedOnce(pinned: PinnedDir, flags: number, options: UmountOptions = {}): Promise<void> {
   if (pinned.closed) throw notMounted(pinned.path, undefined);
   try {
-    await umount(pinned, flags, { ...options, releasePinned: true });
+    await umountImpl(pinned, flags, { ...options, releasePinned: true });
   } catch (err) {
     if (isSystemError(err) || !(err instanceof ImgmountError) || err.code !== 'ERR_NOT_MOUNTED') throw err;
     await pinned.close();

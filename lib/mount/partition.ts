@@ -224,7 +224,11 @@ export function mountPartition(source: LoopSource | LoopDevice, target: string |
   return api(mountPartition, () => mountPartitionImpl(source, target, options));
 }
 
-async function mountPartitionImpl(source: LoopSource | LoopDevice, target: string | PinnedDir, options: MountPartitionOptions): Promise<Mount> {
+/**
+ * mountPartition() for callers inside the library, which run after awaits of their own: there
+ * is no caller's stack to take up front (a failure still gets the awaiting callers' frames).
+ */
+export async function mountPartitionImpl(source: LoopSource | LoopDevice, target: string | PinnedDir, options: MountPartitionOptions): Promise<Mount> {
   // Pinned here: the Mount owns it. Given pinned: the Mount takes it over once mounted.
   const pinned = target instanceof PinnedDir ? target : await pinTarget(str('target', target));
   try {
