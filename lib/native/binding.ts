@@ -196,7 +196,7 @@ export interface NativeBinding {
   openAt(dirfd: number, path: string, flags: number, resolve: number, sync?: boolean): Promise<NativePathInfo>;
   walkAt(dirfd: number, path: string, flags: number, mode: { inRoot: boolean; noXdev: boolean }, sync?: boolean): Promise<NativePathInfo>;
   openMountRoot(fd: number, sync?: boolean): Promise<NativePathInfo>;
-  umountAt(dirfd: number, name: string, flags: number, display: string, sync?: boolean, closeDirFd?: boolean): Promise<void>;
+  umountAt(dirfd: number, name: string, flags: number, display: string, sync?: boolean, closeDirFd?: boolean, unlinkAfter?: string): Promise<number>;
   /** mkdir of each path in order, and a PathInfo for each with pin (null for the others). */
   makeDirs(entries: Array<{ path: string; mode: number; pin?: boolean }>, sync?: boolean): Promise<Array<NativePathInfo | null>>;
   /** rmdir of each path in order, stopping at the first failure. */
