@@ -4,6 +4,7 @@
       "target_name": "imgmount",
       "sources": [
         "native/addon.cc",
+        "native/attach-mount.cc",
         "native/credentials.cc",
         "native/faults.c",
         "native/files.cc",
@@ -11,6 +12,7 @@
         "native/lock.cc",
         "native/loop.cc",
         "native/mount.cc",
+        "native/mountinfo-watch.cc",
         "native/namespace.cc",
         "native/path.cc",
         "native/users.cc"

@@ -79,6 +79,16 @@ bool ArgBool(const Napi::Value& v, bool dflt) {
   return v.ToBoolean().Value();
 }
 
+bool ArgBoolean(const Napi::Value& v, const char* name) {
+  if (!v.IsBoolean()) throw Napi::TypeError::New(v.Env(), std::string(name) + " must be a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+std::string ArgStringValue(const Napi::Value& v, const char* name) {
+  if (!v.IsString()) throw Napi::TypeError::New(v.Env(), std::string(name) + " must be a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
 Napi::Object ArgObject(const Napi::CallbackInfo& info, size_t i, const char* name) {
   if (!info[i].IsObject()) throw Napi::TypeError::New(info.Env(), std::string(name) + " must be an object");
   return info[i].As<Napi::Object>();
@@ -162,6 +172,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitLock(env, exports);
   InitLoop(env, exports);
   InitMount(env, exports);
+  InitAttachMount(env, exports);
+  InitMountinfoWatch(env, exports);
   InitNamespace(env, exports);
   InitPath(env, exports);
   InitUsers(env, exports);

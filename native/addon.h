@@ -115,6 +115,9 @@ uint64_t ArgUint64(const Napi::Value& v, const char* name);
 uint32_t ArgId(const Napi::Value& v, const char* name);
 std::string ArgString(const Napi::CallbackInfo& info, size_t i, const char* name);
 bool ArgBool(const Napi::Value& v, bool dflt);
+// Required forms (no default): a boolean, and a string taken from a value (an object's property).
+bool ArgBoolean(const Napi::Value& v, const char* name);
+std::string ArgStringValue(const Napi::Value& v, const char* name);
 Napi::Object ArgObject(const Napi::CallbackInfo& info, size_t i, const char* name);
 Napi::Value BigOrNumber(Napi::Env env, uint64_t v);
 
@@ -124,6 +127,8 @@ void InitImage(Napi::Env env, Napi::Object exports);
 void InitLock(Napi::Env env, Napi::Object exports);
 void InitLoop(Napi::Env env, Napi::Object exports);
 void InitMount(Napi::Env env, Napi::Object exports);
+void InitAttachMount(Napi::Env env, Napi::Object exports);
+void InitMountinfoWatch(Napi::Env env, Napi::Object exports);
 void InitNamespace(Napi::Env env, Napi::Object exports);
 void InitPath(Napi::Env env, Napi::Object exports);
 void InitUsers(Napi::Env env, Napi::Object exports);

@@ -1,6 +1,7 @@
 // Loop devices: LOOP_CTL_GET_FREE, LOOP_CONFIGURE, the legacy LOOP_SET_FD + LOOP_SET_STATUS64
 // pair, LOOP_GET_STATUS64 and LOOP_CLR_FD. Translation only: which method, how many retries
-// and what counts as a match are decided in lib/loop/.
+// and what counts as a match are decided in lib/loop/, and every argument is required (the
+// defaults are lib/loop/context.ts's).
 #include "loop.h"
 
 #include "faults.h"
@@ -11,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstring>
 
 namespace imgmount {
@@ -100,45 +102,39 @@ bool LoopDetach(int fd, bool clear, const std::string& path, Failure& f) {
   return ok;
 }
 
+// offset, sizeLimit, flags and fileName of a loop_info64, all required.
 static void ParseInfo(Napi::Object o, struct loop_info64& info) {
   memset(&info, 0, sizeof info);
-  Napi::Value v = o.Get("offset");
-  if (!v.IsUndefined()) info.lo_offset = ArgUint64(v, "offset");
-  v = o.Get("sizeLimit");
-  if (!v.IsUndefined()) info.lo_sizelimit = ArgUint64(v, "sizeLimit");
-  v = o.Get("flags");
-  if (!v.IsUndefined()) info.lo_flags = static_cast<__u32>(ArgUint64(v, "flags"));
-  v = o.Get("fileName");
-  if (v.IsString()) {
-    std::string name = v.As<Napi::String>().Utf8Value();
-    // lo_file_name is a NUL-terminated 64-byte field; the kernel shows it in sysfs/losetup.
-    size_t n = name.size() < LO_NAME_SIZE - 1 ? name.size() : LO_NAME_SIZE - 1;
-    memcpy(info.lo_file_name, name.data(), n);
-  }
+  info.lo_offset = ArgUint64(o.Get("offset"), "offset");
+  info.lo_sizelimit = ArgUint64(o.Get("sizeLimit"), "sizeLimit");
+  info.lo_flags = static_cast<__u32>(ArgUint64(o.Get("flags"), "flags"));
+  std::string name = ArgStringValue(o.Get("fileName"), "fileName");
+  // lo_file_name is a NUL-terminated 64-byte field; the kernel shows it in sysfs/losetup.
+  size_t n = name.size() < LO_NAME_SIZE - 1 ? name.size() : LO_NAME_SIZE - 1;
+  memcpy(info.lo_file_name, name.data(), n);
+}
+
+// An fd or device number, or -1 for "none".
+static int ArgNumberOrNone(const Napi::Value& v, const char* name) {
+  int64_t n = ArgInt64(v, name);
+  if (n < -1 || n > INT32_MAX) throw Napi::RangeError::New(v.Env(), std::string(name) + " must be -1 or an integer from 0 to 2^31 - 1");
+  return static_cast<int>(n);
 }
 
 LoopAttachSpec ParseLoopAttachSpec(Napi::Object o) {
   LoopAttachSpec s;
   Napi::Env env = o.Env();
-  Napi::Value fd = o.Get("imageFd");
-  Napi::Value ip = o.Get("imagePath");
-  if (fd.IsNumber()) s.imageFd = fd.As<Napi::Number>().Int32Value();
-  if (ip.IsString()) s.imagePath = ip.As<Napi::String>().Utf8Value();
-  if (s.imageFd < 0 && s.imagePath.empty()) throw Napi::TypeError::New(env, "imageFd or imagePath is required");
-  Napi::Value dev = o.Get("device");
-  s.device = dev.IsNumber() ? dev.As<Napi::Number>().Int32Value() : -1;
-  s.openReadOnly = ArgBool(o.Get("openReadOnly"), true);
-  Napi::Value method = o.Get("method");
-  if (method.IsString()) {
-    std::string m = method.As<Napi::String>().Utf8Value();
-    if (m == "legacy") s.legacy = true;
-    else if (m != "configure") throw Napi::TypeError::New(env, "method must be 'configure' or 'legacy'");
-  }
-  Napi::Value bs = o.Get("blockSize");
-  if (!bs.IsUndefined()) s.blockSize = static_cast<uint32_t>(ArgUint64(bs, "blockSize"));
+  s.imageFd = ArgNumberOrNone(o.Get("imageFd"), "imageFd");
+  s.imagePath = ArgStringValue(o.Get("imagePath"), "imagePath");
+  if (s.imageFd < 0 && s.imagePath.empty()) throw Napi::TypeError::New(env, "imagePath must name the backing file when imageFd is -1");
+  s.device = ArgNumberOrNone(o.Get("device"), "device");
+  s.openReadOnly = ArgBoolean(o.Get("openReadOnly"), "openReadOnly");
+  std::string m = ArgStringValue(o.Get("method"), "method");
+  if (m == "legacy") s.legacy = true;
+  else if (m != "configure") throw Napi::TypeError::New(env, "method must be 'configure' or 'legacy'");
+  s.blockSize = static_cast<uint32_t>(ArgUint64(o.Get("blockSize"), "blockSize"));
   ParseInfo(o, s.info);
-  Napi::Value inject = o.Get("injectErrno");
-  if (!inject.IsUndefined()) s.injectErrno = static_cast<int>(ArgUint64(inject, "injectErrno"));
+  s.injectErrno = static_cast<int>(ArgUint64(o.Get("injectErrno"), "injectErrno"));
   return s;
 }
 
@@ -201,7 +197,7 @@ Napi::Value LoopSetStatus(const Napi::CallbackInfo& info) {
   int fd = ArgInt(info, 0, "fd");
   struct loop_info64 li;
   ParseInfo(ArgObject(info, 1, "info"), li);
-  std::string path = info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "";
+  std::string path = ArgString(info, 2, "path");
   return Dispatch<int>(
       info, IsSync(info, 3), "imgmount:loop.setStatus",
       [fd, li, path](int&, Failure& f) {
@@ -242,7 +238,7 @@ struct Opened {
 };
 Napi::Value LoopOpen(const Napi::CallbackInfo& info) {
   std::string path = ArgString(info, 0, "path");
-  bool ro = ArgBool(info[1], true);
+  bool ro = ArgBoolean(info[1], "readOnly");
   return Dispatch<Opened>(
       info, IsSync(info, 2), "imgmount:loop.open",
       [path, ro](Opened& out, Failure& f) {
@@ -267,8 +263,8 @@ Napi::Value LoopOpen(const Napi::CallbackInfo& info) {
 // loopDetach(fd, clear, path[, sync]) -> void: LOOP_CLR_FD (if clear) then close(fd).
 Napi::Value LoopDetachJs(const Napi::CallbackInfo& info) {
   int fd = ArgInt(info, 0, "fd");
-  bool clear = ArgBool(info[1], true);
-  std::string path = info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "";
+  bool clear = ArgBoolean(info[1], "clear");
+  std::string path = ArgString(info, 2, "path");
   return Dispatch<int>(
       info, IsSync(info, 3), "imgmount:loop.detach",
       [fd, clear, path](int&, Failure& f) { return LoopDetach(fd, clear, path, f); },
@@ -310,7 +306,7 @@ Napi::Value Flock(const Napi::CallbackInfo& info) {
   else if (op == "sh") how = LOCK_SH;
   else if (op == "un") how = LOCK_UN;
   else throw Napi::TypeError::New(info.Env(), "operation must be 'ex', 'sh' or 'un'");
-  if (ArgBool(info[2], true)) how |= LOCK_NB;
+  if (ArgBoolean(info[2], "nonBlocking")) how |= LOCK_NB;
   return Dispatch<int>(
       info, IsSync(info, 3), "imgmount:flock",
       [fd, how](int&, Failure& f) {

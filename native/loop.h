@@ -1,4 +1,4 @@
-// Loop-device syscalls shared by loop.cc and the fused attach+mount call in mount.cc.
+// Loop-device syscalls shared by loop.cc and the fused attach+mount call in attach-mount.cc.
 #pragma once
 
 #include <linux/loop.h>
@@ -9,12 +9,13 @@
 
 namespace imgmount {
 
-// What lib/ asks a fused attach to do. `device` < 0 means "ask LOOP_CTL_GET_FREE".
+// What lib/ asks an attach to do; ParseLoopAttachSpec requires every field (lib/loop/context.ts
+// attachSpec() gives them all). `device` -1 means "ask LOOP_CTL_GET_FREE".
 struct LoopAttachSpec {
   int imageFd = -1;
-  std::string imagePath;  // opened (O_CLOEXEC) and closed by the call when imageFd < 0
+  std::string imagePath;  // opened (O_CLOEXEC) and closed by the call when imageFd is -1
   int device = -1;
-  bool openReadOnly = true;  // open /dev/loopN O_RDONLY (else O_RDWR)
+  bool openReadOnly = false;  // open /dev/loopN (and imagePath) O_RDONLY, else O_RDWR
   bool legacy = false;       // LOOP_SET_FD (+ LOOP_SET_BLOCK_SIZE) instead of LOOP_CONFIGURE
   uint32_t blockSize = 0;
   struct loop_info64 info {};

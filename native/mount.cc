@@ -1,18 +1,15 @@
-// Mounting: mount(2)/umount2 and the new mount API (fsopen, fsconfig, fsmount, mount_setattr,
-// move_mount, open_tree), plus the fused loop attach + mount that keeps one mount cycle to a
-// single worker hop. Which API to use, flags and defaults are decided in lib/mount/.
+// Mounting: thin wrappers of mount(2)/umount2 and the new mount API (fsopen, fsconfig, fsmount,
+// mount_setattr, move_mount, open_tree), and DoMount, which the fused loop attach + mount
+// (attach-mount.cc) shares. Which API to use, flags and defaults are decided in lib/mount/.
 #include "mount.h"
 
 #include <fcntl.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 
 #include <cstring>
 #include <unistd.h>
-#include <uv.h>
 
 #include "faults.h"
-#include "loop.h"
 #include "syscalls.h"
 
 namespace imgmount {
@@ -308,135 +305,6 @@ Napi::Value MountApiProbe(const Napi::CallbackInfo& info) {
       });
 }
 
-// loopAttachMount(loopSpec, mountSpec, keepLoopFd[, sync])
-//   -> { fd | null, number, path, status, mountFd | null, messages }
-// One worker hop for a whole attach + mount. The mount source defaults to the loop device.
-// If the mount fails, the device this call bound is released (LOOP_CLR_FD + close) and the
-// error names the failing step. Unless keepLoopFd, the loop fd is closed once mounted (with
-// LO_FLAGS_AUTOCLEAR the device then goes away with the mount).
-struct AttachMounted {
-  LoopAttached loop;
-  MountDone mount;
-};
-Napi::Value LoopAttachMountJs(const Napi::CallbackInfo& info) {
-  LoopAttachSpec ls = ParseLoopAttachSpec(ArgObject(info, 0, "loopSpec"));
-  if (ls.legacy) throw Napi::TypeError::New(info.Env(), "loopAttachMount needs method 'configure'");
-  MountSpec ms = ParseMountSpec(ArgObject(info, 1, "mountSpec"));
-  bool keep = ArgBool(info[2], false);
-  return Dispatch<AttachMounted>(
-      info, IsSync(info, 3), "imgmount:loop.attachMount",
-      [ls, ms, keep](AttachMounted& out, Failure& f) mutable {
-        if (!LoopAttach(ls, out.loop, f)) return false;
-        if (ms.source.empty()) ms.source = out.loop.path;
-        if (!DoMount(ms, out.mount, f)) {
-          Failure ignored;
-          LoopDetach(out.loop.fd, true, out.loop.path, ignored);
-          out.loop.fd = -1;
-          return false;
-        }
-        if (!keep) {
-          close(out.loop.fd);
-          out.loop.fd = -1;
-        }
-        return true;
-      },
-      [](Napi::Env env, AttachMounted& r) -> Napi::Value {
-        Napi::Object o = LoopAttachedToJs(env, r.loop);
-        if (r.loop.fd < 0) o.Set("fd", env.Null());
-        MountDoneToJs(env, o, r.mount);
-        return o;
-      });
-}
-
-
-// new MountTableWatcher(fd, onChange) -> { close() }
-// The kernel flags every change of a mount namespace's mount table on the open
-// /proc/<pid>/mountinfo files of that namespace with POLLPRI|POLLERR (fs/proc_namespace.c,
-// mounts_poll), once per change since the file was opened or last polled. This watches such an
-// fd with a uv_poll handle on the event loop's own epoll, so waiting for a mount needs neither a
-// pool thread nor a timer: onChange(null) runs on the JS thread after each change, or
-// onChange('<uv error name>') if polling failed. Reading the table, the timeout and the decision
-// are lib/'s (lib/drivers/fuse/wait-mount.ts). close() stops watching (idempotent); the fd stays
-// the caller's and must stay open until then.
-class MountTableWatcher : public Napi::ObjectWrap<MountTableWatcher> {
- public:
-  static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "MountTableWatcher", {InstanceMethod<&MountTableWatcher::Close>("close")});
-  }
-
-  explicit MountTableWatcher(const Napi::CallbackInfo& info) : Napi::ObjectWrap<MountTableWatcher>(info) {
-    Napi::Env env = info.Env();
-    int fd = ArgInt(info, 0, "fd");
-    if (!info[1].IsFunction()) throw Napi::TypeError::New(env, "onChange must be a function");
-    uv_loop_t* loop = nullptr;
-    if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr)
-      throw Napi::Error::New(env, "no event loop for this environment");
-    auto* poll = new uv_poll_t;
-    int rc = uv_poll_init(loop, poll, fd);
-    if (rc == 0) {
-      poll->data = this;
-      rc = uv_poll_start(poll, UV_PRIORITIZED, OnPoll);
-      if (rc != 0) {
-        poll->data = nullptr;
-        uv_close(reinterpret_cast<uv_handle_t*>(poll), OnClosed);
-      }
-    } else {
-      delete poll;
-    }
-    if (rc != 0) {
-      Failure f;
-      f.Set("uv_poll_start(/proc/PID/mountinfo)", "", "", -rc);
-      throw Napi::Error(env, MakeSystemError(env, f));
-    }
-    poll_ = poll;
-    callback_ = Napi::Persistent(info[1].As<Napi::Function>());
-    context_ = std::make_unique<Napi::AsyncContext>(env, "imgmount:mountinfo.watch");
-    Ref();  // stay alive while the handle can call back
-    referenced_ = true;
-  }
-
-  ~MountTableWatcher() override { StopPoll(); }
-
- private:
-  Napi::Value Close(const Napi::CallbackInfo& info) {
-    StopPoll();
-    callback_.Reset();
-    if (referenced_) {
-      referenced_ = false;
-      Unref();
-    }
-    return info.Env().Undefined();
-  }
-
-  void StopPoll() {
-    if (poll_ == nullptr) return;
-    uv_poll_stop(poll_);
-    poll_->data = nullptr;
-    uv_close(reinterpret_cast<uv_handle_t*>(poll_), OnClosed);
-    poll_ = nullptr;
-  }
-
-  static void OnClosed(uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); }
-
-  static void OnPoll(uv_poll_t* h, int status, int) {
-    auto* self = static_cast<MountTableWatcher*>(h->data);
-    if (self == nullptr || self->callback_.IsEmpty()) return;
-    Napi::Env env = self->Env();
-    Napi::HandleScope scope(env);
-    Napi::Value arg = status < 0 ? Napi::Value(Napi::String::New(env, uv_err_name(status))) : env.Null();
-    try {
-      self->callback_.MakeCallback(env.Global(), {arg}, *self->context_);
-    } catch (const Napi::Error& e) {
-      napi_fatal_exception(env, e.Value());
-    }
-  }
-
-  uv_poll_t* poll_ = nullptr;
-  Napi::FunctionReference callback_;
-  std::unique_ptr<Napi::AsyncContext> context_;
-  bool referenced_ = false;
-};
-
 }  // namespace
 
 void InitMount(Napi::Env env, Napi::Object exports) {
@@ -447,8 +315,6 @@ void InitMount(Napi::Env env, Napi::Object exports) {
   exports.Set("mountSetattr", Napi::Function::New(env, MountSetattrJs, "mountSetattr"));
   exports.Set("moveMount", Napi::Function::New(env, MoveMountJs, "moveMount"));
   exports.Set("mountApiProbe", Napi::Function::New(env, MountApiProbe, "mountApiProbe"));
-  exports.Set("loopAttachMount", Napi::Function::New(env, LoopAttachMountJs, "loopAttachMount"));
-  exports.Set("MountTableWatcher", MountTableWatcher::Define(env));
 }
 
 }  // namespace imgmount

@@ -1,4 +1,4 @@
-// Mount syscalls shared by mount.cc and the fused attach+mount call.
+// Mount syscalls shared by mount.cc and the fused attach+mount call (attach-mount.cc).
 #pragma once
 
 #include <string>

@@ -288,21 +288,24 @@ Napi::Value OpenMountRootJs(const Napi::CallbackInfo& info) {
       PathInfoToJs);
 }
 
-// umountAt(dirfd, name, flags, display[, sync[, closeDirFd]]) -> void
+// umountAt(dirfd, name, flags, display[, sync[, closeDirFd[, unlinkAfter]]]) -> 0 | -errno
 // name "": umount2("/proc/self/fd/D"): the kernel looks mount points up with LOOKUP_MOUNTPOINT,
 // so this unmounts the topmost mount stacked on the pinned dentry, whatever its name is now.
 // Otherwise "/proc/self/fd/D/name" with UMOUNT_NOFOLLOW: a symlink at name is never followed.
 // closeDirFd: once unmounted, dirfd is closed in the same hop (a failed umount keeps it).
+// unlinkAfter: once unmounted, this file is unlinked in the same hop (a mount's record, removed
+// with what it describes); the result is 0, or -errno of that unlink (the caller decides).
 Napi::Value UmountAtJs(const Napi::CallbackInfo& info) {
   int dirfd = ArgInt(info, 0, "dirfd");
   std::string name = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
   int flags = ArgInt(info, 2, "flags");
   std::string display = info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : "";
   bool closeDirFd = ArgBool(info[5], false);
+  std::string unlinkAfter = info.Length() > 6 && info[6].IsString() ? info[6].As<Napi::String>().Utf8Value() : "";
   if (name.find('/') != std::string::npos) throw Napi::TypeError::New(info.Env(), "name must be a single path component");
   return Dispatch<int>(
       info, IsSync(info, 4), "imgmount:path.umountAt",
-      [dirfd, name, flags, display, closeDirFd](int&, Failure& f) {
+      [dirfd, name, flags, display, closeDirFd, unlinkAfter](int& unlinked, Failure& f) {
         std::string p = FdPath(dirfd);
         int fl = flags;
         if (!name.empty()) {
@@ -311,9 +314,11 @@ Napi::Value UmountAtJs(const Napi::CallbackInfo& info) {
         }
         if (IMGMOUNT_FAULT_OR("umount2", umount2(p.c_str(), fl)) != 0) return f.Set("umount2", display.empty() ? p : display);
         if (closeDirFd) close(dirfd);
+        unlinked = 0;
+        if (!unlinkAfter.empty() && IMGMOUNT_FAULT_OR("unlink", unlink(unlinkAfter.c_str())) != 0) unlinked = -errno;
         return true;
       },
-      [](Napi::Env env, int&) { return env.Undefined(); });
+      [](Napi::Env env, int& unlinked) { return Napi::Number::New(env, unlinked); });
 }
 
 // makeDirs([{ path, mode, pin }, ...][, sync]) -> Array<PathInfo | null>

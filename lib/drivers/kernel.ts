@@ -7,7 +7,9 @@ import * as fs from 'node:fs';
 import { ImgmountError, hasErrorCode } from '../errors';
 import { Ext3Feature, OverlayFeature, SquashFeature } from '../image/constants';
 import type { MountFunc } from '../image/driver';
-import { Mount, mount as mountFs, mountPartition, unmountPinnedOnce, umount } from '../mount/mount';
+import { Mount } from '../mount/handle';
+import { mount as mountFs, unmountPinnedOnce, umount } from '../mount/mount';
+import { mountPartitionImpl } from '../mount/partition';
 import { pinTarget, type PinnedDir } from '../path/pinned';
 import { MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY } from '../mount/flags';
 import { mountInNamespace, type NamespaceMount } from '../mount/in-namespace';
@@ -130,7 +132,7 @@ export class KernelDriver extends DriverSession {
     const source = await loopSourceOf(params.source, params.sourcePath);
     let m: Mount | NamespaceMount;
     if (params.namespace) m = await mountInNamespace(params.namespace, source, params.target, options);
-    else m = await mountPartition(source, params.pinned ?? params.target, options);
+    else m = await mountPartitionImpl(source, params.pinned ?? params.target, options);
     const unmount = () => (m instanceof Mount ? m.unmount({ busyRetries: UNMOUNT_BUSY_RETRIES }) : m.unmount());
     return new KernelMounted(m.target, options.fstype, readOnly, m.loopDevice, () => alreadyGoneIsFine(unmount()));
   }

@@ -3,7 +3,7 @@
 // must be used, never the path it once had.
 
 import * as fs from 'node:fs/promises';
-import type { LoopSource } from '../loop/attach';
+import type { LoopSource } from '../loop/context';
 
 const PROC_FD = /^\/proc\/self\/fd\/(\d+)$/;
 

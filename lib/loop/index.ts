@@ -1,13 +1,8 @@
 // Loop devices: attach an image (or a partition of it) to /dev/loopN, share devices, read state.
-export {
-  attachLoop,
-  detachLoop,
-  loopConfigureSupported,
-  LoopDevice,
-  type AttachLoopOptions,
-  type CloseLoopOptions,
-  type LoopSource,
-} from './attach';
+export { attachLoop, detachLoop } from './attach';
+export { type AttachLoopOptions, type LoopSource } from './context';
+export { LoopDevice, type CloseLoopOptions } from './device';
+export { loopConfigureSupported } from './setup';
 export { listLoopDevices, loopStatus, loopNumber, type ListLoopOptions, type LoopStatus } from './status';
 export {
   DEFAULT_MAX_LOOP_DEVICES,

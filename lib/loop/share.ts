@@ -14,15 +14,17 @@ import { closeFd } from '../io/fd';
 import { promisify } from 'node:util';
 import { ImgmountError } from '../errors';
 import { native, type NativeLoopInfo } from '../native/binding';
-import { attachNew, expectationOf, statusMismatches, type LoopDeviceInit, type OpenedSource, type ResolvedLoopOptions } from './attach';
 import { LO_FLAGS_AUTOCLEAR, LO_FLAGS_PARTSCAN } from './constants';
+import type { LoopBacking, LoopContext, ResolvedLoopOptions } from './context';
+import type { LoopDeviceInit } from './device';
+import { expectationOf, statusMismatches } from './expectation';
+import { counters } from './internal';
 import { sleep } from '../util/abort';
 import { backoffMs } from '../util/backoff';
 import { toBig } from '../util/bigint';
 import { debug } from '../util/debug';
 import { KeyedMutex } from '../util/keyed-mutex';
 import { isSystemError } from '../util/system-error';
-import { counters } from './internal';
 import { listLoopDevices } from './status';
 
 const openAsync = promisify(fs.open);
@@ -51,7 +53,7 @@ async function lockExclusive(fd: number, o: ResolvedLoopOptions): Promise<void> 
 
 /** An existing device that matches (of `only`, else of all bound ones), opened and verified; null if there is none. */
 async function findShared(
-  src: OpenedSource,
+  src: LoopBacking,
   dev: bigint,
   ino: bigint,
   o: ResolvedLoopOptions,
@@ -95,7 +97,7 @@ function shareKey(dev: bigint, ino: bigint, o: ResolvedLoopOptions): string {
 }
 
 /** The known device for `key`, opened and checked; null (and forgotten) if it no longer matches. */
-async function reuseKnown(key: string, src: OpenedSource, dev: bigint, ino: bigint, o: ResolvedLoopOptions): Promise<LoopDeviceInit | null> {
+async function reuseKnown(key: string, src: LoopBacking, dev: bigint, ino: bigint, o: ResolvedLoopOptions): Promise<LoopDeviceInit | null> {
   const devPath = known.get(key);
   if (devPath === undefined) return null;
   const found = await findShared(src, dev, ino, o, [{ path: devPath, number: Number(devPath.replace(/^\/dev\/loop/, '')) }]);
@@ -103,8 +105,13 @@ async function reuseKnown(key: string, src: OpenedSource, dev: bigint, ino: bigi
   return found;
 }
 
-/** A shared attach: reuse a matching device, or bind a new one, under the cross-process lock. */
-export async function attachShared(src: OpenedSource, o: ResolvedLoopOptions): Promise<LoopDeviceInit> {
+/**
+ * A shared attach: reuse a matching device, or bind a new one with `bindNew` (the commit
+ * step's, ./setup.ts), under the cross-process lock. The backing file must be open (its fd is
+ * fstat'ed for the match).
+ */
+export async function attachShared(ctx: LoopContext, bindNew: () => Promise<LoopDeviceInit>): Promise<LoopDeviceInit> {
+  const { backing: src, o } = ctx;
   const st = await fstatAsync(src.fd, { bigint: true });
   const key = shareKey(st.dev, st.ino, o);
   const quick = await reuseKnown(key, src, st.dev, st.ino, o);
@@ -116,7 +123,7 @@ export async function attachShared(src: OpenedSource, o: ResolvedLoopOptions): P
     const lockFd = await openAsync(LOCK_PATH, fs.constants.O_RDONLY);
     try {
       await lockExclusive(lockFd, o);
-      const got = (await findShared(src, st.dev, st.ino, o)) ?? (await attachNew(src, o));
+      const got = (await findShared(src, st.dev, st.ino, o)) ?? (await bindNew());
       known.set(key, got.path);
       return got;
     } finally {

@@ -33,7 +33,8 @@ export interface LoopStatus {
 }
 
 const LOOP_NAME = /^loop(\d+)$/;
-const ATTRS = ['dev', 'ro', 'size', 'loop/backing_file', 'loop/offset', 'loop/sizelimit', 'loop/autoclear', 'loop/partscan', 'loop/dio'] as const;
+/** The sysfs attributes read for each device, in the order parseLoopStatus() takes their values. */
+export const LOOP_SYSFS_ATTRS = ['dev', 'ro', 'size', 'loop/backing_file', 'loop/offset', 'loop/sizelimit', 'loop/autoclear', 'loop/partscan', 'loop/dio'] as const;
 const MAX_ATTR = 8192;
 const { ENOENT } = osConstants.errno;
 
@@ -49,7 +50,12 @@ export function loopNumber(device: unknown): number {
   return Number(m[1]);
 }
 
-function parse(number: number, values: Array<string | number>): LoopStatus | null {
+/**
+ * The state of device `number` from the text of its LOOP_SYSFS_ATTRS (in that order); a
+ * number in place of a text is the errno that stopped reading it (ENOENT: the loop/ directory
+ * of an unbound device). null when the device does not exist (no `dev`).
+ */
+export function parseLoopStatus(number: number, values: ReadonlyArray<string | number>): LoopStatus | null {
   const [dev, ro, size, backing, offset, sizelimit, autoclear, partscan, dio] = values;
   if (typeof dev !== 'string') return null; // no such device
   const bound = typeof backing === 'string';
@@ -85,9 +91,9 @@ function parse(number: number, values: Array<string | number>): LoopStatus | nul
 }
 
 async function readStatuses(numbers: number[]): Promise<Array<LoopStatus | null>> {
-  const paths = numbers.flatMap((n) => ATTRS.map((a) => `/sys/block/loop${n}/${a}`));
+  const paths = numbers.flatMap((n) => LOOP_SYSFS_ATTRS.map((a) => `/sys/block/loop${n}/${a}`));
   const values = paths.length ? await native((b) => b.readTextFiles(paths, MAX_ATTR)) : [];
-  return numbers.map((n, i) => parse(n, values.slice(i * ATTRS.length, (i + 1) * ATTRS.length)));
+  return numbers.map((n, i) => parseLoopStatus(n, values.slice(i * LOOP_SYSFS_ATTRS.length, (i + 1) * LOOP_SYSFS_ATTRS.length)));
 }
 
 /** State of one loop device. Throws a SystemError ENOENT if the kernel has no such device. */

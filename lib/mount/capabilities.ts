@@ -10,13 +10,13 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { gunzip as gunzipCb } from 'node:zlib';
 import { ImgmountError } from '../errors';
-import { loopConfigureSupported } from '../loop/attach';
+import { loopConfigureSupported } from '../loop/setup';
 import { debug } from '../util/debug';
 import { native } from '../native/binding';
 import { createUserNamespace } from '../ns/userns';
 import { hostFilesystems } from './host-filesystems';
 import type { NamespaceFd } from '../ns/namespace';
-import { buildMount } from './mount';
+import { buildMount } from './partition';
 import { probeMountApi, type ApiSupport } from './new-api';
 import { PROBE_IMAGES } from './probe-images';
 

@@ -1,17 +1,7 @@
 // Mounting: Apptainer's MountFunc, image partitions with safe defaults, mountinfo, capabilities.
-export {
-  mount,
-  umount,
-  mountPartition,
-  Mount,
-  type MountCallOptions,
-  type MountInit,
-  type MountMethod,
-  type MountPartitionOptions,
-  type MountResult,
-  type UmountOptions,
-  type UnmountOptions,
-} from './mount';
+export { mount, umount, type MountCallOptions, type MountMethod, type MountResult, type UmountOptions } from './mount';
+export { Mount, type MountInit, type UnmountOptions } from './handle';
+export { mountPartition, type MountPartitionOptions } from './partition';
 export * from './flags';
 export { mapMountError, type MountErrorContext } from './errors';
 export { findMounts, parseMountInfo, parseMountInfoLine, readMountInfo, unescapeMountField, type MountInfoEntry, type MountQuery } from './mountinfo';

@@ -1,57 +1,28 @@
-// Mounting: the seed's MountFunc (mount/umount with numeric or named flags) and
-// mountPartition(), which attaches an image partition to a loop device and mounts it
-// read-only, nosuid, nodev by default, returning a Mount handle.
-//
-// The fast path is one worker hop (loop GET_FREE + CONFIGURE + the mount, native
-// loopAttachMount) and one for the umount: the hop count is what separates Node from C here.
-// Every decision stays in TS: the mount API (new, or mount(2) where missing or filtered), the
-// loop retries (lib/loop/attach.ts), the error mapping (./errors.ts) and the undo when
-// verification fails or the caller aborts after the kernel succeeded.
+// Apptainer's MountFunc: mount(source, target, fstype, flags, data) and umount(target, flags)
+// with numeric or named flags, through the new mount API where it can (mount(2) where it is
+// missing or filtered, and for bind, move, remount and propagation changes), plus the detached
+// mount lib/mount builds for other namespaces. Nothing is defaulted here: image partitions get
+// their safe defaults from mountPartition() (./partition.ts); the Mount handle is ./handle.ts.
 
-import { RetryableOnce } from '../util/once';
-import { checkpoint } from '../util/checkpoint';
 import { closeFd } from '../io/fd';
 import * as nodePath from 'node:path';
+import { constants as fsConstants } from 'node:fs';
 import { ImgmountError, invalidArgType, throwIfAborted } from '../errors';
 import { O_PATH, PinnedDir, pinTarget, umountPinned } from '../path/pinned';
 import { systemTargetReason } from '../path/system-targets';
-import {
-  LoopDevice,
-  attachLoop,
-  checkSource,
-  expectationOf,
-  injectedBindErrno,
-  loFileName,
-  loFlags,
-  loopMethod,
-  resolveLoopOptions,
-  statusMismatches,
-  verifyError,
-  withAttachRetries,
-  type AttachLoopOptions,
-  type LoopSource,
-} from '../loop/attach';
-import { abortError, signalOf, sleep } from '../util/abort';
-import { bool, choice } from '../util/args';
+import { checkpoint } from '../util/checkpoint';
+import { signalOf, sleep } from '../util/abort';
+import { choice } from '../util/args';
 import { backoffMs } from '../util/backoff';
 import { debug } from '../util/debug';
 import { api } from '../util/stack';
 import { isSystemError } from '../util/system-error';
-import { counters, noFreeLoopDevice } from '../loop/internal';
-import { constants as fsConstants } from 'node:fs';
-import { native, type NativeMountDone, type NativeMountSpec } from '../native/binding';
-import { openNamespace, type NamespaceFd, type NamespaceRef } from '../ns/namespace';
+import { native } from '../native/binding';
 import { mapMountError } from './errors';
 import {
-  MNT_DETACH,
-  MNT_FORCE,
   MS_BIND,
   MS_MOVE,
-  MS_NODEV,
-  MS_NOEXEC,
-  MS_NOSUID,
   MS_PRIVATE,
-  MS_RDONLY,
   MS_REMOUNT,
   MS_SHARED,
   MS_SLAVE,
@@ -83,7 +54,8 @@ export interface MountCallOptions {
   signal?: AbortSignal;
 }
 
-function str(name: string, v: unknown): string {
+/** A non-empty string argument without NUL. */
+export function str(name: string, v: unknown): string {
   if (typeof v !== 'string' || v.length === 0 || v.includes('\0')) throw invalidArgType(name, 'a non-empty string', v);
   return v;
 }
@@ -200,11 +172,12 @@ export async function mountDetached(source: string | null, fstype: string, flags
 }
 
 /** Retries `attempt` while the kernel says EBUSY (with back-off), up to `retries` times. */
-export async function withBusyRetries(attempt: () => Promise<void>, retries: number, signal?: AbortSignal): Promise<void> {
+export async function withBusyRetries(attempt: () => Promise<unknown>, retries: number, signal?: AbortSignal): Promise<void> {
   for (let i = 0; ; i++) {
     throwIfAborted(signal);
     try {
-      return await attempt();
+      await attempt();
+      return;
     } catch (err) {
       if (isSystemError(err, 'EBUSY') && i < retries) {
         await sleep(backoffMs(i, 5, 500), signal);
@@ -234,7 +207,8 @@ export function umount(target: string | PinnedDir, flags?: UmountFlags, options:
   return api(umount, () => umountImpl(target, flags, options));
 }
 
-async function umountImpl(target: string | PinnedDir, flags?: UmountFlags, options: UmountOptions = {}): Promise<void> {
+/** umount() for callers inside the library (see mountPartitionImpl in ./partition.ts). */
+export async function umountImpl(target: string | PinnedDir, flags?: UmountFlags, options: UmountOptions = {}): Promise<void> {
   const n = umountFlagsToNumber(flags);
   const signal = signalOf(options.signal);
   const retries = options.busyRetries ?? 0;
@@ -271,127 +245,6 @@ function notMounted(target: string, cause: unknown): ImgmountError {
   return new ImgmountError('ERR_NOT_MOUNTED', `${target} is not a mount point`, { cause, path: target });
 }
 
-// ---------------------------------------------------------------------------------------
-
-export interface MountPartitionOptions {
-  /** Filesystem type: 'squashfs', 'ext3', 'ext4' (ext3 images with an ID map), ... */
-  fstype: string;
-  /** Partition offset and size inside the image (bytes; size 0 = to the end). */
-  offset?: number | bigint;
-  sizeLimit?: number | bigint;
-  /** Defaults true, true, true, false: image partitions are untrusted. */
-  readOnly?: boolean;
-  nosuid?: boolean;
-  nodev?: boolean;
-  noexec?: boolean;
-  /** More mount flags, OR'ed in (numeric or named). */
-  flags?: MountFlags;
-  /** Filesystem options ("errors=remount-ro" or { errors: 'remount-ro' }). */
-  data?: MountData;
-  /** ID-map the mount through this user namespace (MOUNT_ATTR_IDMAP; new mount API only). */
-  idmap?: NamespaceRef;
-  /** Mount API; default IMGMOUNT_MOUNT_API or 'auto'. */
-  api?: MountApi;
-  /** Loop-device options (shared devices, limits, method...). */
-  loop?: Omit<AttachLoopOptions, 'offset' | 'sizeLimit' | 'readOnly' | 'autoclear' | 'signal'>;
-  signal?: AbortSignal;
-}
-
-export interface UnmountOptions {
-  /** MNT_DETACH: detach now, clean up when no longer busy. */
-  lazy?: boolean;
-  /** MNT_FORCE. */
-  force?: boolean;
-  /** Retries while EBUSY, with back-off (default 0). */
-  busyRetries?: number;
-  signal?: AbortSignal;
-}
-
-export interface MountInit {
-  target: string;
-  source: string;
-  fstype: string;
-  flags: number;
-  method: MountMethod;
-  loopDevice: string | null;
-  loopNumber: number | null;
-  idmapped: boolean;
-  messages: string[];
-}
-
-/**
- * A mounted partition. close() (or `await using`) unmounts it: idempotent, and a mount someone
- * else already unmounted counts as closed. unmount(options) is the same with MNT_DETACH,
- * MNT_FORCE or EBUSY retries, and reports ERR_NOT_MOUNTED when it was gone.
- */
-export class Mount implements AsyncDisposable {
-  readonly target: string;
-  /** What was mounted (the loop device path). */
-  readonly source: string;
-  readonly fstype: string;
-  /** mount(2) flags in effect (MS_RDONLY|MS_NOSUID|MS_NODEV by default). */
-  readonly flags: number;
-  /** Which API mounted it. */
-  readonly method: MountMethod;
-  /** The loop device (auto-cleared with the unmount unless it is shared with other users). */
-  readonly loopDevice: string | null;
-  readonly loopNumber: number | null;
-  readonly idmapped: boolean;
-  readonly messages: readonly string[];
-  readonly #release = new RetryableOnce();
-  /** The mount point as an fd: unmounted through it, never by looking its name up again. */
-  readonly #pinned: PinnedDir | null;
-
-  /** @internal */
-  constructor(init: MountInit, pinned: PinnedDir | null = null) {
-    this.#pinned = pinned;
-    this.target = init.target;
-    this.source = init.source;
-    this.fstype = init.fstype;
-    this.flags = init.flags;
-    this.method = init.method;
-    this.loopDevice = init.loopDevice;
-    this.loopNumber = init.loopNumber;
-    this.idmapped = init.idmapped;
-    this.messages = Object.freeze([...init.messages]);
-  }
-
-  get readOnly(): boolean {
-    return (this.flags & MS_RDONLY) !== 0;
-  }
-
-  get unmounted(): boolean {
-    return this.#release.started;
-  }
-
-  /** True once close() or unmount() was called (and did not fail). */
-  get closed(): boolean {
-    return this.#release.started;
-  }
-
-  unmount(options: UnmountOptions = {}): Promise<void> {
-    const flags = (options.lazy ? MNT_DETACH : 0) | (options.force ? MNT_FORCE : 0);
-    const how = {
-      ...(options.busyRetries !== undefined ? { busyRetries: options.busyRetries } : {}),
-      ...(options.signal ? { signal: options.signal } : {}),
-    };
-    return this.#release.run(() => (this.#pinned ? unmountPinnedOnce(this.#pinned, flags, how) : umount(this.target, flags, how)));
-  }
-
-  /** Unmounts it (see the class); idempotent. */
-  close(): Promise<void> {
-    return this.#release.dispose(() => this.unmount());
-  }
-
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-
-  toJSON(): MountInit {
-    return { target: this.target, source: this.source, fstype: this.fstype, flags: this.flags, method: this.method, loopDevice: this.loopDevice, loopNumber: this.loopNumber, idmapped: this.idmapped, messages: [...this.messages] };
-  }
-}
-
 /**
  * Unmounts through a pinned mount point and closes it once the mount is gone (or was gone
  * already: ERR_NOT_MOUNTED, and later calls say so without touching the closed fd).
@@ -399,295 +252,11 @@ export class Mount implements AsyncDisposable {
 export async function unmountPinnedOnce(pinned: PinnedDir, flags: number, options: UmountOptions = {}): Promise<void> {
   if (pinned.closed) throw notMounted(pinned.path, undefined);
   try {
-    await umount(pinned, flags, { ...options, releasePinned: true });
+    await umountImpl(pinned, flags, { ...options, releasePinned: true });
   } catch (err) {
     if (isSystemError(err) || !(err instanceof ImgmountError) || err.code !== 'ERR_NOT_MOUNTED') throw err;
     await pinned.close();
     throw err;
   }
   await pinned.close();
-}
-
-// ---------------------------------------------------------------------------------------
-// buildMount(): the shared machinery of mountPartition() and lib/ns mountInNamespace().
-
-/** Where the mount goes: onto a pinned directory here, or kept detached and returned as an fd. */
-export type Placement = { target: PinnedDir; keepMountFd?: boolean } | { detached: true };
-
-export interface BuiltMount extends MountInit {
-  /** For a detached placement (or keepMountFd): the mount fd (owned by the caller; for a detached mount closing it unmounts). */
-  mountFd: number | null;
-  /** statx mount id of the new mount (0 where unknown). */
-  mountId: number | bigint;
-}
-
-export interface Prepared {
-  fstype: string;
-  flags: number;
-  data: string | undefined;
-  requested: MountApi | undefined;
-  signal: AbortSignal | undefined;
-  loop: ReturnType<typeof resolveLoopOptions>;
-}
-
-/** Options of a partition mount after validation and defaults. */
-export function resolvePartitionOptions(options: MountPartitionOptions): Prepared {
-  if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'an object with fstype', options);
-  const fstype = str('options.fstype', options.fstype);
-  const readOnly = bool('options.readOnly', options.readOnly, true);
-  const flags =
-    (readOnly ? MS_RDONLY : 0) |
-    (bool('options.nosuid', options.nosuid, true) ? MS_NOSUID : 0) |
-    (bool('options.nodev', options.nodev, true) ? MS_NODEV : 0) |
-    (bool('options.noexec', options.noexec, false) ? MS_NOEXEC : 0) |
-    mountFlagsToNumber(options.flags, 'options.flags');
-  const signal = signalOf(options.signal);
-  const loop = resolveLoopOptions({
-    ...(options.loop ?? {}),
-    ...(options.offset !== undefined ? { offset: options.offset } : {}),
-    ...(options.sizeLimit !== undefined ? { sizeLimit: options.sizeLimit } : {}),
-    readOnly: (flags & MS_RDONLY) !== 0,
-    autoclear: true,
-    ...(signal ? { signal } : {}),
-  });
-  return {
-    fstype,
-    flags: flags >>> 0,
-    data: mountDataToString(options.data),
-    requested: choice('options.api', options.api, MOUNT_APIS),
-    signal,
-    loop,
-  };
-}
-
-const USE_SEPARATE_ATTACH = Symbol('use separate attach');
-
-export async function buildMount(source: LoopSource | LoopDevice, place: Placement, options: MountPartitionOptions): Promise<BuiltMount> {
-  if (!(source instanceof LoopDevice)) checkSource(source);
-  const p = resolvePartitionOptions(options);
-  throwIfAborted(p.signal);
-  const detached = 'detached' in place;
-  const pinned = detached ? undefined : place.target;
-  const keepMountFd = !detached && place.keepMountFd === true;
-  const target = pinned?.path ?? '';
-  const needsNew = detached || keepMountFd || options.idmap !== undefined;
-  let api: MountMethod = await resolveMountApi(p.requested);
-  if (needsNew && api === 'legacy')
-    throw new ImgmountError(
-      options.idmap !== undefined ? 'ERR_IDMAP_UNSUPPORTED' : 'ERR_MOUNT_FAILED',
-      `${options.idmap !== undefined ? 'ID-mapped mounts' : 'detached mounts'} need the new mount API, which is ${p.requested ?? process.env.IMGMOUNT_MOUNT_API ?? 'auto'
-      } here and unavailable or switched off`,
-    );
-  let userns: NamespaceFd | undefined;
-  if (options.idmap !== undefined) userns = await openNamespace(options.idmap, 'user');
-  const ctx = { fstype: p.fstype, target, ...(typeof source === 'string' ? { source } : {}) };
-
-  const mountSpec = (src?: string): NativeMountSpec => {
-    const fresh = api === 'new' ? toNewApi(p.flags, p.data) : null;
-    if (api === 'new' && !fresh) throw new ImgmountError('ERR_MOUNT_FAILED', `flags ${formatMountFlags(p.flags)} cannot be used for a partition mount`);
-    return fresh
-      ? {
-          api: 'new',
-          fstype: p.fstype,
-          target,
-          ...(pinned ? { targetFd: pinned.fd } : {}),
-          options: fresh.options,
-          attrs: fresh.attrs,
-          detached,
-          keepMountFd,
-          ...(src ? { source: src } : {}),
-          ...(userns ? { usernsFd: userns.fd } : {}),
-        }
-      : { api: 'legacy', fstype: p.fstype, target, targetFd: pinned!.fd, flags: p.flags, ...(p.data !== undefined ? { data: p.data } : {}), ...(src ? { source: src } : {}) };
-  };
-  // A mount step failed (its loop device is already released): fall back to mount(2) if the
-  // new API turned out to be missing, else report the mapped error.
-  const onMountError = async (err: unknown): Promise<boolean> => {
-    if (err === USE_SEPARATE_ATTACH) throw err;
-    if (api === 'new' && !needsNew && noteNewApiFailure(err, p.requested)) {
-      api = 'legacy';
-      return true;
-    }
-    throw mapMountError(err, ctx);
-  };
-  const undo = async (b: { mountFd: number | null }): Promise<void> => {
-    if (b.mountFd !== null) await closeFd(b.mountFd).catch(() => undefined);
-    if (pinned) await umountPinned(pinned, 0).catch(() => undefined);
-  };
-
-  try {
-    let built: BuiltMount;
-    if (source instanceof LoopDevice) {
-      built = await mountExisting(source, p, mountSpec, onMountError, () => api, userns !== undefined);
-    } else {
-      try {
-        built = await fusedAttachMount(source, p, mountSpec, onMountError, () => api, userns !== undefined);
-      } catch (err) {
-        if (err !== USE_SEPARATE_ATTACH) throw err;
-        const dev = await attachLoop(source, {
-          ...(options.loop ?? {}),
-          offset: p.loop.offset,
-          sizeLimit: p.loop.sizeLimit,
-          readOnly: p.loop.readOnly,
-          autoclear: true,
-          ...(p.signal ? { signal: p.signal } : {}),
-        });
-        let made: BuiltMount;
-        try {
-          made = await mountExisting(dev, p, mountSpec, onMountError, () => api, userns !== undefined);
-        } catch (err) {
-          // Not mounted: detached now.
-          await dev.close();
-          throw err;
-        }
-        // Mounted: the device stays while the mount uses it and is auto-cleared afterwards (the
-        // autoclear flag was verified at attach; a reused shared device stays its first
-        // owner's), so only our fd goes. Should even that fail, the mount is undone too.
-        try {
-          await dev.close({ detach: false });
-        } catch (err) {
-          await undo(made);
-          throw err;
-        }
-        built = made;
-      }
-    }
-    if (p.signal?.aborted) {
-      await undo(built);
-      throw abortError(p.signal);
-    }
-    return built;
-  } finally {
-    await userns?.close();
-  }
-}
-
-async function mountExisting(
-  dev: LoopDevice,
-  p: Prepared,
-  mountSpec: (src?: string) => NativeMountSpec,
-  onMountError: (err: unknown) => Promise<boolean>,
-  api: () => MountMethod,
-  idmapped: boolean,
-): Promise<BuiltMount> {
-  for (;;) {
-    const spec = mountSpec(dev.path);
-    let done: NativeMountDone;
-    try {
-      if (spec.api === 'new') done = await native((b) => b.fsMount(spec));
-      else {
-        const at = spec.targetFd !== undefined ? `/proc/self/fd/${spec.targetFd}` : spec.target!;
-        await native((b) => b.mount(dev.path, at, p.fstype, p.flags, p.data ?? null));
-        done = { mountFd: null, messages: [] };
-      }
-    } catch (err) {
-      if (await onMountError(err)) continue;
-      throw err;
-    }
-    return {
-      target: spec.target ?? '',
-      source: dev.path,
-      fstype: p.fstype,
-      flags: p.flags,
-      method: api(),
-      loopDevice: dev.path,
-      loopNumber: dev.number,
-      idmapped,
-      messages: done.messages,
-      mountFd: done.mountFd,
-      mountId: done.mountId ?? 0,
-    };
-  }
-}
-
-async function fusedAttachMount(
-  source: LoopSource,
-  p: Prepared,
-  mountSpec: (src?: string) => NativeMountSpec,
-  onMountError: (err: unknown) => Promise<boolean>,
-  api: () => MountMethod,
-  idmapped: boolean,
-): Promise<BuiltMount> {
-  const o = p.loop;
-  if (o.shared || (await loopMethod(o.api)) !== 'configure') throw USE_SEPARATE_ATTACH;
-  const path = typeof source === 'string' ? source : typeof source === 'number' ? `/proc/self/fd/${source}` : source.path;
-  const image = typeof source === 'string' ? { imageFd: -1, imagePath: source } : { imageFd: typeof source === 'number' ? source : source.fd };
-  const r = await withAttachRetries(
-    o,
-    async ({ method, device, attempt }) => {
-      if (method !== 'configure') throw USE_SEPARATE_ATTACH;
-      const spec = mountSpec();
-      return native((b) =>
-        b.loopAttachMount(
-          {
-            ...image,
-            ...(device !== undefined ? { device } : {}),
-            openReadOnly: o.readOnly,
-            method: 'configure',
-            offset: o.offset,
-            sizeLimit: o.sizeLimit,
-            flags: loFlags(o),
-            ...(o.blockSize ? { blockSize: o.blockSize } : {}),
-            fileName: loFileName(o.fileName ?? path),
-            ...injectedBindErrno(method, attempt),
-          },
-          spec,
-          false,
-        ),
-      );
-    },
-    onMountError,
-  );
-  const built: BuiltMount = {
-    target: mountSpec().target ?? '',
-    source: r.path,
-    fstype: p.fstype,
-    flags: p.flags,
-    method: api(),
-    loopDevice: r.path,
-    loopNumber: r.number,
-    idmapped,
-    messages: r.messages,
-    mountFd: r.mountFd,
-    mountId: r.mountId ?? 0,
-  };
-  const bad = r.status ? statusMismatches(r.status, expectationOf(o, r.imageDevice, r.imageInode)) : ['no status'];
-  let failure: Error | undefined;
-  if (bad.length) failure = verifyError(r.path, bad);
-  else if (r.number >= o.maxDevices)
-    failure = noFreeLoopDevice(`none below the maximum of ${o.maxDevices} (next free was ${r.path})`, {
-      details: { maxDevices: o.maxDevices, next: r.number },
-    });
-  if (failure) {
-    // The loop fd is already closed: undoing the mount auto-clears the device.
-    if (r.mountFd !== null) await closeFd(r.mountFd!).catch(() => undefined);
-    const placed = mountSpec();
-    if (!placed.detached && placed.targetFd !== undefined) await native((b) => b.umountAt(placed.targetFd!, '', 0, placed.target ?? '')).catch(() => undefined);
-    throw failure;
-  }
-  counters.attached++;
-  debug('mounted %s (%s) on %s via %s, loop %s', path, p.fstype, built.target || '(detached)', built.method, r.path);
-  return built;
-}
-
-/**
- * Attaches `source` (a path, an fd, an Image-like { fd, path }, or an attached LoopDevice)
- * and mounts the partition at `target`. Read-only, nosuid and nodev unless told otherwise.
- * The loop device is auto-cleared when the mount goes away (a LoopDevice passed in stays
- * the caller's). If `signal` fires after the kernel mounted, the mount is undone.
- */
-export function mountPartition(source: LoopSource | LoopDevice, target: string | PinnedDir, options: MountPartitionOptions): Promise<Mount> {
-  return api(mountPartition, () => mountPartitionImpl(source, target, options));
-}
-
-async function mountPartitionImpl(source: LoopSource | LoopDevice, target: string | PinnedDir, options: MountPartitionOptions): Promise<Mount> {
-  // Pinned here: the Mount owns it. Given pinned: the Mount takes it over once mounted.
-  const pinned = target instanceof PinnedDir ? target : await pinTarget(str('target', target));
-  try {
-    const built = await buildMount(source, { target: pinned }, options);
-    return new Mount(built, pinned);
-  } catch (err) {
-    if (!(target instanceof PinnedDir)) await pinned.close();
-    throw err;
-  }
 }

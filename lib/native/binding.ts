@@ -30,22 +30,24 @@ export interface NativeLoopInfo {
   fileName: string;
 }
 
-/** What a fused loop attach is asked to do (see native/loop.h). */
+/** What a loop attach is asked to do (see native/loop.h): every field is required. */
 export interface NativeLoopAttachSpec {
-  /** The backing file's fd, or -1 with `imagePath` (then opened and closed by the call). */
+  /** The backing file's fd, or -1: the call opens `imagePath` (and closes it once bound). */
   imageFd: number;
-  imagePath?: string;
-  /** A device number to use instead of LOOP_CTL_GET_FREE. */
-  device?: number;
+  /** The backing file's path when imageFd is -1, else '' (errors then name no path). */
+  imagePath: string;
+  /** A device number to use instead of LOOP_CTL_GET_FREE, or -1. */
+  device: number;
   openReadOnly: boolean;
   method: 'configure' | 'legacy';
-  offset?: number | bigint;
-  sizeLimit?: number | bigint;
-  flags?: number;
-  blockSize?: number;
-  fileName?: string;
-  /** Test seam: fail the binding ioctl with this errno instead of making it (testHooks.injectErrno). */
-  injectErrno?: number;
+  offset: number | bigint;
+  sizeLimit: number | bigint;
+  flags: number;
+  /** 0: the kernel's default. */
+  blockSize: number;
+  fileName: string;
+  /** Test seam: fail the binding ioctl with this errno instead of making it (testHooks.injectErrno); 0: make it. */
+  injectErrno: number;
 }
 
 export interface NativeLoopAttached {
@@ -165,7 +167,7 @@ export interface NativeBinding {
   // loop devices (native/loop.cc)
   loopCtlGetFree(sync?: boolean): Promise<number>;
   loopAttach(spec: NativeLoopAttachSpec, sync?: boolean): Promise<NativeLoopAttached>;
-  loopSetStatus(fd: number, info: { offset?: number | bigint; sizeLimit?: number | bigint; flags?: number; fileName?: string }, path: string, sync?: boolean): Promise<void>;
+  loopSetStatus(fd: number, info: { offset: number | bigint; sizeLimit: number | bigint; flags: number; fileName: string }, path: string, sync?: boolean): Promise<void>;
   loopGetStatus(device: number | string, sync?: boolean): Promise<NativeLoopInfo>;
   loopOpen(path: string, readOnly: boolean, sync?: boolean): Promise<{ fd: number; status: NativeLoopInfo }>;
   loopDetach(fd: number, clear: boolean, path: string, sync?: boolean): Promise<void>;
@@ -174,7 +176,7 @@ export interface NativeBinding {
   flock(fd: number, operation: 'ex' | 'sh' | 'un', nonBlocking: boolean, sync?: boolean): Promise<void>;
   /** Each file's text, or the errno that stopped reading it. */
   readTextFiles(paths: string[], maxBytes: number, sync?: boolean): Promise<Array<string | number>>;
-  // mounting (native/mount.cc)
+  // mounting (native/mount.cc; the fused loop attach + mount in native/attach-mount.cc, the watcher in native/mountinfo-watch.cc)
   mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null, sync?: boolean): Promise<void>;
   umount(target: string, flags: number, sync?: boolean): Promise<void>;
   fsMount(spec: NativeMountSpec, sync?: boolean): Promise<NativeMountDone>;
@@ -194,7 +196,7 @@ export interface NativeBinding {
   openAt(dirfd: number, path: string, flags: number, resolve: number, sync?: boolean): Promise<NativePathInfo>;
   walkAt(dirfd: number, path: string, flags: number, mode: { inRoot: boolean; noXdev: boolean }, sync?: boolean): Promise<NativePathInfo>;
   openMountRoot(fd: number, sync?: boolean): Promise<NativePathInfo>;
-  umountAt(dirfd: number, name: string, flags: number, display: string, sync?: boolean, closeDirFd?: boolean): Promise<void>;
+  umountAt(dirfd: number, name: string, flags: number, display: string, sync?: boolean, closeDirFd?: boolean, unlinkAfter?: string): Promise<number>;
   /** mkdir of each path in order, and a PathInfo for each with pin (null for the others). */
   makeDirs(entries: Array<{ path: string; mode: number; pin?: boolean }>, sync?: boolean): Promise<Array<NativePathInfo | null>>;
   /** rmdir of each path in order, stopping at the first failure. */

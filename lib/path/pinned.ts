@@ -47,6 +47,13 @@ export class PinnedDir implements AsyncDisposable, Disposable {
   readonly mountId: number | bigint;
   /** Whether it is the root of a mount. */
   readonly mountRoot: boolean;
+  /**
+   * A file to unlink in the same hop as the unmount through this directory, once it succeeds
+   * (a root's mount record, when that mount is all the record describes). `removedOnUnmount`
+   * says whether it is gone (the owner removes it the usual way otherwise).
+   */
+  removeOnUnmount: string | undefined;
+  removedOnUnmount = false;
   #closed = false;
 
   /** @internal */
@@ -376,8 +383,10 @@ export async function openMountRoot(dir: PinnedDir): Promise<PinnedDir> {
 export async function umountPinned(dir: PinnedDir, flags: number, options: { release?: boolean } = {}): Promise<void> {
   try {
     // With release, the fd is closed in the same hop once unmounted (kept if the umount fails).
-    await native((b) => b.umountAt(dir.fd, '', flags, dir.path, false, options.release === true));
+    const unlinked = await native((b) => b.umountAt(dir.fd, '', flags, dir.path, false, options.release === true, dir.removeOnUnmount));
     if (options.release) dir.released();
+    // ENOENT: someone removed it first, which is as good.
+    if (dir.removeOnUnmount !== undefined) dir.removedOnUnmount = unlinked === 0 || unlinked === -osConstants.errno.ENOENT;
   } catch (err) {
     if (err instanceof SystemError && err.code === 'EINVAL')
       throw new ImgmountError('ERR_NOT_MOUNTED', `${dir.path} is not a mount point`, { cause: err, path: dir.path });

@@ -20,7 +20,7 @@ import { OverlayUsage } from '../image/constants';
 import { registerRootImplementation, type Image } from '../image/image';
 import { init } from '../image/init';
 import type { Section } from '../image/section';
-import { currentMountNamespace, entryProcess, removeMountRecord, removeSessionDir, saveMountRecord, sessionsDir, thisOwner, type MountRecord } from '../drivers/mount-record';
+import { checkedRecordFile, currentMountNamespace, entryProcess, removeMountRecord, removeSessionDir, saveMountRecord, sessionsDir, thisOwner, type MountRecord } from '../drivers/mount-record';
 import type { MountedFilesystem } from '../drivers/types';
 import type { FuseMountParams } from '../drivers/fuse/driver';
 import { hostFilesystems } from '../mount/host-filesystems';
@@ -53,6 +53,8 @@ class Root implements MountedRoot {
   /** The record, written before the first mount (see intend()). */
   record: MountRecord | undefined;
   recorded = false;
+  /** The pinned target whose unmount removes the record in the same hop (a plain kernel root). */
+  recordGoesWith: PinnedDir | undefined;
   /** The pinned target until the top mount takes it over. */
   target: PinnedDir | undefined;
   /** fds that pin layers while the root is built (they keep mounts busy): closed once built. */
@@ -100,7 +102,7 @@ class Root implements MountedRoot {
     // Never recursive through a mount that failed to go: removeSessionDir stops at mount points.
     if (this.sessionDir) await attempt(() => removeSessionDir(this.sessionDir!, this.dirsMade));
     // Last, and only once everything it describes is gone: a kill before this leaves it for cleanup().
-    if (this.recorded && errors.length === 0) await attempt(() => removeMountRecord(this.record!.target, this.record!.mntns));
+    if (this.recorded && errors.length === 0 && !this.recordGoesWith?.removedOnUnmount) await attempt(() => removeMountRecord(this.record!.target, this.record!.mntns));
     if (errors.length === 1) throw errors[0];
     if (errors.length) throw new AggregateError(errors, `releasing the root at ${this.root.path} failed in ${errors.length} places`);
   }
@@ -282,7 +284,13 @@ async function buildRoot(image: Image, target: string, options: RootOptions): Pr
       at = r.root.path;
     }
     if (!needsOverlay) {
-      const m = await mountImage(image, at, { ...local, partition: rootPart, writable: rootWritable, recordAs: 'merge', driverChoice: await choosing });
+      const driverChoice = await choosing;
+      // A plain kernel root is one mount and its record: the record goes in the unmount's hop.
+      if (driverChoice.driver === 'kernel' && !ns && layers.length === 0 && data.length === 0 && r.recorded && at instanceof PinnedDir) {
+        at.removeOnUnmount = checkedRecordFile(r.record!.target, r.record!.mntns) ?? undefined;
+        r.recordGoesWith = at;
+      }
+      const m = await mountImage(image, at, { ...local, partition: rootPart, writable: rootWritable, recordAs: 'merge', driverChoice });
       r.target = undefined; // the mount owns it now
       r.mounts.push(m);
       r.top = m;

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { init, type Image } from '../../lib';
 import { hostArch } from '../../lib/image/arch';
 import { capabilities } from '../../lib/mount';
+import { mountRecordFile } from '../../lib/drivers/mount-record';
 import { root } from '../../lib/root';
 import { createSif } from '../../lib/sif';
 import { DataGeneric, DataPartition, FsSquash, PartPrimSys } from '../../lib/sif/constants';
@@ -36,7 +37,7 @@ describe('kernel: pool round trips of the main job (init -> root() -> close())',
     await img.close();
   });
 
-  it('a SIF root by the kernel driver: init 1, root() 4 (2 in sequence), close() 2, image.close() 1', async () => {
+  it('a SIF root by the kernel driver: init 1, root() 4 (2 in sequence), close() 1 (the record goes with the unmount), image.close() 1', async () => {
     const dir = registerMountPoint(mountDir('hops-sif'));
     const { value: img, count: opened } = await countHops(() => init(busyboxSif.path));
     within('init()', opened, 1);
@@ -46,8 +47,11 @@ describe('kernel: pool round trips of the main job (init -> root() -> close())',
         within('root()', mounted, 4);
         expect(fs.existsSync(path.join(dir, 'bin', 'busybox')), 'the root is mounted').to.equal(true);
       } finally {
+        const record = await mountRecordFile(r.root.path);
+        expect(fs.existsSync(record), 'the root is recorded').to.equal(true);
         const { count: released } = await countHops(() => r.close());
-        within('root.close()', released, 2);
+        within('root.close()', released, 1);
+        expect(fs.existsSync(record), 'the record is removed with the unmount').to.equal(false);
       }
     } finally {
       const { count: closed } = await countHops(() => img.close());

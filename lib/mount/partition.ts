@@ -1,0 +1,241 @@
+// Image partitions: mountPartition() attaches a partition of an image to a loop device and
+// mounts it read-only, nosuid, nodev by default, returning a Mount handle; buildMount() is the
+// machinery it shares with mountInNamespace() (lib/ns) and the capability probes.
+//
+// The fast path is one worker hop: the loop commit step (lib/loop/setup.ts) binds the device
+// with LOOP_CONFIGURE and the mount rides in the same native call (loopAttachMount); where the
+// device is bound on its own (the legacy ioctls, a shared device) the mount follows it. Every
+// decision stays in TS: the mount API (new, or mount(2) where missing or filtered), the loop
+// policy (lib/loop), the error mapping (./errors.ts) and the undo when the device fails its
+// check or the caller aborts after the kernel succeeded.
+
+import { closeFd } from '../io/fd';
+import { ImgmountError, invalidArgType, throwIfAborted } from '../errors';
+import { PinnedDir, pinTarget, umountPinned } from '../path/pinned';
+import { checkSource, resolveLoopOptions, type AttachLoopOptions, type LoopSource, type ResolvedLoopOptions } from '../loop/context';
+import { LoopDevice } from '../loop/device';
+import { abortError, signalOf } from '../util/abort';
+import { bool, choice } from '../util/args';
+import { debug } from '../util/debug';
+import { api } from '../util/stack';
+import { setupLoop } from '../loop/setup';
+import { native, type NativeMountDone, type NativeMountSpec } from '../native/binding';
+import { openNamespace, type NamespaceFd, type NamespaceRef } from '../ns/namespace';
+import { mapMountError } from './errors';
+import { MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, formatMountFlags, mountDataToString, mountFlagsToNumber, toNewApi, type MountData, type MountFlags } from './flags';
+import { Mount, type MountInit } from './handle';
+import { str, type MountMethod } from './mount';
+import { MOUNT_APIS, noteNewApiFailure, resolveMountApi, type MountApi } from './new-api';
+
+export interface MountPartitionOptions {
+  /** Filesystem type: 'squashfs', 'ext3', 'ext4' (ext3 images with an ID map), ... */
+  fstype: string;
+  /** Partition offset and size inside the image (bytes; size 0 = to the end). */
+  offset?: number | bigint;
+  sizeLimit?: number | bigint;
+  /** Defaults true, true, true, false: image partitions are untrusted. */
+  readOnly?: boolean;
+  nosuid?: boolean;
+  nodev?: boolean;
+  noexec?: boolean;
+  /** More mount flags, OR'ed in (numeric or named). */
+  flags?: MountFlags;
+  /** Filesystem options ("errors=remount-ro" or { errors: 'remount-ro' }). */
+  data?: MountData;
+  /** ID-map the mount through this user namespace (MOUNT_ATTR_IDMAP; new mount API only). */
+  idmap?: NamespaceRef;
+  /** Mount API; default IMGMOUNT_MOUNT_API or 'auto'. */
+  api?: MountApi;
+  /** Loop-device options (shared devices, limits, method...). */
+  loop?: Omit<AttachLoopOptions, 'offset' | 'sizeLimit' | 'readOnly' | 'autoclear' | 'signal'>;
+  signal?: AbortSignal;
+}
+
+/** Where the mount goes: onto a pinned directory here, or kept detached and returned as an fd. */
+export type Placement = { target: PinnedDir; keepMountFd?: boolean } | { detached: true };
+
+export interface BuiltMount extends MountInit {
+  /** For a detached placement (or keepMountFd): the mount fd (owned by the caller; for a detached mount closing it unmounts). */
+  mountFd: number | null;
+  /** statx mount id of the new mount (0 where unknown). */
+  mountId: number | bigint;
+}
+
+export interface Prepared {
+  fstype: string;
+  flags: number;
+  data: string | undefined;
+  requested: MountApi | undefined;
+  signal: AbortSignal | undefined;
+  loop: ResolvedLoopOptions;
+}
+
+/** Options of a partition mount after validation and defaults. */
+export function resolvePartitionOptions(options: MountPartitionOptions): Prepared {
+  if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'an object with fstype', options);
+  const fstype = str('options.fstype', options.fstype);
+  const readOnly = bool('options.readOnly', options.readOnly, true);
+  const flags =
+    (readOnly ? MS_RDONLY : 0) |
+    (bool('options.nosuid', options.nosuid, true) ? MS_NOSUID : 0) |
+    (bool('options.nodev', options.nodev, true) ? MS_NODEV : 0) |
+    (bool('options.noexec', options.noexec, false) ? MS_NOEXEC : 0) |
+    mountFlagsToNumber(options.flags, 'options.flags');
+  const signal = signalOf(options.signal);
+  const loop = resolveLoopOptions({
+    ...(options.loop ?? {}),
+    ...(options.offset !== undefined ? { offset: options.offset } : {}),
+    ...(options.sizeLimit !== undefined ? { sizeLimit: options.sizeLimit } : {}),
+    readOnly: (flags & MS_RDONLY) !== 0,
+    autoclear: true,
+    ...(signal ? { signal } : {}),
+  });
+  return {
+    fstype,
+    flags: flags >>> 0,
+    data: mountDataToString(options.data),
+    requested: choice('options.api', options.api, MOUNT_APIS),
+    signal,
+    loop,
+  };
+}
+
+/**
+ * Mounts a partition of `source` (attached here, or an attached LoopDevice) at `place`. A
+ * source to attach goes through the loop commit step with the mount as its use: in the
+ * binding hop where it can, after the binding otherwise.
+ */
+export async function buildMount(source: LoopSource | LoopDevice, place: Placement, options: MountPartitionOptions): Promise<BuiltMount> {
+  if (!(source instanceof LoopDevice)) checkSource(source);
+  const p = resolvePartitionOptions(options);
+  throwIfAborted(p.signal);
+  const detached = 'detached' in place;
+  const pinned = detached ? undefined : place.target;
+  const keepMountFd = !detached && place.keepMountFd === true;
+  const target = pinned?.path ?? '';
+  const needsNew = detached || keepMountFd || options.idmap !== undefined;
+  let api: MountMethod = await resolveMountApi(p.requested);
+  if (needsNew && api === 'legacy')
+    throw new ImgmountError(
+      options.idmap !== undefined ? 'ERR_IDMAP_UNSUPPORTED' : 'ERR_MOUNT_FAILED',
+      `${options.idmap !== undefined ? 'ID-mapped mounts' : 'detached mounts'} need the new mount API, which is ${p.requested ?? process.env.IMGMOUNT_MOUNT_API ?? 'auto'
+      } here and unavailable or switched off`,
+    );
+  let userns: NamespaceFd | undefined;
+  if (options.idmap !== undefined) userns = await openNamespace(options.idmap, 'user');
+  const ctx = { fstype: p.fstype, target, ...(typeof source === 'string' ? { source } : {}) };
+
+  const mountSpec = (src?: string): NativeMountSpec => {
+    const fresh = api === 'new' ? toNewApi(p.flags, p.data) : null;
+    if (api === 'new' && !fresh) throw new ImgmountError('ERR_MOUNT_FAILED', `flags ${formatMountFlags(p.flags)} cannot be used for a partition mount`);
+    return fresh
+      ? {
+          api: 'new',
+          fstype: p.fstype,
+          target,
+          ...(pinned ? { targetFd: pinned.fd } : {}),
+          options: fresh.options,
+          attrs: fresh.attrs,
+          detached,
+          keepMountFd,
+          ...(src ? { source: src } : {}),
+          ...(userns ? { usernsFd: userns.fd } : {}),
+        }
+      : { api: 'legacy', fstype: p.fstype, target, targetFd: pinned!.fd, flags: p.flags, ...(p.data !== undefined ? { data: p.data } : {}), ...(src ? { source: src } : {}) };
+  };
+  // A mount step failed (its loop device is already released): fall back to mount(2) if the
+  // new API turned out to be missing, else report the mapped error.
+  const onMountError = async (err: unknown): Promise<boolean> => {
+    if (api === 'new' && !needsNew && noteNewApiFailure(err, p.requested)) {
+      api = 'legacy';
+      return true;
+    }
+    throw mapMountError(err, ctx);
+  };
+  const undo = async (b: { mountFd: number | null }): Promise<void> => {
+    if (b.mountFd !== null) await closeFd(b.mountFd).catch(() => undefined);
+    if (pinned) await umountPinned(pinned, 0).catch(() => undefined);
+  };
+  const builtOn = (loop: { path: string; number: number }, spec: NativeMountSpec, done: NativeMountDone): BuiltMount => ({
+    target: spec.target ?? '',
+    source: loop.path,
+    fstype: p.fstype,
+    flags: p.flags,
+    method: api,
+    loopDevice: loop.path,
+    loopNumber: loop.number,
+    idmapped: userns !== undefined,
+    messages: done.messages,
+    mountFd: done.mountFd,
+    mountId: done.mountId ?? 0,
+  });
+  /** Mounts an attached device, falling back to mount(2) as onMountError says. */
+  const mountOn = async (dev: LoopDevice): Promise<BuiltMount> => {
+    for (;;) {
+      const spec = mountSpec(dev.path);
+      let done: NativeMountDone;
+      try {
+        if (spec.api === 'new') done = await native((b) => b.fsMount(spec));
+        else {
+          const at = spec.targetFd !== undefined ? `/proc/self/fd/${spec.targetFd}` : spec.target!;
+          await native((b) => b.mount(dev.path, at, p.fstype, p.flags, p.data ?? null));
+          done = { mountFd: null, messages: [] };
+        }
+      } catch (err) {
+        if (await onMountError(err)) continue;
+        throw err;
+      }
+      return builtOn(dev, spec, done);
+    }
+  };
+
+  try {
+    const built =
+      source instanceof LoopDevice
+        ? await mountOn(source)
+        : await setupLoop<BuiltMount>(source, p.loop, {
+            fused: async (loopSpec) => {
+              const spec = mountSpec();
+              const r = await native((b) => b.loopAttachMount(loopSpec, spec, false));
+              debug('mounted %s (%s) on %s via %s, loop %s', loopSpec.imagePath || loopSpec.imageFd, p.fstype, target || '(detached)', api, r.path);
+              return { bound: r, use: builtOn(r, spec, r) };
+            },
+            retry: onMountError,
+            separate: mountOn,
+            undo,
+          });
+    if (p.signal?.aborted) {
+      await undo(built);
+      throw abortError(p.signal);
+    }
+    return built;
+  } finally {
+    await userns?.close();
+  }
+}
+
+/**
+ * Attaches `source` (a path, an fd, an Image-like { fd, path }, or an attached LoopDevice)
+ * and mounts the partition at `target`. Read-only, nosuid and nodev unless told otherwise.
+ * The loop device is auto-cleared when the mount goes away (a LoopDevice passed in stays
+ * the caller's). If `signal` fires after the kernel mounted, the mount is undone.
+ */
+export function mountPartition(source: LoopSource | LoopDevice, target: string | PinnedDir, options: MountPartitionOptions): Promise<Mount> {
+  return api(mountPartition, () => mountPartitionImpl(source, target, options));
+}
+
+/**
+ * mountPartition() for callers inside the library, which run after awaits of their own: there
+ * is no caller's stack to take up front (a failure still gets the awaiting callers' frames).
+ */
+export async function mountPartitionImpl(source: LoopSource | LoopDevice, target: string | PinnedDir, options: MountPartitionOptions): Promise<Mount> {
+  // Pinned here: the Mount owns it. Given pinned: the Mount takes it over once mounted.
+  const pinned = target instanceof PinnedDir ? target : await pinTarget(str('target', target));
+  try {
+    const built = await buildMount(source, { target: pinned }, options);
+    return new Mount(built, pinned);
+  } catch (err) {
+    if (!(target instanceof PinnedDir)) await pinned.close();
+    throw err;
+  }
+}
