@@ -15,3 +15,8 @@ export function closeFd(fd: number): Promise<void> {
 export function fstatFd(fd: number): Promise<fs.Stats> {
   return new Promise((resolve, reject) => fs.fstat(fd, (err, st) => (err ? reject(err) : resolve(st))));
 }
+
+/** fstat with 64-bit fields as bigints (device and inode numbers compared exactly). */
+export function fstatFdBig(fd: number): Promise<fs.BigIntStats> {
+  return new Promise((resolve, reject) => fs.fstat(fd, { bigint: true }, (err, st) => (err ? reject(err) : resolve(st))));
+}

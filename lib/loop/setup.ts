@@ -12,8 +12,7 @@
 
 import * as fs from 'node:fs';
 import { constants } from 'node:os';
-import { promisify } from 'node:util';
-import { closeFd } from '../io/fd';
+import { closeFd, openFd } from '../io/fd';
 import { SystemError, throwIfAborted } from '../errors';
 import { native, type NativeLoopAttachSpec } from '../native/binding';
 import { BACKOFF_START_MS, MAX_BACKOFF_MS, type LoopApi } from './constants';
@@ -40,8 +39,6 @@ import { toNumberOrBig } from '../util/bigint';
 import { debug } from '../util/debug';
 import { isSystemError } from '../util/system-error';
 import { attachShared } from './share';
-
-const openAsync = promisify(fs.open);
 
 const { EBADF } = constants.errno;
 
@@ -144,7 +141,7 @@ type Bound<M> = { device: LoopDeviceInit } | { used: M };
 async function openBacking(source: LoopSource, readOnly: boolean): Promise<LoopBacking> {
   if (typeof source === 'number') return { fd: source, path: `/proc/self/fd/${source}`, owned: false };
   if (typeof source === 'string') {
-    const fd = await openAsync(source, readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR);
+    const fd = await openFd(source, readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR);
     return { fd, path: source, owned: true };
   }
   return { fd: source.fd, path: source.path, owned: false };

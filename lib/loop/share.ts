@@ -10,8 +10,7 @@
 // between the sysfs scan and the open simply fails the check.
 
 import * as fs from 'node:fs';
-import { closeFd } from '../io/fd';
-import { promisify } from 'node:util';
+import { closeFd, fstatFdBig, openFd } from '../io/fd';
 import { ImgmountError } from '../errors';
 import { native, type NativeLoopInfo } from '../native/binding';
 import { LO_FLAGS_AUTOCLEAR, LO_FLAGS_PARTSCAN } from './constants';
@@ -27,8 +26,6 @@ import { KeyedMutex } from '../util/keyed-mutex';
 import { isSystemError } from '../util/system-error';
 import { listLoopDevices } from './status';
 
-const openAsync = promisify(fs.open);
-const fstatAsync = promisify(fs.fstat);
 
 const LOCK_PATH = '/dev/loop-control';
 const inProcess = new KeyedMutex();
@@ -112,7 +109,7 @@ async function reuseKnown(key: string, src: LoopBacking, dev: bigint, ino: bigin
  */
 export async function attachShared(ctx: LoopContext, bindNew: () => Promise<LoopDeviceInit>): Promise<LoopDeviceInit> {
   const { backing: src, o } = ctx;
-  const st = await fstatAsync(src.fd, { bigint: true });
+  const st = await fstatFdBig(src.fd);
   const key = shareKey(st.dev, st.ino, o);
   const quick = await reuseKnown(key, src, st.dev, st.ino, o);
   if (quick) return quick;
@@ -120,7 +117,7 @@ export async function attachShared(ctx: LoopContext, bindNew: () => Promise<Loop
     // Another attach of this process may have bound it while this one waited.
     const again = await reuseKnown(key, src, st.dev, st.ino, o);
     if (again) return again;
-    const lockFd = await openAsync(LOCK_PATH, fs.constants.O_RDONLY);
+    const lockFd = await openFd(LOCK_PATH, fs.constants.O_RDONLY);
     try {
       await lockExclusive(lockFd, o);
       const got = (await findShared(src, st.dev, st.ino, o)) ?? (await bindNew());
