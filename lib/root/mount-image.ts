@@ -54,6 +54,8 @@ export interface MountImageOptions extends DriverPolicy {
    * root()'s record describes).
    */
   recordAs?: 'own' | 'merge' | 'none';
+  /** @internal With recordAs 'merge': the caller's record object, which a FUSE mount merges into without reading it back. */
+  mergeInto?: MountRecord;
   /** @internal The driver, chosen already by the caller (root() chooses while it pins and records). */
   driverChoice?: DriverChoice;
   signal?: AbortSignal;
@@ -145,7 +147,7 @@ export async function mountImage(image: Image, target: string | PinnedDir, optio
     // Intent first (see root()): the record exists before the mount does.
     if ((options.recordAs ?? 'own') === 'own') record = await intendMount(where, partition, choice.driver, options);
     checkpoint('mountImage:recorded', signal);
-    const mounted = await mountWith(image, partition, choice, pinned, where, { ...options, recordAs: record ? 'merge' : options.recordAs ?? 'own' }, writable);
+    const mounted = await mountWith(image, partition, choice, pinned, where, { ...options, recordAs: record ? 'merge' : options.recordAs ?? 'own', ...(record ? { mergeInto: record } : {}) }, writable);
     const m = record ? new Recorded(mounted, record) : mounted;
     try {
       checkpoint('mountImage:mounted', signal);
@@ -221,7 +223,7 @@ async function mountWith(
     ...(options.idmap !== undefined ? { idmap: options.idmap } : {}),
     ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
-    ...(options.recordAs === 'merge' ? { recordMerge: true } : {}),
+    ...(options.recordAs === 'merge' ? { recordMerge: true, ...(options.mergeInto ? { mergeInto: options.mergeInto } : {}) } : {}),
     ...(options.shareLoopDevice && !writable ? { shareLoopDevice: true } : {}),
   };
   // The FUSE driver is loaded only when a mount needs it.

@@ -290,7 +290,7 @@ async function buildRoot(image: Image, target: string, options: RootOptions): Pr
         at.removeOnUnmount = checkedRecordFile(r.record!.target, r.record!.mntns) ?? undefined;
         r.recordGoesWith = at;
       }
-      const m = await mountImage(image, at, { ...local, partition: rootPart, writable: rootWritable, recordAs: 'merge', driverChoice });
+      const m = await mountImage(image, at, { ...local, partition: rootPart, writable: rootWritable, recordAs: 'merge', ...(r.recorded ? { mergeInto: r.record! } : {}), driverChoice });
       r.target = undefined; // the mount owns it now
       r.mounts.push(m);
       r.top = m;
@@ -493,7 +493,7 @@ async function assembleOverlay(image: Image, target: PinnedDir, r: Root, plan: O
     const driver = new FuseDriver({ ...(plan.persist ? { persist: true } : {}), ...(plan.dieWithOwner ? { dieWithOwner: true } : {}) });
     await driver.start({ sessionPath: '', usernsFd: -1, fuseFd: -1 });
     top = await driver.mount(
-      { source: 'fuse-overlayfs', target: target.path, pinned: target, filesystem: 'overlay', flags, offset: 0, size: 0, fsOptions: opts, recordMerge: true, ...(plan.signal ? { signal: plan.signal } : {}) } as FuseMountParams,
+      { source: 'fuse-overlayfs', target: target.path, pinned: target, filesystem: 'overlay', flags, offset: 0, size: 0, fsOptions: opts, recordMerge: true, ...(r.recorded ? { mergeInto: r.record! } : {}), ...(plan.signal ? { signal: plan.signal } : {}) } as FuseMountParams,
       kernelMountFunc,
     );
   }

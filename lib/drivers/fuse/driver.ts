@@ -34,7 +34,7 @@ import { MS_RDONLY } from '../../mount/flags';
 import type { NamespaceRef, NamespaceTarget } from '../../ns/namespace';
 import { pinTarget } from '../../path/pinned';
 import { encryptionUnsupported } from '../kernel';
-import { ownerMark, thisOwner } from '../mount-record';
+import { ownerMark, thisOwner, type MountRecord } from '../mount-record';
 import { DriverSession } from '../session';
 import type { DriverMountParams, MountedFilesystem } from '../types';
 import { checkBinaryOptions, fuseBinaries, locateFuseBinaries, squashfuseOwnerOptions, type FuseBinaries, type FuseBinaryOptions } from './binaries';
@@ -85,6 +85,11 @@ export interface FuseMountParams extends DriverMountParams {
    * its removal to the caller.
    */
   recordMerge?: boolean;
+  /**
+   * @internal With recordMerge: the caller's record as it last wrote it, merged into (in place)
+   * instead of read back from disk before each write.
+   */
+  mergeInto?: MountRecord;
   /** squashfs: show every file as owned by uid/gid (squashfuse `-o uid=,gid=`, where supported). */
   owner?: { uid: number; gid: number };
 }

@@ -15,7 +15,7 @@ import type { NamespaceTarget } from '../../ns/namespace';
 import { mountNamespaceInode } from '../../ns/namespace';
 import { openFileBeneath, pinOwnDir, type PinnedDir } from '../../path/pinned';
 import { uniqueSuffix } from '../../util/unique';
-import { currentMountNamespace, entryProcess, findMountRecord, removeMountRecord, removeSessionDir, saveMountRecord, sessionsDir, type RecordOwner } from '../mount-record';
+import { currentMountNamespace, entryProcess, findMountRecord, removeMountRecord, removeSessionDir, saveMountRecord, sessionsDir, type MountRecord, type RecordOwner } from '../mount-record';
 import { sourceFd } from '../source';
 import type { DriverMountParams } from '../types';
 import type { FuseBinaries } from './binaries';
@@ -32,7 +32,7 @@ import { layerStopTimings, releaseLayers } from './tear-down';
 const SESSION_MOUNT_POINTS = ['plain', 'cipher', 'stage-2', 'stage-1', 'stage-0'];
 
 export interface FuseMountRunInit {
-  params: DriverMountParams & { recordMerge?: boolean; owner?: { uid: number; gid: number } };
+  params: DriverMountParams & { recordMerge?: boolean; mergeInto?: MountRecord; owner?: { uid: number; gid: number } };
   mountFunc: MountFunc;
   bins: FuseBinaries;
   readOnly: boolean;
@@ -64,6 +64,10 @@ export class FuseMountRun implements MountRun {
   readonly #record: FuseMountRecord;
   readonly #ctx: ServeContext;
   #recorded = false;
+  /** The caller's record we merge into (recordMerge): given, or read once. */
+  #prior: MountRecord | undefined;
+  /** What was last written (a write that would say nothing new is skipped). */
+  #written: string | undefined;
   #pinTaken = false;
   #sessionDir: string | undefined;
   #target = '';
@@ -71,6 +75,7 @@ export class FuseMountRun implements MountRun {
   constructor(init: FuseMountRunInit) {
     this.#init = init;
     const p = init.params;
+    this.#prior = p.recordMerge ? p.mergeInto : undefined;
     this.#record = { target: p.target, mntns: '', driver: 'fuse', fstype: `fuse.${p.filesystem}`, helpers: [], internalMounts: [], persist: init.persist, created: new Date().toISOString() };
     this.#ctx = {
       mountFunc: init.mountFunc,
@@ -82,6 +87,12 @@ export class FuseMountRun implements MountRun {
         // dieWithOwner, the exit hook is what releases them. Recorded before anything waits on it.
         helper.detach();
         this.#record.helpers.push({ program: helper.name, pid: helper.pid, startTime: helper.startTime ?? '0', ...(helper.exe !== null ? { exe: helper.exe } : {}) });
+        if (step.fdPassing && step.staging === undefined && step.target === this.#target) {
+          // The final layer, mounted already (we mounted it for the helper): nothing more will
+          // be mounted, so this write says what finish() would, and finish() has nothing to add.
+          this.#record.fstype = `fuse.${helper.name}`;
+          this.#record.internalMounts = this.#layers.map((l) => l.target).reverse();
+        }
         await this.#saveRecord();
         try {
           init.onHelperStart?.({ program: helper.name, pid: helper.pid, target: step.target });
@@ -226,16 +237,25 @@ export class FuseMountRun implements MountRun {
     for (const fd of this.#fds) await closeFd(fd).catch(() => undefined);
   }
 
-  /** The record as it stands, or merged into the caller's (root()'s) record of the same target. */
+  /**
+   * The record as it stands, or merged into the caller's (root()'s) record of the same target:
+   * the caller's record object when it handed it over (kept up to date here, so that what the
+   * caller writes later still names our helpers), else the one on disk, read once (nobody else
+   * writes it while the mount is built). A write that would say nothing new is skipped.
+   */
   async #saveRecord(): Promise<void> {
     const record = this.#record;
     let out: FuseMountRecord = record;
     if (this.#init.params.recordMerge) {
-      const prior = (await findMountRecord(record.target, record.mntns).catch(() => undefined)) as FuseMountRecord | undefined;
-      if (prior) out = mergeFuseRecord(prior, record);
+      this.#prior ??= (await findMountRecord(record.target, record.mntns).catch(() => undefined)) as FuseMountRecord | undefined;
+      if (this.#prior) out = mergeFuseRecord(this.#prior as FuseMountRecord, record);
     }
+    const text = JSON.stringify(out);
+    if (text === this.#written) return;
     await saveMountRecord(out);
+    this.#written = text;
     this.#recorded = true;
+    if (this.#prior && this.#prior === this.#init.params.mergeInto) Object.assign(this.#prior, out);
   }
 }
 
