@@ -137,27 +137,30 @@ async function serveWithFd(step: Step, ctx: ServeContext): Promise<Layer> {
     });
   } catch (err) {
     await undo();
-    throw err;
-  } finally {
-    // The helper has its own copy now; ours must go, or the connection would outlive the
-    // helper and requests to the mount would hang instead of failing with ENOTCONN.
     await closeFd(fuseFd).catch(() => undefined);
-  }
-  const layer: Layer = { helper, target: step.target, fstype: `fuse.${name}`, how: 'fd', readOnly: step.readOnly };
-  try {
-    await ctx.onStart?.(helper, step);
-  } catch (err) {
-    await killHelper(helper);
-    await undo();
     throw err;
   }
+  // The helper has its own copy now; ours must go, or the connection would outlive the helper
+  // and requests to the mount would hang instead of failing with ENOTCONN. It is closed while
+  // the helper is recorded: a request that reached the mount before fails once it is closed.
+  const fuseClosed = closeFd(fuseFd).catch(() => undefined);
+  const layer: Layer = { helper, target: step.target, fstype: `fuse.${name}`, how: 'fd', readOnly: step.readOnly };
   // The first request on the mount waits for the helper's FUSE_INIT reply: a stat of the new
   // mount's root that returns means it serves; if it dies first, the connection aborts and
-  // the stat fails (ENOTCONN).
+  // the stat fails (ENOTCONN). It is sent while the helper is being recorded (the record write
+  // does not wait for it, nor it for the write): both are waited for before the mount is used.
   const stat = statMountRoot(step, detached).then(
     () => true,
     (e: unknown) => e,
   );
+  try {
+    await Promise.all([ctx.onStart?.(helper, step), fuseClosed]);
+  } catch (err) {
+    await killHelper(helper);
+    await fuseClosed;
+    await undo();
+    throw err;
+  }
   const r = await race(stat, helper, step.timeoutMs, step.signal);
   if (r.kind === 'done' && r.value === true && helper.running) {
     try {

@@ -278,15 +278,16 @@ export async function startHelper(o: StartHelperOptions): Promise<HelperProcess>
       });
     }
   } catch (cause) {
+    await log?.close();
     if ((cause as { name?: string }).name === 'AbortError') throw cause;
     const e = cause as NodeJS.ErrnoException;
     throw new ImgmountError('ERR_HELPER_FAILED', `cannot start ${name} (${o.program}): ${e.message}`, {
       cause,
       details: { program: name, path: o.program },
     });
-  } finally {
-    await log?.close();
   }
+  // The helper has its own copy of the log fd: ours is closed while its identity is read.
+  const logClosed = log?.close().catch((e: unknown) => debug('fuse: closing the log of %s: %s', name, (e as Error).message));
   child.on('error', (e) => debug('fuse: %s (pid %d): %s', name, child.pid, e.message));
   const tail = new Tail();
   if (logFd === undefined) {
@@ -323,9 +324,9 @@ export async function startHelper(o: StartHelperOptions): Promise<HelperProcess>
       }, 250).unref();
     });
   });
-  const startTime = await processStartTime(child.pid!);
   // The spawn (or the namespace helper's report) follows the exec: it already runs the program.
-  const exe = await processExe(child.pid!);
+  // Start time, executable and the log's close are independent: one hop's wait, not three.
+  const [startTime, exe] = await Promise.all([processStartTime(child.pid!), processExe(child.pid!), logClosed]);
   const helper = new HelperProcess(child, o.program, { startTime, exe }, exited);
   debug('fuse: started %s (pid %d): %s', name, helper.pid, o.args.join(' '));
   return helper;
