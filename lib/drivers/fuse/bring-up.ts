@@ -133,6 +133,7 @@ async function serveWithFd(step: Step, ctx: ServeContext): Promise<Layer> {
       ...(ctx.dieWithOwner ? { dieWithOwner: true } : {}),
       ...(step.input ? { input: step.input } : {}),
       ...(step.logFile ? { logFile: step.logFile } : {}),
+      ...(step.anonymousLog ? { anonymousLog: step.anonymousLog } : {}),
       ...(step.signal ? { signal: step.signal } : {}),
     });
   } catch (err) {
@@ -238,6 +239,7 @@ async function serveSelf(step: Step, ctx: ServeContext): Promise<Layer> {
     ...(ctx.dieWithOwner ? { dieWithOwner: true } : {}),
     ...(step.input ? { input: step.input } : {}),
     ...(step.logFile ? { logFile: step.logFile } : {}),
+    ...(step.anonymousLog ? { anonymousLog: step.anonymousLog } : {}),
     ...(step.userns ? { userns: step.userns } : {}),
     ...(step.signal ? { signal: step.signal } : {}),
   });

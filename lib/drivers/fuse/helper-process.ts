@@ -11,10 +11,13 @@
 // forged record naming some other process) is never signalled.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+import { promisify } from 'node:util';
 import type { Readable, Writable } from 'node:stream';
 import { ImgmountError } from '../../errors';
+import { closeFd, fstatFd } from '../../io/fd';
 import { abortError } from '../../util/abort';
 import { debug } from '../../util/debug';
 import { finished } from 'node:stream/promises';
@@ -23,6 +26,8 @@ import { trackExit } from '../../util/child-exit';
 import type { NamespaceTarget } from '../../ns/namespace';
 import { processExe, processStartTime, type HelperRecord } from '../mount-record';
 import { SYSTEM_PATH } from './binaries';
+
+const readAt = promisify(fs.read);
 
 /** How much helper output is kept for error messages. */
 const TAIL_BYTES = 8192;
@@ -64,6 +69,11 @@ export interface StartHelperOptions {
   dieWithOwner?: boolean;
   /** Write stdout and stderr to this file (helpers that outlive us) instead of pipes. */
   logFile?: string;
+  /**
+   * Instead of logFile: an open unnamed file (O_TMPFILE) to write them to. Taken over here (marked
+   * `taken`): kept open until the helper exits, to read its output, then closed.
+   */
+  anonymousLog?: { fd: number; taken: boolean };
   signal?: AbortSignal;
 }
 
@@ -228,6 +238,21 @@ async function readLogTail(file: string): Promise<string> {
   }
 }
 
+/** The tail of an unnamed log file of ours, which is closed after. */
+async function readFdTail(fd: number): Promise<string> {
+  try {
+    const size = (await fstatFd(fd)).size;
+    const len = Math.min(size, TAIL_BYTES);
+    const buf = Buffer.alloc(len);
+    const { bytesRead } = await readAt(fd, buf, 0, len, size - len);
+    return buf.subarray(0, bytesRead).toString('utf8');
+  } catch {
+    return '';
+  } finally {
+    await closeFd(fd).catch(() => undefined);
+  }
+}
+
 /**
  * Starts a helper and resolves once it runs (exec succeeded). Spawn failures (no such program,
  * namespace not enterable) reject with ERR_HELPER_FAILED naming the program.
@@ -237,7 +262,11 @@ export async function startHelper(o: StartHelperOptions): Promise<HelperProcess>
   if (o.signal?.aborted) throw abortError(o.signal);
   let logFd: number | undefined;
   let log: fsp.FileHandle | undefined;
-  if (o.logFile !== undefined) {
+  const keptLog = o.anonymousLog?.fd;
+  if (o.anonymousLog) {
+    o.anonymousLog.taken = true;
+    logFd = o.anonymousLog.fd;
+  } else if (o.logFile !== undefined) {
     log = await fsp.open(o.logFile, 'a', 0o600);
     logFd = log.fd;
   }
@@ -279,6 +308,7 @@ export async function startHelper(o: StartHelperOptions): Promise<HelperProcess>
     }
   } catch (cause) {
     await log?.close();
+    if (keptLog !== undefined) await closeFd(keptLog).catch(() => undefined);
     if ((cause as { name?: string }).name === 'AbortError') throw cause;
     const e = cause as NodeJS.ErrnoException;
     throw new ImgmountError('ERR_HELPER_FAILED', `cannot start ${name} (${o.program}): ${e.message}`, {
@@ -308,7 +338,7 @@ export async function startHelper(o: StartHelperOptions): Promise<HelperProcess>
       done = true;
       // Output kept since the spawn may still be on its way to the tail's listeners.
       await Promise.all([child.stdout, child.stderr].map((s) => (s && !s.destroyed ? finished(s).catch(() => undefined) : undefined)));
-      const raw = o.logFile !== undefined ? await readLogTail(o.logFile) : tail.text();
+      const raw = keptLog !== undefined ? await readFdTail(keptLog) : o.logFile !== undefined ? await readLogTail(o.logFile) : tail.text();
       debug('fuse: %s (pid %d) exited: code %s, signal %s', name, child.pid, code, signal);
       resolve({ code, signal, output: filterHelperOutput(raw) });
     };

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { fromNodeError, throwIfAborted } from '../../errors';
+import { fromNodeError, hasErrorCode, throwIfAborted } from '../../errors';
 import type { MountFunc } from '../../image/driver';
 import { pathContains } from '../../image/authorize';
 import { closeFd, openFd } from '../../io/fd';
@@ -69,6 +69,8 @@ export class FuseMountRun implements MountRun {
   /** What was last written (a write that would say nothing new is skipped). */
   #written: string | undefined;
   #pinTaken = false;
+  /** The session directory's name (chosen in begin()), and the directory once made. */
+  #sessionName: string | undefined;
   #sessionDir: string | undefined;
   #target = '';
 
@@ -103,26 +105,45 @@ export class FuseMountRun implements MountRun {
     };
   }
 
-  /** Names the session directory and writes the record, then makes the directory. */
+  /**
+   * Names the session directory and writes the record. The directory is made (after a write
+   * that names it) when something needs it: internal mounts, a staging directory, named log
+   * files (a persistent mount's). A FUSE root's squashfuse_ll with a passed /dev/fuse fd needs
+   * none: its log is an unnamed file (anonymousLog) and root() recorded the target already.
+   */
   async begin(): Promise<void> {
     const { params: p, moveInto, pinned, dieWithOwner } = this.#init;
     this.#target = moveInto ? path.resolve(p.target) : pinned!.path;
-    // Helpers that outlive us write to log files there (a pipe breaks when we exit).
+    // Helpers that outlive us write to log files (a pipe breaks when we exit).
     // Named now, made once the record names it (a kill in between leaves nothing unrecorded).
-    if (!dieWithOwner || this.#init.internalMounts || this.#staged()) this.#sessionDir = await sessionDirName();
-    const sessionDir = this.#sessionDir;
+    if (!dieWithOwner || this.#init.internalMounts || this.#staged()) this.#sessionName = await sessionDirName();
     const here = await currentMountNamespace();
     const enter = moveInto ? await entryProcess(moveInto) : undefined;
     const record = this.#record;
     record.target = this.#target;
     record.mntns = moveInto ? await mountNamespaceInode(moveInto) : here;
-    record.internalMounts = sessionDir ? SESSION_MOUNT_POINTS.map((n) => path.join(sessionDir, n)) : [];
-    if (sessionDir) record.sessionDir = sessionDir;
     if (moveInto) record.internalMntns = here;
     if (enter) record.enter = enter;
     if (this.#init.owner) record.owner = this.#init.owner;
+    // Known to be needed: made now, in the same write.
+    if (this.#sessionName !== undefined && (this.#init.internalMounts || this.#init.persist || this.#init.fdPassing === false)) {
+      await this.#makeSession();
+      return;
+    }
+    // A caller that keeps the record (root()) wrote it before calling: nothing new to say yet.
+    if (!p.recordMerge) await this.#saveRecord();
+  }
+
+  /** The session directory: named in the record, then made (once). */
+  async #makeSession(): Promise<string> {
+    const sessionDir = this.#sessionName!;
+    if (this.#sessionDir !== undefined) return sessionDir;
+    this.#record.internalMounts = SESSION_MOUNT_POINTS.map((n) => path.join(sessionDir, n));
+    this.#record.sessionDir = sessionDir;
     await this.#saveRecord();
-    if (sessionDir) await fsp.mkdir(sessionDir, { mode: 0o700 });
+    await fsp.mkdir(sessionDir, { mode: 0o700 });
+    this.#sessionDir = sessionDir;
+    return sessionDir;
   }
 
   /** Self-mounting helpers mount on our staging directory first (root, not in a user namespace). */
@@ -144,7 +165,7 @@ export class FuseMountRun implements MountRun {
       allowOtherHere: i.allowOtherHere,
       fdPassing: i.fdPassing,
       staged: this.#staged(),
-      ...(this.#sessionDir !== undefined ? { sessionDir: this.#sessionDir } : {}),
+      ...(this.#sessionName !== undefined ? { sessionDir: this.#sessionName } : {}),
       dieWithOwner: i.dieWithOwner,
       timeoutMs: i.timeoutMs,
       ...(i.params.signal ? { signal: i.params.signal } : {}),
@@ -175,7 +196,7 @@ export class FuseMountRun implements MountRun {
   }
 
   async internalDir(name: 'cipher' | 'plain'): Promise<string> {
-    const dir = path.join(this.#sessionDir!, name);
+    const dir = path.join(await this.#makeSession(), name);
     await fsp.mkdir(dir, { mode: 0o700 });
     return dir;
   }
@@ -191,8 +212,25 @@ export class FuseMountRun implements MountRun {
   }
 
   async serve(step: Step): Promise<void> {
-    if (step.staging) await fsp.mkdir(step.staging, { mode: 0o700 });
-    const layer = await serve(step, this.#ctx);
+    if (step.staging) {
+      await this.#makeSession();
+      await fsp.mkdir(step.staging, { mode: 0o700 });
+    }
+    // The log: a named file in the session directory once it exists, else an unnamed one
+    // (nothing to record or remove; the helper's copy keeps it until it exits, ours is read
+    // for its exit's output), else (no O_TMPFILE here) the session directory is made for it.
+    let anonymous: { fd: number; taken: boolean } | undefined;
+    if (step.logFile !== undefined && this.#sessionDir === undefined) {
+      const fd = await openAnonymousLog(await sessionsDir());
+      if (fd !== null) anonymous = { fd, taken: false };
+      else await this.#makeSession();
+    }
+    let layer: Layer;
+    try {
+      layer = await serve(anonymous ? { ...step, logFile: undefined, anonymousLog: anonymous } : step, this.#ctx);
+    } finally {
+      if (anonymous && !anonymous.taken) await closeFd(anonymous.fd).catch(() => undefined);
+    }
     this.#layers.push(layer);
     // The final layer owns the pinned target from now on.
     if (layer.pinned === this.#init.pinned) this.#pinTaken = true;
@@ -284,4 +322,21 @@ const euid = (): number => process.geteuid?.() ?? -1;
  */
 async function sessionDirName(): Promise<string> {
   return path.join(await sessionsDir(), `fuse-${uniqueSuffix()}`);
+}
+
+/** O_TMPFILE (Linux; the generic value, which every architecture Node runs on uses). */
+const O_TMPFILE = 0o20000000 | fs.constants.O_DIRECTORY;
+
+/**
+ * An unnamed file in `dir` for a helper's output (O_TMPFILE, 0600): nothing to record or
+ * remove, gone with the last fd. Null where the filesystem (or kernel) has no O_TMPFILE.
+ */
+async function openAnonymousLog(dir: string): Promise<number | null> {
+  if (process.platform !== 'linux') return null;
+  try {
+    return await openFd(dir, O_TMPFILE | fs.constants.O_RDWR, 0o600);
+  } catch (err) {
+    if (hasErrorCode(err, 'EOPNOTSUPP') || hasErrorCode(err, 'EISDIR') || hasErrorCode(err, 'EINVAL') || hasErrorCode(err, 'ENOTSUP')) return null;
+    throw fromNodeError(err, `opening a log file in ${dir}`);
+  }
 }

@@ -44,6 +44,11 @@ export interface Step {
   fdPassing: boolean;
   timeoutMs: number;
   logFile?: string;
+  /**
+   * Instead of logFile: an unnamed log file we opened (mount-run.ts); `taken` once the helper
+   * process owns it (it closes it after reading the exit's output).
+   */
+  anonymousLog?: { fd: number; taken: boolean };
   signal?: AbortSignal;
 }
 
