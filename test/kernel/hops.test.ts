@@ -72,6 +72,28 @@ describe('kernel: pool round trips of the main job (init -> root() -> close())',
     }
   });
 
+  it('a FUSE root (squashfuse_ll with a passed /dev/fuse fd): root() 13 and one spawn, close() 4; no session directory', async () => {
+    await using img = await init(busyboxSif.path);
+    // Warm: the FUSE driver's module and its once-per-process probes (helpers, fd passing).
+    const warm = registerMountPoint(mountDir('hops-fuse-warm'));
+    await (await root(img, warm, { driver: 'fuse' })).close();
+    const dir = registerMountPoint(mountDir('hops-fuse'));
+    const { value: r, count: mounted } = await countHops(() => root(img, dir, { driver: 'fuse' }));
+    try {
+      expect(mounted.hops, `root({ driver: 'fuse' }): ${mounted.hops} hops (at most 13):\n    ${mounted.sites.join('\n    ')}`).to.be.at.most(13);
+      expect(mounted.spawns, 'root() spawns the helper, nothing else').to.equal(1);
+      expect(r.mounts.map((m) => `${m.driver}:${m.fstype}`)).to.deep.equal(['fuse:fuse.squashfuse_ll']);
+      expect(fs.existsSync(path.join(dir, 'bin', 'busybox')), 'the root is served').to.equal(true);
+      // Its log is an unnamed file: no session directory to make, record and remove.
+      const record = JSON.parse(fs.readFileSync(await mountRecordFile(r.root.path), 'utf8')) as { sessionDir?: string; helpers: unknown[] };
+      expect(record.sessionDir).to.equal(undefined);
+      expect(record.helpers).to.have.length(1);
+    } finally {
+      const { count: released } = await countHops(() => r.close());
+      within('root.close()', released, 4);
+    }
+  });
+
   it('init() of a SIF whose partition lies beyond the first 64 KiB: one more hop for all its superblocks', async () => {
     const file = path.join(testTmp, 'hops-far-partition.sif');
     const squashfs = fs.readFileSync(fixture('sq-gzip.sqfs'));

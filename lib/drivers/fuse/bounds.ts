@@ -14,7 +14,7 @@ import { checkSquashfsHeader } from '../../image/squashfs';
 const readAsync = promisify(fs.read);
 
 /** Reads the superblock at `offset` of `fd` and checks the filesystem fits in `size` bytes (size 0: unknown, not checked). */
-export async function checkPartitionBounds(fd: number, kind: 'squashfs' | 'ext3', offset: number, size: number, image: string): Promise<void> {
+export async function checkPartitionBounds(fd: number, kind: 'squashfs' | 'ext3', offset: number, size: number, imageName: string | (() => Promise<string>)): Promise<void> {
   if (!(size > 0)) return;
   const buf = Buffer.alloc(kind === 'squashfs' ? 96 : 2048);
   const { bytesRead } = await readAsync(fd, buf, 0, buf.length, offset);
@@ -24,6 +24,7 @@ export async function checkPartitionBounds(fd: number, kind: 'squashfs' | 'ext3'
     else checkExt3Header(head, { size, launchHeader: false, anyExtFeatures: true });
   } catch (cause) {
     const e = cause as ImgmountError;
+    const image = typeof imageName === 'string' ? imageName : await imageName();
     throw new ImgmountError(
       e.code === 'ERR_IMAGE_UNKNOWN_FORMAT' ? 'ERR_PARTITION_INVALID' : e.code,
       `partition at offset ${offset} (${size} bytes) of ${image}: ${e.message}`,

@@ -35,6 +35,7 @@ import { openMountRoot } from '../../path/pinned';
 import { describeExit, startHelper, type HelperExit, type HelperProcess } from './helper-process';
 import type { Layer, ServeContext } from './layer';
 import { fdPassingMount, type Step } from './plan';
+import { kernelMountFunc } from '../kernel';
 import { unmountLayer, unmountOwn } from './tear-down';
 import { waitForMount } from './wait-mount';
 
@@ -122,7 +123,9 @@ async function serveWithFd(step: Step, ctx: ServeContext): Promise<Layer> {
       // Nothing attached anywhere until it serves; then it goes to the other namespace.
       ({ fd: detached, mountId: detachedId } = await mountDetached(name, `fuse.${name}`, flags, data));
     } else {
-      await ctx.mountFunc(name, step.pinned ? step.pinned.procPath : step.target, 'fuse', flags, data);
+      // Our own mount function mounts on the pinned directory itself; a caller's gets its path.
+      if (step.pinned && ctx.mountFunc === kernelMountFunc) await mountFs(name, step.pinned, 'fuse', flags, data);
+      else await ctx.mountFunc(name, step.pinned ? step.pinned.procPath : step.target, 'fuse', flags, data);
       attached = true;
     }
     helper = await startHelper({
@@ -146,6 +149,8 @@ async function serveWithFd(step: Step, ctx: ServeContext): Promise<Layer> {
   // the helper is recorded: a request that reached the mount before fails once it is closed.
   const fuseClosed = closeFd(fuseFd).catch(() => undefined);
   const layer: Layer = { helper, target: step.target, fstype: `fuse.${name}`, how: 'fd', readOnly: step.readOnly };
+  // Recorded (and onHelperStart told, synchronously) from here on.
+  const recorded = ctx.onStart?.(helper, step);
   // The first request on the mount waits for the helper's FUSE_INIT reply: a stat of the new
   // mount's root that returns means it serves; if it dies first, the connection aborts and
   // the stat fails (ENOTCONN). It is sent while the helper is being recorded (the record write
@@ -155,7 +160,7 @@ async function serveWithFd(step: Step, ctx: ServeContext): Promise<Layer> {
     (e: unknown) => e,
   );
   try {
-    await Promise.all([ctx.onStart?.(helper, step), fuseClosed]);
+    await Promise.all([recorded, fuseClosed]);
   } catch (err) {
     await killHelper(helper);
     await fuseClosed;

@@ -109,6 +109,13 @@ function userAllowOther(): Promise<boolean> {
   return fuseConfAllowOther;
 }
 
+let fuseDeviceSeen = false;
+/** Whether /dev/fuse exists (once seen, not asked again: a device node does not come and go). */
+async function fuseDevice(): Promise<boolean> {
+  if (!fuseDeviceSeen) fuseDeviceSeen = await fsp.access('/dev/fuse').then(() => true, () => false);
+  return fuseDeviceSeen;
+}
+
 function checkParams(p: FuseMountParams): void {
   if (typeof p !== 'object' || p === null) throw invalidArgType('params', 'an object', p);
   if (typeof p.target !== 'string' || !path.isAbsolute(p.target) || p.target.includes('\0'))
@@ -182,7 +189,7 @@ export class FuseDriver extends DriverSession {
       throw new ImgmountError('ERR_MOUNT_UNSUPPORTED_FS', `the FUSE driver does not mount "${p.filesystem}" (it mounts ${Object.keys(FILESYSTEMS).join(', ')})`);
     throwIfAborted(p.signal);
     const bins = await this.binaries();
-    if (!(await fsp.access('/dev/fuse').then(() => true, () => false)))
+    if (!(await fuseDevice()))
       throw new ImgmountError('ERR_FUSE_UNAVAILABLE', 'the kernel has no FUSE device (/dev/fuse is missing): load the fuse module, or use the kernel driver');
     if (p.owner && !filesystem.takesOwner) throw invalidArgValue('params.owner', p.owner, 'applies to squashfs mounts only');
     if (p.owner && bins.squashfuse && !(await squashfuseOwnerOptions(bins.squashfuse)))

@@ -31,6 +31,9 @@ export interface ServeContext {
   ownerMark?: string;
   /** Helpers get SIGTERM when this process dies (PR_SET_PDEATHSIG). */
   dieWithOwner?: boolean;
-  /** Awaited once a helper runs, before anything waits on it (the driver records it). */
+  /**
+   * Called once a helper runs (the driver records it); its synchronous part runs before anything
+   * waits on the helper, and the mount is used only once it has resolved.
+   */
   onStart?: (helper: HelperProcess, step: Step) => void | Promise<void>;
 }

@@ -95,12 +95,14 @@ export class FuseMountRun implements MountRun {
           this.#record.fstype = `fuse.${helper.name}`;
           this.#record.internalMounts = this.#layers.map((l) => l.target).reverse();
         }
-        await this.#saveRecord();
+        // Told before the write (synchronously, when this is called): bring-up waits for the
+        // mount to serve only after that, while the record is written.
         try {
           init.onHelperStart?.({ program: helper.name, pid: helper.pid, target: step.target });
         } catch (e) {
           debug('fuse: onHelperStart threw: %s', (e as Error).message);
         }
+        await this.#saveRecord();
       },
     };
   }
@@ -185,7 +187,8 @@ export class FuseMountRun implements MountRun {
       }
       this.#fds.push(fd);
     }
-    await checkPartitionBounds(fd, kind, offset, size, await this.imageName());
+    // The image's name is looked up for the message only if the check fails.
+    await checkPartitionBounds(fd, kind, offset, size, () => this.imageName());
     return fd;
   }
 

@@ -17,9 +17,10 @@ const euid = (): number => process.geteuid?.() ?? -1;
 const execFileAsync = promisify(execFile);
 
 /** umount2 in our namespace (a pinned mount point, or a path of ours), retrying while busy (a helper above may still be exiting), then detaching. */
-export async function unmountOwn(target: string | PinnedDir, busyRetries = 6): Promise<void> {
+export async function unmountOwn(target: string | PinnedDir, busyRetries = 6, release = false): Promise<void> {
   try {
-    await umount(target, 0, { busyRetries });
+    // release: a pinned mount point is closed in the unmount's hop (the mount is gone with it).
+    await umount(target, 0, { busyRetries, ...(release ? { releasePinned: true } : {}) });
   } catch (err) {
     if (hasErrorCode(err, 'ERR_NOT_MOUNTED')) return;
     if (hasErrorCode(err, 'EBUSY')) {
@@ -46,7 +47,7 @@ export async function unmountLayer(layer: Pick<Layer, 'target' | 'namespace' | '
     return;
   }
   if (layer.pinned) {
-    if (!layer.pinned.closed) await unmountOwn(layer.pinned);
+    if (!layer.pinned.closed) await unmountOwn(layer.pinned, 6, true);
     await layer.pinned.close();
     return;
   }
