@@ -59,7 +59,7 @@ describe('kernel: pool round trips of the main job (init -> root() -> close())',
     }
   });
 
-  it('a tmpfs-overlay root: root() 9, close() 5', async () => {
+  it('a tmpfs-overlay root: root() 9, close() 4 (the record goes with the session directory)', async () => {
     await using img = await init(busyboxSif.path);
     const dir = registerMountPoint(mountDir('hops-tmpfs'));
     const { value: r, count: mounted } = await countHops(() => root(img, dir, { writableTmpfs: true }));
@@ -67,8 +67,11 @@ describe('kernel: pool round trips of the main job (init -> root() -> close())',
       within('root({ writableTmpfs })', mounted, 9);
       fs.writeFileSync(path.join(dir, 'written'), 'x');
     } finally {
+      const record = await mountRecordFile(r.root.path);
+      expect(fs.existsSync(record), 'the root is recorded').to.equal(true);
       const { count: released } = await countHops(() => r.close());
-      within('root.close()', released, 5);
+      within('root.close()', released, 4);
+      expect(fs.existsSync(record), 'the record is removed with the session directory').to.equal(false);
     }
   });
 
