@@ -232,8 +232,19 @@ export async function ownerAlive(owner: RecordOwner): Promise<boolean> {
   }
 }
 
+/** Names already hashed: a root's record is named at least twice (written, then removed). */
+const recordNames = new Map<string, string>();
+const RECORD_NAMES_KEPT = 1024;
+
 function recordName(mntns: string, target: string): string {
-  return `${createHash('sha256').update(`${mntns}\0${target}`).digest('hex').slice(0, 32)}.json`;
+  const key = `${mntns}\0${target}`;
+  let name = recordNames.get(key);
+  if (name === undefined) {
+    name = `${createHash('sha256').update(key).digest('hex').slice(0, 32)}.json`;
+    if (recordNames.size >= RECORD_NAMES_KEPT) recordNames.delete(recordNames.keys().next().value!);
+    recordNames.set(key, name);
+  }
+  return name;
 }
 
 /** Where the record of `target` in mount namespace `mntns` (default ours) is kept; the records directory is created and checked. */
