@@ -12,7 +12,7 @@
 //                                                  umount2 of a pinned mount point (name "")
 //                                                  or of dirfd/name without following name
 //   makeDirs(entries[, sync])                      new directories of ours, pinned as made
-//   removeDirs(paths[, sync])                      rmdir of each, in order
+//   removeDirs(paths[, sync[, unlinkAfter]])       rmdir of each, in order (then unlink a file)
 //
 // Every call that returns an fd also returns its fstat, mount id and the kernel's name for it
 // (readlink of /proc/self/fd/N) from the same worker hop.
@@ -380,9 +380,11 @@ Napi::Value MakeDirsJs(const Napi::CallbackInfo& info) {
       });
 }
 
-// removeDirs(paths[, sync]) -> void
+// removeDirs(paths[, sync[, unlinkAfter]]) -> 0 | -errno
 // rmdir of each path in order: only empty directories go, and never one a mount sits on (EBUSY).
-// Stops at the first failure (ENOENT included), which names that path.
+// Stops at the first failure (ENOENT included), which names that path. unlinkAfter: once every
+// rmdir succeeded, this file is unlinked in the same hop (the record of what the directories
+// served); the result is 0 or -errno of that unlink (the caller decides).
 Napi::Value RemoveDirsJs(const Napi::CallbackInfo& info) {
   if (!info[0].IsArray()) throw Napi::TypeError::New(info.Env(), "paths must be an array of strings");
   Napi::Array a = info[0].As<Napi::Array>();
@@ -392,14 +394,17 @@ Napi::Value RemoveDirsJs(const Napi::CallbackInfo& info) {
     if (!v.IsString()) throw Napi::TypeError::New(info.Env(), "paths must be an array of strings");
     paths.push_back(v.As<Napi::String>().Utf8Value());
   }
+  std::string unlinkAfter = info.Length() > 2 && info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "";
   return Dispatch<int>(
       info, IsSync(info, 1), "imgmount:path.removeDirs",
-      [paths](int&, Failure& f) {
+      [paths, unlinkAfter](int& unlinked, Failure& f) {
         for (const auto& p : paths)
           if (IMGMOUNT_FAULT_OR("rmdir", rmdir(p.c_str())) != 0) return f.Set("rmdir", p);
+        unlinked = 0;
+        if (!unlinkAfter.empty() && IMGMOUNT_FAULT_OR("unlink", unlink(unlinkAfter.c_str())) != 0) unlinked = -errno;
         return true;
       },
-      [](Napi::Env env, int&) { return env.Undefined(); });
+      [](Napi::Env env, int& unlinked) { return Napi::Number::New(env, unlinked); });
 }
 
 }  // namespace

@@ -12,7 +12,7 @@
 # took. The helper is found next to the addon named by IMGMOUNT_NATIVE_PATH.
 #
 #   scripts/test-asan.sh                 the whole suite
-#   scripts/test-asan.sh 'dist/test/kernel/loop*.test.js'   a subset (a mocha spec glob)
+#   scripts/test-asan.sh 'dist/test/kernel/loop/loop*.test.js'   a subset (a mocha spec glob)
 #
 # The last line of output is mocha's "N passed, N failed".
 set -euo pipefail
@@ -82,7 +82,7 @@ echo "test-asan: addon and helper from $release, node $(command -v node) with AS
 #  - package.test: which addon a packed install loads (IMGMOUNT_NATIVE_PATH overrides its
 #    prebuild), not this build's native code;
 #  - fuzz-harness.test: the fuzzer's RSS bound (ASan's redzones and quarantine grow RSS).
-ignore=(dist/test/kernel/package.test.js dist/test/unit/fuzz-harness.test.js)
+ignore=(dist/test/kernel/package/install.test.js dist/test/unit/harness/fuzz-harness.test.js)
 echo "test-asan: left out (they check the package's own addon and RSS bounds): ${ignore[*]}" >&2
 args=()
 for f in "${ignore[@]}"; do args+=(--ignore "$f"); done

@@ -23,6 +23,7 @@
 import { createHash } from 'node:crypto';
 import { constants as C } from 'node:fs';
 import * as fsp from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
 import * as path from 'node:path';
 import { ImgmountError, argumentError, fromNodeError, hasErrorCode } from '../errors';
 import { native } from '../native/binding';
@@ -231,8 +232,19 @@ export async function ownerAlive(owner: RecordOwner): Promise<boolean> {
   }
 }
 
+/** Names already hashed: a root's record is named at least twice (written, then removed). */
+const recordNames = new Map<string, string>();
+const RECORD_NAMES_KEPT = 1024;
+
 function recordName(mntns: string, target: string): string {
-  return `${createHash('sha256').update(`${mntns}\0${target}`).digest('hex').slice(0, 32)}.json`;
+  const key = `${mntns}\0${target}`;
+  let name = recordNames.get(key);
+  if (name === undefined) {
+    name = `${createHash('sha256').update(key).digest('hex').slice(0, 32)}.json`;
+    if (recordNames.size >= RECORD_NAMES_KEPT) recordNames.delete(recordNames.keys().next().value!);
+    recordNames.set(key, name);
+  }
+  return name;
 }
 
 /** Where the record of `target` in mount namespace `mntns` (default ours) is kept; the records directory is created and checked. */
@@ -544,9 +556,11 @@ export async function removeMountRecord(target: string, mntns?: string): Promise
 /**
  * Removes a session directory: its files and (empty) directories, never crossing into a mount.
  * Refuses anything but a directory directly under `<state dir>/sessions`. `expected`: the
- * names of the directories the caller made in it (tried first, in one hop).
+ * names of the directories the caller made in it (tried first, in one hop). `thenRemove`: a file
+ * (the record of what the session served) unlinked in that same hop once the directories are
+ * gone; true if it is gone (ENOENT: someone removed it first), false if the caller must.
  */
-export async function removeSessionDir(dir: string, expected: readonly string[] = []): Promise<void> {
+export async function removeSessionDir(dir: string, expected: readonly string[] = [], thenRemove?: string): Promise<boolean> {
   const abs = path.resolve(dir);
   const sessions = await subdir('sessions', false);
   const refuse = (why: string): TypeError => argumentError('ERR_INVALID_ARG_VALUE', `refusing to remove ${dir}: ${why}`);
@@ -555,20 +569,17 @@ export async function removeSessionDir(dir: string, expected: readonly string[] 
   // hop. rmdir never crosses into a mount (EBUSY) nor removes anything unexpected (ENOTEMPTY):
   // any failure leaves the general walk below to remove what it may and say what it may not.
   if (expected.length > 0 && expected.every((n) => n !== '' && !n.includes('/') && n !== '.' && n !== '..')) {
-    const ok = await native((b) => b.removeDirs([...expected.map((n) => path.join(abs, n)), abs])).then(
-      () => true,
-      () => false,
-    );
-    if (ok) return;
+    const unlinked = await native((b) => b.removeDirs([...expected.map((n) => path.join(abs, n)), abs], false, thenRemove)).catch(() => null);
+    if (unlinked !== null) return thenRemove !== undefined && (unlinked === 0 || unlinked === -osConstants.errno.ENOENT);
   }
   const st = await fsp.lstat(abs).catch((err: unknown) => (hasErrorCode(err, 'ENOENT') ? null : Promise.reject(err)));
-  if (st === null) return;
+  if (st === null) return false;
   if (!st.isDirectory()) throw refuse('it is not a directory');
   let names: string[] = [];
   try {
     names = await fsp.readdir(abs);
   } catch (err) {
-    if (hasErrorCode(err, 'ENOENT')) return;
+    if (hasErrorCode(err, 'ENOENT')) return false;
     throw err;
   }
   for (const n of names) {
@@ -579,4 +590,5 @@ export async function removeSessionDir(dir: string, expected: readonly string[] 
     else await fsp.unlink(p);
   }
   await fsp.rmdir(abs);
+  return false;
 }

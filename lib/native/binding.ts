@@ -200,7 +200,7 @@ export interface NativeBinding {
   /** mkdir of each path in order, and a PathInfo for each with pin (null for the others). */
   makeDirs(entries: Array<{ path: string; mode: number; pin?: boolean }>, sync?: boolean): Promise<Array<NativePathInfo | null>>;
   /** rmdir of each path in order, stopping at the first failure. */
-  removeDirs(paths: string[], sync?: boolean): Promise<void>;
+  removeDirs(paths: string[], sync?: boolean, unlinkAfter?: string): Promise<number>;
   /** Test-only fault injection (native/faults.h; use lib/native/faults.ts): null disarms. */
   injectFaults(rules: Array<{ step: string; errno: number; skip?: number; times?: number }> | null): void;
   faultHits(): Record<string, number>;

@@ -100,9 +100,16 @@ class Root implements MountedRoot {
     for (const img of this.images) await attempt(() => img.close());
     await this.target?.close();
     // Never recursive through a mount that failed to go: removeSessionDir stops at mount points.
-    if (this.sessionDir) await attempt(() => removeSessionDir(this.sessionDir!, this.dirsMade));
-    // Last, and only once everything it describes is gone: a kill before this leaves it for cleanup().
-    if (this.recorded && errors.length === 0 && !this.recordGoesWith?.removedOnUnmount) await attempt(() => removeMountRecord(this.record!.target, this.record!.mntns));
+    // The record goes last, and only once everything it describes is gone (a kill before leaves
+    // it for cleanup()): with the session directory's removal when that is the last step.
+    let recordGone = this.recordGoesWith?.removedOnUnmount === true;
+    if (this.sessionDir) {
+      const recordFile = this.recorded && errors.length === 0 ? (checkedRecordFile(this.record!.target, this.record!.mntns) ?? undefined) : undefined;
+      await attempt(async () => {
+        recordGone = (await removeSessionDir(this.sessionDir!, this.dirsMade, recordFile)) || recordGone;
+      });
+    }
+    if (this.recorded && errors.length === 0 && !recordGone) await attempt(() => removeMountRecord(this.record!.target, this.record!.mntns));
     if (errors.length === 1) throw errors[0];
     if (errors.length) throw new AggregateError(errors, `releasing the root at ${this.root.path} failed in ${errors.length} places`);
   }

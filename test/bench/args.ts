@@ -1,4 +1,4 @@
-// Command line of npm run bench. Pure (test/unit/bench-helpers.test.ts).
+// Command line of npm run bench. Pure (test/unit/harness/bench-helpers.test.ts).
 
 export interface BenchOptions {
   /** Measured rounds; each runs one batch of every variant and baseline, alternating. */

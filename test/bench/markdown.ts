@@ -1,4 +1,4 @@
-// Markdown tables for BENCHMARKS.md and the console. Pure (test/unit/bench-helpers.test.ts).
+// Markdown tables for BENCHMARKS.md and the console. Pure (test/unit/harness/bench-helpers.test.ts).
 
 export type Align = 'left' | 'right';
 

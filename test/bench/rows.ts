@@ -1,6 +1,6 @@
 // The rows of issue 10's table, from one run's figures: what was measured now, the target, and
 // whether it was met. A missed target is reported, never an error (the bench is a program, not
-// a test). Pure (test/unit/bench-helpers.test.ts).
+// a test). Pure (test/unit/harness/bench-helpers.test.ts).
 import type { ConcurrencyReport } from './concurrency';
 import type { HeldReport } from './held';
 import type { Retried, Samples } from './interleave';

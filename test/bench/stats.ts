@@ -1,5 +1,5 @@
 // Figures for npm run bench: medians and spreads of batch means, ratios between a variant and
-// its baseline, and how they are written. Pure functions (test/unit/bench-helpers.test.ts).
+// its baseline, and how they are written. Pure functions (test/unit/harness/bench-helpers.test.ts).
 
 /** A sample of batch means (or any figures) summarised: median, p10–p90 spread, extremes. */
 export interface Summary {

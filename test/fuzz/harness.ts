@@ -1,7 +1,7 @@
 // The fuzz harness: fast-check over one target (test/fuzz/targets.ts) for N inputs, counting
 // outcomes by error code, sampling RSS, and turning the first violation into a report with the
 // counterexample and how to replay it. `npm run fuzz` (test/fuzz/run.ts) runs it at scale under
-// a supervisor that catches crashes and synchronous hangs; test/unit/fuzz-harness.test.ts runs
+// a supervisor that catches crashes and synchronous hangs; test/unit/harness/fuzz-harness.test.ts runs
 // a few hundred inputs of each target in CI.
 //
 // Hangs inside a run (a promise that never settles) are caught here by a watchdog of `hangMs`;

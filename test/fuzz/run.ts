@@ -116,7 +116,7 @@ async function child(a: Args): Promise<void> {
         onRun: async (i, input) => {
           beat(offset + i, t, i, input);
           if (i === warm && k === 0) ({ rss: result.rssWarm, live: result.liveWarm } = await settledMemory());
-          // The supervisor's own test (test/unit/fuzz-harness): a crash or a blocked event loop at run 10.
+          // The supervisor's own test (test/unit/harness/fuzz-harness): a crash or a blocked event loop at run 10.
           if (i === 10 && selftest === 'crash') process.kill(process.pid, 'SIGSEGV');
           if (i === 10 && selftest === 'block') for (;;);
         },

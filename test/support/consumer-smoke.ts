@@ -1,4 +1,4 @@
-// A consumer's first run of the installed package. test/kernel/package.test.ts copies the compiled
+// A consumer's first run of the installed package. test/kernel/package/install.test.ts copies the compiled
 // file into a project that installed the packed tarball (`npm install --ignore-scripts`) and runs
 // it as root, in a private mount namespace, with a PATH that has no compiler: every kind of native
 // call must work from what the tarball shipped. It requires the package by its name only (nothing

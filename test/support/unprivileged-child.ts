@@ -1,4 +1,4 @@
-// The library run by an unprivileged user (test/kernel/unprivileged-fuse.test.ts starts it as
+// The library run by an unprivileged user (test/kernel/drivers/unprivileged-fuse.test.ts starts it as
 // nobody through setpriv). Prints JSON lines:
 //   {"op":"choose","image":P}                 the driver choice for the root partition (or the error)
 //   {"op":"root","image":P,"target":T,"file":F} root(), F read through it, then hold until stdin

@@ -2,7 +2,7 @@
 // facts chooseDriver() gathers (privilege, the kernel's filesystems, /dev/fuse, the image file's
 // owner and mode, the squashfs superblock, the FUSE programs), without mounting or privilege.
 // Every branch, with the driver, filesystem and reason (or error) spelled out. The kernel tests
-// (test/kernel/drivers.test.ts, env-overrides.test.ts) check chooseDriver() on the real host.
+// (test/kernel/drivers/selection.test.ts, env-overrides.test.ts) check chooseDriver() on the real host.
 import { expect } from 'chai';
 import { decideDriver, fuseConsidered, type DriverCapabilities, type DriverPolicy } from '../../../lib/drivers/select';
 import { ImgmountError } from '../../../lib/errors';

@@ -1,7 +1,7 @@
 // The overlay plan of a root (lib/root/overlay-plan.ts), without mounting: which layers in
 // Apptainer's order, which one is writable, what overlayfs gets of each, the session
 // directories, the overlay's options and flags, and who mounts it. The kernel tests
-// (test/kernel/root.test.ts, hops.test.ts) build real roots from the same plan.
+// (test/kernel/root/root.test.ts, hops.test.ts) build real roots from the same plan.
 import { expect } from 'chai';
 import { ImgmountError } from '../../../lib/errors';
 import { EXT3, OverlayUsage, SANDBOX, SIF, SQUASHFS } from '../../../lib/image/constants';
