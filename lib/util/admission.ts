@@ -3,8 +3,12 @@
 // Why: libuv runs the continuations of every pool request that completed meanwhile in one go.
 // With 64 roots in flight the event loop woke to dozens of completions at a time and ran their
 // JavaScript back to back (20-30 ms without a timer firing, measured with 64 concurrent roots
-// on a 2-core VM); with 8 in flight the longest stall was 3-6 ms, and the whole batch took as
-// long (the pool has 4 threads and the kernel serialises mounts anyway).
+// on a 2-core VM). Measured there with 64 roots (half with a tmpfs overlay), 4 runs each: 8 in
+// flight gave a p99 loop delay of 4-10 ms, 4 gave 2-6 ms, 2 gave 1-8 ms, and the whole batch
+// took as long every time (the main thread, 4 pool threads and the kernel's serialised mounts
+// are the limit, not admission); 24 FUSE roots: p99 8-24 ms with 8, 4-12 ms with 4, same wall
+// time. 4, not 2: an operation that waits (a FUSE helper starting or stopping, up to its
+// timeout) holds its slot, and 2 such would stall every other root.
 
 import { abortError } from './abort';
 
@@ -45,4 +49,4 @@ export class Admission {
 }
 
 /** Builds (init, root) and releases in flight at once, per kind. */
-export const OPERATIONS_IN_FLIGHT = 8;
+export const OPERATIONS_IN_FLIGHT = 4;
