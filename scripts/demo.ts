@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describeImage } from '../lib/cli/inspect';
 import { hostArch } from '../lib/image/arch';
-import { init } from '../lib/image/init';
+import { init } from '../lib'; // the package entry: it also loads the mounting layer Image.root() needs
 import { readSection } from '../lib/image/reader';
 import { listLoopDevices } from '../lib/loop/status';
 import { readMountInfo, type MountInfoEntry } from '../lib/mount/mountinfo';
