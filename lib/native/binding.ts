@@ -158,8 +158,12 @@ export interface NativeBinding {
   /** Opens `path` with another user's credentials in a short-lived child task (native/credentials.cc). */
   openAs(path: string, flags: number, credentials: NativeCredentials, sync?: boolean): Promise<NativeOpenedAs>;
   // small files (native/files.cc)
-  /** Creates tmpPath (O_EXCL|O_NOFOLLOW, mode), writes data, renames it over path; tmpPath is removed after a failure. */
-  replaceFile(tmpPath: string, path: string, data: Buffer, mode: number, sync?: boolean): Promise<void>;
+  /**
+   * Creates tmpPath (O_EXCL|O_NOFOLLOW, mode), writes data, renames it over path; tmpPath is
+   * removed after a failure. `exclusive`: links it to path instead (EEXIST, syscall 'link', if
+   * path exists), then unlinks tmpPath.
+   */
+  replaceFile(tmpPath: string, path: string, data: Buffer, mode: number, options?: { exclusive?: boolean }, sync?: boolean): Promise<void>;
   // images (native/image.cc)
   openImage(path: string, options: { checkWrite: boolean; acceptTypes: number[]; window: Buffer }, sync?: boolean): Promise<NativeOpenedImage>;
   /** Each [offset, length] read fully (shorter only at EOF), in one hop. */
