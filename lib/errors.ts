@@ -61,7 +61,8 @@ export type ImgmountErrorCode =
   | 'ERR_UNSAFE_PATH'
   | 'ERR_UNSAFE_STATE_DIR'
   | 'ERR_UNSAFE_OVERRIDE'
-  | 'ERR_MOUNT_RECORD_INVALID';
+  | 'ERR_MOUNT_RECORD_INVALID'
+  | 'ERR_TARGET_IN_USE';
 
 export interface ImgmountErrorOptions {
   cause?: unknown;

@@ -13,6 +13,9 @@
 //    before anything in it is created or read, else ERR_UNSAFE_STATE_DIR; positive results are
 //    memoised per path for the process, and the resolved path is what is used afterwards;
 //  - records are written to a fresh temp file (O_EXCL|O_NOFOLLOW, 0600) renamed over the record;
+//    a record's first write (its intent) is linked to its name instead, which fails if a record
+//    is there already: one (namespace, target) has one record, of one mount, and a second mount
+//    there is ERR_TARGET_IN_USE (lib/drivers/target-in-use.ts) before it mounts anything;
 //  - a record is read through O_NOFOLLOW and must be a regular file of the effective uid, not
 //    writable by group or others, at most 64 KiB, and valid against the schema below: every
 //    field's type, the target and mount namespace that were looked up, mounts confined to the
@@ -31,6 +34,7 @@ import { pathContains } from '../image/authorize';
 import { checkTrustedPath } from '../util/trusted-path';
 import type { DriverName } from './types';
 import { uniqueSuffix } from '../util/unique';
+import { holderOf, targetInUseError, type TargetHolder } from './target-in-use';
 
 export interface HelperRecord {
   /** Program name (no directory), for messages. */
@@ -433,21 +437,50 @@ export async function validateMountRecord(raw: unknown, where: string, expected?
 
 // ---------------------------------------------------------------------------------------
 
-export async function saveMountRecord(record: MountRecord): Promise<void> {
+/** How often an exclusive write is tried again when the record it collided with was gone before it was read. */
+const EXCLUSIVE_TRIES = 3;
+
+/**
+ * Writes `record` (see the file comment). `exclusive`: the record's first write (its intent),
+ * published by link(2) so that it never replaces one that exists: when the (namespace, target)
+ * has a record already (another mount there, live, dead or persistent), rejects with
+ * ERR_TARGET_IN_USE saying who holds it, and nothing is written. Later writes replace it.
+ */
+export async function saveMountRecord(record: MountRecord, options: { exclusive?: boolean } = {}): Promise<void> {
   const dir = (await subdir('mounts', true))!;
   const file = path.join(dir, recordName(record.mntns, record.target));
   // What could not be read back is not written.
   await validateMountRecord(JSON.parse(JSON.stringify(record)), file, { target: record.target, mntns: record.mntns });
   const data = JSON.stringify(record, null, 2) + '\n';
   if (Buffer.byteLength(data) > MAX_RECORD_BYTES) throw invalid(file, `it would be ${Buffer.byteLength(data)} bytes (at most ${MAX_RECORD_BYTES})`);
-  // Unique per write (the pid for removeStaleRecordTemps, a random part for the rest); written
-  // and renamed over the record in one hop.
-  const tmp = `${file}.${process.pid}.${uniqueSuffix()}.tmp`;
-  try {
-    await native((b) => b.replaceFile(tmp, file, Buffer.from(data), 0o600));
-  } catch (err) {
-    throw fromNodeError(err, `writing the mount record ${file}`);
+  const exclusive = options.exclusive === true;
+  for (let tries = 1; ; tries++) {
+    // Unique per write (the pid for removeStaleRecordTemps, a random part for the rest); written
+    // and renamed over (or linked to) the record in one hop.
+    const tmp = `${file}.${process.pid}.${uniqueSuffix()}.tmp`;
+    try {
+      await native((b) => b.replaceFile(tmp, file, Buffer.from(data), 0o600, exclusive ? { exclusive: true } : undefined));
+      return;
+    } catch (err) {
+      if (!(exclusive && hasErrorCode(err, 'EEXIST'))) throw fromNodeError(err, `writing the mount record ${file}`);
+    }
+    const holder = await holderOfRecord(record.target, record.mntns);
+    if (holder !== undefined) throw targetInUseError(record.target, file, holder);
+    if (tries >= EXCLUSIVE_TRIES) throw targetInUseError(record.target, file, { kind: 'vanished' });
   }
+}
+
+/** Who holds the record of `target` in `mntns`, read and checked as findMountRecord() does; undefined if it is gone. */
+async function holderOfRecord(target: string, mntns: string): Promise<TargetHolder | undefined> {
+  let existing: MountRecord | undefined;
+  try {
+    existing = await findMountRecord(target, mntns);
+  } catch (err) {
+    if (err instanceof ImgmountError && err.code === 'ERR_MOUNT_RECORD_INVALID') return { kind: 'invalid', error: err };
+    throw err;
+  }
+  if (existing === undefined) return undefined;
+  return holderOf(existing, existing.owner !== undefined && (await ownerAlive(existing.owner)), process.pid);
 }
 
 /** The text of a record file, or undefined if there is none; checked before it is read (see the file comment). */

@@ -181,7 +181,8 @@ async function intendMount(target: string, partition: Section, driver: DriverNam
     ...(expect ? { expectFstype: expect.join(',') } : {}),
     created: new Date().toISOString(),
   } as MountRecord;
-  await saveMountRecord(record);
+  // Exclusive: a target another mount holds (a record there) is ERR_TARGET_IN_USE, nothing made.
+  await saveMountRecord(record, { exclusive: true });
   return record;
 }
 

@@ -185,7 +185,8 @@ async function intend(r: Root, options: RootOptions, layers: string[], expect: s
     ...(expect ? { expectFstype: expect.join(',') } : {}),
     created: new Date().toISOString(),
   } as MountRecord;
-  await saveMountRecord(r.record);
+  // Exclusive: a target another mount holds (a record there) is ERR_TARGET_IN_USE, nothing made.
+  await saveMountRecord(r.record, { exclusive: true });
   r.recorded = true;
 }
 
@@ -270,10 +271,15 @@ async function buildRoot(image: Image, target: string, options: RootOptions): Pr
       if (recorded.status === 'rejected') throw recorded.reason;
       checkpoint('root:pinned', signal);
       if (r.target!.path !== named) {
+        // The first write under the real name, so exclusive too: another mount may hold the
+        // target under that name (or another link to it). Until it succeeds there is no record
+        // of ours to remove.
         await removeMountRecord(named, r.record!.mntns);
+        r.recorded = false;
         r.root.path = r.target!.path;
         r.record!.target = r.target!.path;
-        await saveMountRecord(r.record!);
+        await saveMountRecord(r.record!, { exclusive: true });
+        r.recorded = true;
       }
     } else {
       await intend(r, options, layers, expect);

@@ -293,7 +293,9 @@ export class FuseMountRun implements MountRun {
     }
     const text = JSON.stringify(out);
     if (text === this.#written) return;
-    await saveMountRecord(out);
+    // Our own record's first write is exclusive (a target another mount holds is
+    // ERR_TARGET_IN_USE before any helper starts); a caller's record we merge into is theirs.
+    await saveMountRecord(out, { exclusive: !this.#recorded && out === record });
     this.#written = text;
     this.#recorded = true;
     if (this.#prior && this.#prior === this.#init.params.mergeInto) Object.assign(this.#prior, out);
