@@ -9,7 +9,8 @@
 // The matrix comes from the hit counters (lib/native/faults): a clean run armed with no faults
 // says which steps the operation makes and how often; then each hit of each step fails once.
 // Record writes are native steps too (replaceFile: 'open(O_EXCL tmp)', 'write(tmp)',
-// 'close(tmp)', 'rename(tmp)'), so ENOSPC and EIO at writing a record are in the matrix.
+// 'close(tmp)', then 'link(tmp)' for a record's first write or 'rename(tmp)' for the later
+// ones), so ENOSPC and EIO at writing a record are in the matrix.
 import { expect } from 'chai';
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
@@ -194,7 +195,7 @@ describe('kernel: faults leave nothing (every native step and record write of an
       const retried = [...new Set(succeeded.map((o) => o.fault))];
       if (process.env.IMGMOUNT_TEST_FAULTS_STEPS) console.log(`      steps: ${steps.map(([k, n]) => `${k} x${n}`).join(', ')}`);
       console.log(
-        `      ${op.name}: ${steps.length} steps, ${total} hits (${hits['rename(tmp)'] ?? 0} record writes) -> ${outcomes.length} faults: ` +
+        `      ${op.name}: ${steps.length} steps, ${total} hits (${(hits['link(tmp)'] ?? 0) + (hits['rename(tmp)'] ?? 0)} record writes) -> ${outcomes.length} faults: ` +
           `${outcomes.length - succeeded.length} rejected, ${succeeded.length} succeeded${retried.length ? ` (${retried.join('; ')})` : ''}`,
       );
       expect(outcomes.length).to.equal(total * INJECTABLE_ERRNOS.length);
