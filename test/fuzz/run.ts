@@ -21,7 +21,7 @@ import { fork } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fixture } from '../support/fixtures';
+import { ensureGenerated } from '../support/generated';
 import { settledMemory, slope } from '../support/memory';
 import { generatedDir, repoRoot, sifFixturesDir } from '../support/paths';
 import { replayCommand, runFuzz, type FuzzReport } from './harness';
@@ -94,7 +94,7 @@ async function child(a: Args): Promise<void> {
     const body = Buffer.from(`${String(index).padStart(12, '0')} ${target} ${local}\n${input()}\n`);
     fs.writeSync(heartbeat, body, 0, body.length, 0);
   };
-  fixture('ext3.img'); // generates the fixtures if they are missing or stale
+  ensureGenerated(); // the fixtures, read in place (a fuzz worker is not a test run: no temp dir of its own)
   const corpus = await loadCorpus(sifFixturesDir, generatedDir);
   const documented = documentedCodes(fs.readFileSync(path.join(repoRoot, 'README.md'), 'utf8'));
   const list: TargetName[] = a.target === 'all' ? (Object.keys(targets) as TargetName[]) : [a.target];

@@ -2,14 +2,11 @@
 // a copy of each fixture file in the run's temp dir (directories are read in place): a loop
 // device a test attaches is then bound to a file of this run, which is how the leak check
 // (test/support/leaks.ts) knows it is ours, and no test can change the checkout's copy.
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { fixturesCurrent } from '../../scripts/make-fixtures';
+import { ensureGenerated } from './generated';
 import { testTmp } from './hooks';
-import { generatedDir, repoRoot } from './paths';
 
-let ready = false;
 const copies = new Map<string, string>();
 
 /** `file` copied once per run under testTmp/`dir` (same name); a missing file or a directory is returned as is. */
@@ -27,12 +24,6 @@ export function runCopy(file: string, dir: string): string {
 
 /** Path of (this run's copy of) a generated fixture, generating the set first if needed. */
 export function fixture(name: string): string {
-  if (!ready) {
-    if (!fixturesCurrent(generatedDir)) {
-      execFileSync(process.execPath, [path.join(repoRoot, 'dist', 'scripts', 'make-fixtures.js'), generatedDir], { stdio: 'inherit' });
-    }
-    ready = true;
-  }
-  const file = path.join(generatedDir, name);
+  const file = path.join(ensureGenerated(), name);
   return path.dirname(name) === '.' ? runCopy(file, 'fixtures') : file;
 }

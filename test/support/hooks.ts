@@ -44,6 +44,17 @@ fs.mkdirSync(runCwd, { mode: 0o711 });
 fs.chmodSync(runCwd, 0o711);
 const startCwd = process.cwd();
 
+// A mocha run whose root hooks never run (no spec matched, as in the reporter's own tests of
+// such runs) still made testTmp at import: it goes at exit then, unless something is mounted
+// in it (rm would delete what a mount holds).
+process.once('exit', () => {
+  try {
+    if (fs.existsSync(testTmp) && !mountPoints().some((m) => within(m, testRun.tmp))) fs.rmSync(testTmp, { recursive: true, force: true });
+  } catch {
+    // exiting anyway: what stays is a directory of ours in the system temp dir
+  }
+});
+
 let runStart: LeakSnapshot | undefined;
 
 function relative(file: string): string {
