@@ -227,13 +227,7 @@ export async function stateKey(): Promise<string> {
 
 /** Whether the owner of a record still runs (same pid, same start time, not a zombie). */
 export async function ownerAlive(owner: RecordOwner): Promise<boolean> {
-  try {
-    const stat = await fsp.readFile(`/proc/${owner.pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return fields[0] !== 'Z' && fields[0] !== 'X' && fields[19] === owner.startTime;
-  } catch {
-    return false;
-  }
+  return processRuns(owner.pid, owner.startTime);
 }
 
 /** Names already hashed: a root's record is named at least twice (written, then removed). */
@@ -267,14 +261,28 @@ export function checkedRecordFile(target: string, mntns: string): string | null 
   return dir === undefined ? null : path.join(dir, recordName(mntns, target));
 }
 
-/** Start time of a process, or null if it does not exist. */
-export async function processStartTime(pid: number): Promise<string | null> {
-  // One hop (open, read, close in one worker call), not fs.readFile's four or five: a helper's
-  // start time is read between its spawn and its record on every FUSE mount.
+/**
+ * The fields of /proc/PID/stat after the command name (the state is [0], the start time [19]),
+ * or null if there is no such process. One hop (open, read, close in one worker call), not
+ * fs.readFile's four or five: a helper's start time is read between its spawn and its record
+ * on every FUSE mount, and owners and helpers are checked this way before every signal.
+ */
+async function procStatFields(pid: number): Promise<string[] | null> {
   const [stat] = await native((b) => b.readTextFiles([`/proc/${pid}/stat`], PROC_STAT_MAX)).catch(() => [null]);
   if (typeof stat !== 'string') return null;
   // The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/** Start time of a process, or null if it does not exist. */
+export async function processStartTime(pid: number): Promise<string | null> {
+  return (await procStatFields(pid))?.[19] ?? null;
+}
+
+/** Whether process `pid` runs (not a zombie) and started at `startTime`: the same process, not a reused pid. */
+export async function processRuns(pid: number, startTime: string): Promise<boolean> {
+  const fields = await procStatFields(pid);
+  return fields !== null && fields[0] !== 'Z' && fields[0] !== 'X' && fields[19] === startTime;
 }
 
 /** /proc/PID/stat is one line of 52 numbers and a command name of at most 64 bytes. */

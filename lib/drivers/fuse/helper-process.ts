@@ -24,7 +24,7 @@ import { finished } from 'node:stream/promises';
 import { spawnHere, spawnInNamespaces } from '../../ns/spawn';
 import { trackExit } from '../../util/child-exit';
 import type { NamespaceTarget } from '../../ns/namespace';
-import { processExe, processStartTime, type HelperRecord } from '../mount-record';
+import { processExe, processRuns, processStartTime, type HelperRecord } from '../mount-record';
 import { SYSTEM_PATH } from './binaries';
 
 const readAt = promisify(fs.read);
@@ -377,14 +377,7 @@ export function describeExit(e: HelperExit): string {
  * start time match but the record names no executable to compare.
  */
 async function identify(h: HelperRecord): Promise<'ours' | 'gone' | 'unverified'> {
-  let fields: string[];
-  try {
-    const stat = await fsp.readFile(`/proc/${h.pid}/stat`, 'utf8');
-    fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  } catch {
-    return 'gone';
-  }
-  if (fields[0] === 'Z' || fields[0] === 'X' || fields[19] !== h.startTime) return 'gone';
+  if (!(await processRuns(h.pid, h.startTime))) return 'gone';
   if (h.exe === undefined) return 'unverified';
   return (await processExe(h.pid)) === h.exe.replace(/ \(deleted\)$/, '') ? 'ours' : 'gone';
 }
