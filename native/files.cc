@@ -1,6 +1,8 @@
-// Small files written whole in one worker hop (lib/drivers/mount-record.ts decides where,
-// what and whether; this file only performs the steps, in order, stopping at the first that
-// fails):
+// Small files read or written whole in one worker hop (lib/ decides where, what and whether;
+// this file only performs the steps, in order, stopping at the first that fails):
+//
+//   readTextFiles(paths, maxBytes[, sync])
+//     each file's text (at most maxBytes), or the errno that stopped reading it
 //
 //   replaceFile(tmpPath, path, data, mode[, options[, sync]])
 //     open(tmpPath, O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC, mode) -> write all of data
@@ -80,10 +82,65 @@ Napi::Value ReplaceFileJs(const Napi::CallbackInfo& info) {
       [](Napi::Env env, int&) { return env.Undefined(); });
 }
 
+// readTextFiles(paths, maxBytes[, sync]) -> (string | number)[]: each file's text, or the errno
+// that stopped it. One worker hop for many small files: the sysfs attributes a loop scan
+// reads, /proc/PID/stat of a process checked before it is signalled.
+Napi::Value ReadTextFiles(const Napi::CallbackInfo& info) {
+  if (!info[0].IsArray()) throw Napi::TypeError::New(info.Env(), "paths must be an array of strings");
+  Napi::Array arr = info[0].As<Napi::Array>();
+  std::vector<std::string> paths;
+  for (uint32_t i = 0; i < arr.Length(); i++) {
+    Napi::Value v = arr.Get(i);
+    if (!v.IsString()) throw Napi::TypeError::New(info.Env(), "paths must be an array of strings");
+    paths.push_back(v.As<Napi::String>().Utf8Value());
+  }
+  size_t max = static_cast<size_t>(ArgUint64(info[1], "maxBytes"));
+  struct Read {
+    std::vector<std::string> text;
+    std::vector<int> err;
+  };
+  return Dispatch<Read>(
+      info, ArgBool(info[2], false), "imgmount:files.readText",
+      [paths, max](Read& out, Failure&) {
+        out.text.resize(paths.size());
+        out.err.assign(paths.size(), 0);
+        std::vector<char> buf(max);
+        for (size_t i = 0; i < paths.size(); i++) {
+          int fd = open(paths[i].c_str(), O_RDONLY | O_CLOEXEC);
+          if (fd < 0) {
+            out.err[i] = errno;
+            continue;
+          }
+          size_t got = 0;
+          while (got < max) {
+            ssize_t n = read(fd, buf.data() + got, max - got);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) {
+              out.err[i] = errno;
+              break;
+            }
+            if (n == 0) break;
+            got += static_cast<size_t>(n);
+          }
+          close(fd);
+          if (!out.err[i]) out.text[i].assign(buf.data(), got);
+        }
+        return true;
+      },
+      [](Napi::Env env, Read& r) -> Napi::Value {
+        Napi::Array a = Napi::Array::New(env, r.text.size());
+        for (size_t i = 0; i < r.text.size(); i++)
+          a.Set(static_cast<uint32_t>(i), r.err[i] ? Napi::Value(Napi::Number::New(env, r.err[i]))
+                                                   : Napi::Value(Napi::String::New(env, r.text[i])));
+        return a;
+      });
+}
+
 }  // namespace
 
 void InitFiles(Napi::Env env, Napi::Object exports) {
   exports.Set("replaceFile", Napi::Function::New(env, ReplaceFileJs, "replaceFile"));
+  exports.Set("readTextFiles", Napi::Function::New(env, ReadTextFiles, "readTextFiles"));
 }
 
 }  // namespace imgmount
