@@ -18,17 +18,9 @@ import { mountDir } from '../../support/images';
 import { requireKernel, startNamespaceHolder, stopHolder } from '../../support/kernel';
 import { kernelMountsAt } from '../../support/kernel-mountinfo';
 import { boundLoops, registerMountPoint } from '../../support/leaks';
+import { rejection as rejectionOf } from '../../support/expect-error';
 
-async function rejection(p: Promise<unknown>): Promise<ImgmountError> {
-  const err = await p.then(
-    () => {
-      throw new Error('expected a rejection');
-    },
-    (e: unknown) => e,
-  );
-  expect(err).to.be.instanceOf(ImgmountError);
-  return err as ImgmountError;
-}
+const rejection = (p: Promise<unknown>): Promise<ImgmountError> => rejectionOf(p, ImgmountError);
 
 async function kernelDriver(): Promise<KernelDriver> {
   const d = new KernelDriver();

@@ -17,6 +17,7 @@ import { openFds } from '../../support/fds';
 import { testImages, mountDir } from '../../support/images';
 import { eventually, requireKernel } from '../../support/kernel';
 import { boundLoops, registerMountPoint } from '../../support/leaks';
+import { rejection as rejectionOf } from '../../support/expect-error';
 
 const EAGAIN = 11;
 
@@ -36,16 +37,7 @@ function injectAt(step: InjectStep, times: number): Array<number> {
   return calls;
 }
 
-async function rejection(p: Promise<unknown>): Promise<SystemError> {
-  const err = await p.then(
-    () => {
-      throw new Error('expected a rejection');
-    },
-    (e: unknown) => e,
-  );
-  expect(err).to.be.instanceOf(SystemError);
-  return err as SystemError;
-}
+const rejection = (p: Promise<unknown>): Promise<SystemError> => rejectionOf(p, SystemError);
 
 describe('kernel: EAGAIN at every loop step that retries on it', function () {
   before(function () {

@@ -8,6 +8,9 @@ import { decideDriver, fuseConsidered, type DriverCapabilities, type DriverPolic
 import { ImgmountError } from '../../../lib/errors';
 import { ENCRYPTSQUASHFS, EXT3, GOCRYPTFSSQUASHFS, RAW, RootFsUsage, SANDBOX, SIF, SQUASHFS } from '../../../lib/image/constants';
 import type { Section } from '../../../lib/image/section';
+import { thrown as thrownOf } from '../../support/expect-error';
+
+const thrown = (fn: () => unknown): ImgmountError => thrownOf(fn, ImgmountError);
 
 const image = { path: '/images/a.sif' };
 const part = (type: number, size = 4096): Section => ({ name: '!__rootfs__!', size, offset: 0, id: 3, type, allowedUsage: RootFsUsage });
@@ -30,16 +33,6 @@ function caps(over: Partial<DriverCapabilities> = {}): DriverCapabilities {
     fuse: programs,
     ...over,
   };
-}
-
-function thrown(fn: () => unknown): ImgmountError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).to.be.instanceOf(ImgmountError);
-    return err as ImgmountError;
-  }
-  throw new Error('expected an ImgmountError, nothing was thrown');
 }
 
 const decide = (p: Section, policy: DriverPolicy, c: DriverCapabilities) => decideDriver(image, p, policy, c);

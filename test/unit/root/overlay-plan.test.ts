@@ -21,6 +21,9 @@ import {
   type PlannedImage,
   type RootPlanInput,
 } from '../../../lib/root/overlay-plan';
+import { thrown as thrownOf } from '../../support/expect-error';
+
+const thrown = (fn: () => unknown): ImgmountError => thrownOf(fn, ImgmountError);
 
 const section = (id: number, type: number, name = `part-${id}`): Section => ({ name, size: 1 << 20, offset: 4096 * id, id, type, allowedUsage: OverlayUsage });
 const ext3Overlay1 = section(4, EXT3, 'overlay-a');
@@ -44,16 +47,6 @@ function image(over: Partial<PlannedImage> & { overlayParts?: Section[] } = {}):
 }
 
 const plain: RootPlanInput = { writable: false, writableTmpfs: false, overlays: [], rootWritableProblem: '/images/a.sif: squashfs is a read-only filesystem', data: 0, namespace: false, idmap: false };
-
-function thrown(fn: () => unknown): ImgmountError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).to.be.instanceOf(ImgmountError);
-    return err as ImgmountError;
-  }
-  throw new Error('expected an ImgmountError, nothing was thrown');
-}
 
 describe('root/overlay-plan: the layers of a root, decided without mounting', () => {
   describe('planRoot', () => {
