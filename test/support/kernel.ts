@@ -21,7 +21,7 @@ const INIT_MNT_NS = 'mnt:[4026531832]';
  * propagates mounts to a peer group (mountinfo's "shared:N"), as it does until
  * `unshare --propagation private`.
  */
-function mountsReachHost(): boolean {
+export function mountsReachHost(): boolean {
   const own = fs.readlinkSync('/proc/self/ns/mnt');
   if (own === INIT_MNT_NS) return true;
   try {

@@ -20,10 +20,9 @@ import { FILES } from '../../support/images';
 import { requireKernel, startChild, type Child } from '../../support/kernel';
 import { skip } from '../../support/skip';
 import { registerMountPoint } from '../../support/leaks';
-import { repoRoot } from '../../support/paths';
+import { nobodyView, type NobodyView } from '../../support/nobody-view';
 
 const NOBODY = 65534;
-const childScript = path.join(repoRoot, 'dist', 'test', 'support', 'unprivileged-child.js');
 const SETPRIV = ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups'];
 
 function which(program: string): string | null {
@@ -34,10 +33,10 @@ function which(program: string): string | null {
   return null;
 }
 
-/** The child script as nobody, with a fixed environment. */
-function asNobody(command: Record<string, unknown>, stateDir: string): Child {
+/** The child script as nobody (from the checkout as nobody reaches it), with a fixed environment. */
+function asNobody(view: NobodyView, command: Record<string, unknown>, stateDir: string): Child {
   return startChild(command, SETPRIV, {
-    script: childScript,
+    script: path.join(view.root, 'dist', 'test', 'support', 'unprivileged-child.js'),
     env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', IMGMOUNT_STATE_DIR: stateDir },
     cwd: '/',
   });
@@ -57,12 +56,14 @@ describe('kernel: unprivileged FUSE, for real (nobody, fusermount3)', function (
   let fuseBound = false;
   let tmpfsMounted = false;
   let helperPid = 0;
+  let view: NobodyView | undefined;
 
   before(function () {
     requireKernel(this);
     const missing = ['setpriv', 'fusermount3', 'squashfuse_ll'].filter((p) => !which(p) && !(p === 'squashfuse_ll' && which('squashfuse')));
     if (missing.length || !fs.existsSync('/dev/fuse')) skip(this, missing.length ? `${missing.join(', ')} not installed` : 'no /dev/fuse');
     if ((fs.statSync(which('fusermount3')!).mode & 0o4000) === 0) skip(this, 'fusermount3 is not setuid here');
+    view = nobodyView();
     // World-readable (0755), outside the 0700 test temp dir, so nobody can reach it.
     work = fs.mkdtempSync(path.join(os.tmpdir(), 'imgmount-unpriv-'));
     fs.chmodSync(work, 0o755);
@@ -80,6 +81,7 @@ describe('kernel: unprivileged FUSE, for real (nobody, fusermount3)', function (
   });
 
   after(() => {
+    view?.close();
     if (!work) return;
     const attempt = (fn: () => void): void => {
       try {
@@ -99,7 +101,7 @@ describe('kernel: unprivileged FUSE, for real (nobody, fusermount3)', function (
 
   it('with the real 0600 /dev/fuse, nobody gets ERR_NO_DRIVER saying why for each driver', async () => {
     expect(fs.statSync('/dev/fuse').mode & 0o777).to.equal(0o600, 'this machine kind has a 0600 /dev/fuse');
-    const child = asNobody({ op: 'choose', image }, stateDir);
+    const child = asNobody(view!, { op: 'choose', image }, stateDir);
     const r = await child.next();
     expect(await child.finish()).to.equal(0);
     expect(r.ids).to.deep.equal({ uid: NOBODY, euid: NOBODY, gid: NOBODY, groups: [NOBODY] }); // getgroups() lists the egid
@@ -119,13 +121,13 @@ describe('kernel: unprivileged FUSE, for real (nobody, fusermount3)', function (
     expect(dev.mode & 0o777).to.equal(0o666);
     expect([dev.rdev >> 8, dev.rdev & 0xff]).to.deep.equal([10, 229]);
 
-    const chosen = asNobody({ op: 'choose', image }, stateDir);
+    const chosen = asNobody(view!, { op: 'choose', image }, stateDir);
     const c = await chosen.next();
     expect(await chosen.finish()).to.equal(0);
     expect(c.choice).to.deep.include({ driver: 'fuse', filesystem: 'squashfs' });
     expect((c.choice as { reason: string }).reason).to.match(/^\/usr\/bin\/squashfuse(_ll)? \(FUSE\), since mounting needs root \(CAP_SYS_ADMIN\)$/);
 
-    const child = asNobody({ op: 'root', image, target, file: 'etc/hello.txt' }, stateDir);
+    const child = asNobody(view!, { op: 'root', image, target, file: 'etc/hello.txt' }, stateDir);
     try {
       const m = await child.next();
       expect(m.fatal, JSON.stringify(m)).to.equal(undefined);

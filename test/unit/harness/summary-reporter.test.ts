@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { testTmp } from '../../support/hooks';
 import { repoRoot } from '../../support/paths';
 import { CI_ALLOWED_SKIP_REASONS, ciAllowsSkip } from '../../support/skip';
+import { nobodyView } from '../../support/nobody-view';
 
 const mochaBin = path.join(repoRoot, 'node_modules', 'mocha', 'bin', 'mocha.js');
 const reporter = path.join(repoRoot, 'test', 'support', 'summary-reporter.js');
@@ -140,11 +141,19 @@ describe('summary reporter: the last line and the CI rule', () => {
 describe('summary reporter: the kernel specs where they cannot run', () => {
   it('CI=true, as nobody (or unprivileged): every kernel test skips, the run is not green', function () {
     this.timeout(60_000);
-    const asNobody = process.geteuid?.() === 0 ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'] : [];
-    const argv = [...asNobody, process.execPath, mochaBin];
+    const root = process.geteuid?.() === 0;
+    const asNobody = root ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'] : [];
+    // As nobody, the run reads the checkout where nobody can reach it.
+    const view = root ? nobodyView() : { root: repoRoot, close: () => undefined };
+    const argv = [...asNobody, process.execPath, path.join(view.root, path.relative(repoRoot, mochaBin))];
     const e: NodeJS.ProcessEnv = { ...env('true'), IMGMOUNT_TEST_SPEC: 'dist/test/kernel/**/*.test.js' };
     delete e.IMGMOUNT_STATE_DIR; // the child run makes its own
-    const r = spawnSync(argv[0]!, argv.slice(1), { env: e, encoding: 'utf8', cwd: repoRoot, maxBuffer: 64 * 1024 * 1024 });
+    let r;
+    try {
+      r = spawnSync(argv[0]!, argv.slice(1), { env: e, encoding: 'utf8', cwd: view.root, maxBuffer: 64 * 1024 * 1024 });
+    } finally {
+      view.close();
+    }
     const last = r.stdout.trimEnd().split('\n').pop()!;
     const m = /^(\d+) passed, 0 failed, (\d+) skipped; CI: (\d+) kernel tests may not skip here$/.exec(last);
     expect(m, `${last}\n${r.stderr}`).to.not.equal(null);

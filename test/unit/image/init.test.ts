@@ -172,10 +172,12 @@ describe('init: format detection', () => {
     if (process.getuid?.() !== 0) {
       skip(this, 'not running as root (needs root to run a child as nobody)');
     }
-    // Load the library as root (the checkout may not be readable by nobody), then drop to nobody.
+    // Load the library and its addon as root (the checkout may not be readable by nobody), then
+    // drop to nobody.
     const lib = path.join(repoRoot, 'dist', 'lib');
     const script =
-      `const lib = require(${JSON.stringify(lib)}); process.setgid(65534); process.setuid(65534);` +
+      `const lib = require(${JSON.stringify(lib)}); require(${JSON.stringify(path.join(lib, 'native', 'binding'))}).binding();` +
+      ' process.setgid(65534); process.setuid(65534);' +
       `lib.init(${JSON.stringify(unreadable)}).then(() => console.log('OK'), (e) => console.log(e.code + ' ' + e.message))`;
     const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
     expect(r.stdout.trim()).to.match(/^ERR_IMAGE_NOT_READABLE .*is not readable by the current user, check permissions$/);
