@@ -1,10 +1,21 @@
 // The fused loop attach + mount: LOOP_CONFIGURE and the mount in one worker hop, which keeps a
 // mount cycle to a single hop. Translation only: lib/loop/setup.ts decides when it is used
-// (LOOP_CONFIGURE binding, no shared device), retries it and checks what it bound.
+// (LOOP_CONFIGURE binding, no shared device), retries it and checks what it bound; with a
+// `pin`, lib/mount/partition.ts decides the target's resolution and the identities it may not
+// have, lib/root the intent file.
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <utility>
+
+#include "faults.h"
+#include "files.h"
 #include "loop.h"
 #include "mount.h"
+#include "path.h"
 
 namespace imgmount {
 
@@ -12,8 +23,131 @@ namespace {
 
 bool IsSync(const Napi::CallbackInfo& info, size_t i) { return ArgBool(info[i], false); }
 
+// mountSpec.pin: the target opened in the same hop, before anything is bound, and an intent
+// file written once it passed. Each failure of this stage has a syscall named "pin:..." and
+// leaves nothing behind: the caller can take its slower path with nothing to undo.
+//   { path, resolve, expectName, refuseIds: [[dev, ino], ...], refuseDevs: [dev, ...],
+//     imageOwner?: { fd, uid, gid, mode }, intent?: { tmp, path, data: Buffer, mode } }
+// fstat(imageOwner.fd) must show that owner, group and mode (& 07777), else "pin:owner"
+// (EPERM); openat2(path, O_PATH|O_DIRECTORY, resolve) -> its description; a kernel name other
+// than expectName fails "pin:name" (EXDEV), a refused (dev, ino) or dev "pin:identity"
+// (EPERM); then the intent is written as replaceFile(..., { exclusive }) writes it.
+struct TargetPin {
+  bool wanted = false;
+  std::string path;
+  uint64_t resolve = 0;
+  std::string expectName;
+  std::vector<std::pair<uint64_t, uint64_t>> refuseIds;
+  std::vector<uint64_t> refuseDevs;
+  int ownerFd = -1;
+  uint32_t ownerUid = 0, ownerGid = 0, ownerMode = 0;
+  bool hasIntent = false;
+  std::string intentTmp, intentPath;
+  std::vector<uint8_t> intentData;
+  mode_t intentMode = 0600;
+};
+
+TargetPin ParseTargetPin(Napi::Value v) {
+  TargetPin p;
+  if (v.IsUndefined() || v.IsNull()) return p;
+  if (!v.IsObject()) throw Napi::TypeError::New(v.Env(), "mountSpec.pin must be an object");
+  Napi::Object o = v.As<Napi::Object>();
+  p.wanted = true;
+  p.path = ArgStringValue(o.Get("path"), "pin.path");
+  p.resolve = ArgUint64(o.Get("resolve"), "pin.resolve");
+  p.expectName = ArgStringValue(o.Get("expectName"), "pin.expectName");
+  Napi::Value ids = o.Get("refuseIds");
+  if (!ids.IsArray()) throw Napi::TypeError::New(v.Env(), "pin.refuseIds must be an array of [dev, ino]");
+  for (uint32_t i = 0; i < ids.As<Napi::Array>().Length(); i++) {
+    Napi::Value e = ids.As<Napi::Array>().Get(i);
+    if (!e.IsArray()) throw Napi::TypeError::New(v.Env(), "pin.refuseIds must be an array of [dev, ino]");
+    Napi::Array pair = e.As<Napi::Array>();
+    p.refuseIds.emplace_back(ArgUint64(pair.Get(0u), "pin.refuseIds[][0]"), ArgUint64(pair.Get(1u), "pin.refuseIds[][1]"));
+  }
+  Napi::Value devs = o.Get("refuseDevs");
+  if (!devs.IsArray()) throw Napi::TypeError::New(v.Env(), "pin.refuseDevs must be an array");
+  for (uint32_t i = 0; i < devs.As<Napi::Array>().Length(); i++) p.refuseDevs.push_back(ArgUint64(devs.As<Napi::Array>().Get(i), "pin.refuseDevs[]"));
+  Napi::Value owner = o.Get("imageOwner");
+  if (owner.IsObject()) {
+    Napi::Object oo = owner.As<Napi::Object>();
+    p.ownerFd = static_cast<int>(ArgInt64(oo.Get("fd"), "pin.imageOwner.fd"));
+    p.ownerUid = static_cast<uint32_t>(ArgUint64(oo.Get("uid"), "pin.imageOwner.uid"));
+    p.ownerGid = static_cast<uint32_t>(ArgUint64(oo.Get("gid"), "pin.imageOwner.gid"));
+    p.ownerMode = static_cast<uint32_t>(ArgUint64(oo.Get("mode"), "pin.imageOwner.mode") & 07777);
+  }
+  Napi::Value intent = o.Get("intent");
+  if (intent.IsObject()) {
+    Napi::Object io = intent.As<Napi::Object>();
+    p.hasIntent = true;
+    p.intentTmp = ArgStringValue(io.Get("tmp"), "pin.intent.tmp");
+    p.intentPath = ArgStringValue(io.Get("path"), "pin.intent.path");
+    Napi::Value data = io.Get("data");
+    if (!data.IsBuffer()) throw Napi::TypeError::New(v.Env(), "pin.intent.data must be a Buffer");
+    Napi::Buffer<uint8_t> b = data.As<Napi::Buffer<uint8_t>>();
+    p.intentData.assign(b.Data(), b.Data() + b.Length());
+    p.intentMode = static_cast<mode_t>(ArgUint64(io.Get("mode"), "pin.intent.mode") & 07777);
+  }
+  return p;
+}
+
+std::string FdName(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+
+bool PinFailed(Failure& f) {
+  f.syscall = "pin:" + f.syscall;
+  return false;
+}
+
+// The pin stage: `out` holds the open target when it returns true.
+bool PinTarget(const TargetPin& p, PathInfo& out, Failure& f) {
+  if (p.ownerFd >= 0) {
+    struct stat st;
+    if (IMGMOUNT_FAULT_OR("fstat", fstat(p.ownerFd, &st)) != 0) {
+      f.Set("fstat", FdName(p.ownerFd));
+      return PinFailed(f);
+    }
+    if (st.st_uid != p.ownerUid || st.st_gid != p.ownerGid || (st.st_mode & 07777) != p.ownerMode) {
+      f.Set("owner", FdName(p.ownerFd), "", EPERM);
+      return PinFailed(f);
+    }
+  }
+  struct open_how how;
+  memset(&how, 0, sizeof how);
+  how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+  how.resolve = p.resolve;
+  int fd = IMGMOUNT_FAULT_OR("openat2", static_cast<int>(syscall(SYS_openat2, AT_FDCWD, p.path.c_str(), &how, sizeof how)));
+  if (fd < 0) {
+    f.Set("openat2", p.path);
+    return PinFailed(f);
+  }
+  if (!Describe(fd, out, f, p.path)) return PinFailed(f);
+  auto refuse = [&](const char* why, int e) {
+    close(out.fd);
+    out.fd = -1;
+    f.Set(why, p.path, out.path, e);
+    return PinFailed(f);
+  };
+  if (out.path != p.expectName) return refuse("name", EXDEV);
+  for (const auto& id : p.refuseIds)
+    if (id.first == out.dev && id.second == out.ino) return refuse("identity", EPERM);
+  for (uint64_t dev : p.refuseDevs)
+    if (dev == out.dev) return refuse("identity", EPERM);
+  if (p.hasIntent && !ReplaceFile(p.intentTmp, p.intentPath, p.intentData, p.intentMode, true, f)) {
+    close(out.fd);
+    out.fd = -1;
+    return PinFailed(f);
+  }
+  return true;
+}
+
+// Undoes PinTarget after a later step failed: the intent goes, the target fd is closed.
+void Unpin(const TargetPin& p, PathInfo& pinned) {
+  if (p.hasIntent) unlink(p.intentPath.c_str());
+  if (pinned.fd >= 0) close(pinned.fd);
+  pinned.fd = -1;
+}
+
 // loopAttachMount(loopSpec, mountSpec, keepLoopFd[, sync])
-//   -> { fd | null, number, path, status, mountFd | null, messages }
+//   -> { fd | null, number, path, status, mountFd | null, messages[, target] }
 // One worker hop for a whole attach + mount. A mount spec without a source mounts the loop device.
 // If the mount fails, the device this call bound is released (LOOP_CLR_FD + close) and the
 // error names the failing step. Unless keepLoopFd, the loop fd is closed once mounted (with
@@ -21,21 +155,34 @@ bool IsSync(const Napi::CallbackInfo& info, size_t i) { return ArgBool(info[i], 
 struct AttachMounted {
   LoopAttached loop;
   MountDone mount;
+  PathInfo target;  // with a pin: the target it opened (the caller owns its fd)
 };
 Napi::Value LoopAttachMountJs(const Napi::CallbackInfo& info) {
   LoopAttachSpec ls = ParseLoopAttachSpec(ArgObject(info, 0, "loopSpec"));
   if (ls.legacy) throw Napi::TypeError::New(info.Env(), "loopAttachMount needs method 'configure'");
-  MountSpec ms = ParseMountSpec(ArgObject(info, 1, "mountSpec"));
+  Napi::Object mountSpec = ArgObject(info, 1, "mountSpec");
+  // With a pin, the spec's `target` names it in messages and the fd is the one opened below.
+  TargetPin pin = ParseTargetPin(mountSpec.Get("pin"));
+  MountSpec ms = ParseMountSpec(mountSpec);
+  if (pin.wanted && ms.targetFd >= 0) throw Napi::TypeError::New(info.Env(), "mountSpec has both pin and targetFd");
   bool keep = ArgBoolean(info[2], "keepLoopFd");
   return Dispatch<AttachMounted>(
       info, IsSync(info, 3), "imgmount:loop.attachMount",
-      [ls, ms, keep](AttachMounted& out, Failure& f) mutable {
-        if (!LoopAttach(ls, out.loop, f)) return false;
+      [ls, ms, keep, pin](AttachMounted& out, Failure& f) mutable {
+        if (pin.wanted) {
+          if (!PinTarget(pin, out.target, f)) return false;
+          ms.targetFd = out.target.fd;
+        }
+        if (!LoopAttach(ls, out.loop, f)) {
+          Unpin(pin, out.target);
+          return false;
+        }
         if (ms.source.empty()) ms.source = out.loop.path;
         if (!DoMount(ms, out.mount, f)) {
           Failure ignored;
           LoopDetach(out.loop.fd, true, out.loop.path, ignored);
           out.loop.fd = -1;
+          Unpin(pin, out.target);
           return false;
         }
         if (!keep) {
@@ -48,6 +195,7 @@ Napi::Value LoopAttachMountJs(const Napi::CallbackInfo& info) {
         Napi::Object o = LoopAttachedToJs(env, r.loop);
         if (r.loop.fd < 0) o.Set("fd", env.Null());
         MountDoneToJs(env, o, r.mount);
+        if (r.target.fd >= 0) o.Set("target", PathInfoToJs(env, r.target));
         return o;
       });
 }

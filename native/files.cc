@@ -22,10 +22,9 @@
 
 #include "addon.h"
 #include "faults.h"
+#include "files.h"
 
 namespace imgmount {
-
-namespace {
 
 bool ReplaceFile(const std::string& tmp, const std::string& path, const std::vector<uint8_t>& data, mode_t mode, bool exclusive, Failure& f) {
   int fd = IMGMOUNT_FAULT_OR("open(O_EXCL tmp)", open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
@@ -66,6 +65,8 @@ bool ReplaceFile(const std::string& tmp, const std::string& path, const std::vec
   }
   return true;
 }
+
+namespace {
 
 Napi::Value ReplaceFileJs(const Napi::CallbackInfo& info) {
   std::string tmp = ArgString(info, 0, "tmpPath");

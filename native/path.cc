@@ -29,24 +29,13 @@
 
 #include "addon.h"
 #include "faults.h"
+#include "path.h"
 #include "syscalls.h"
 
 
 namespace imgmount {
 
 namespace {
-
-struct PathInfo {
-  int fd = -1;
-  uint64_t dev = 0;
-  uint64_t ino = 0;
-  uint32_t mode = 0;
-  uint32_t uid = 0;
-  uint32_t gid = 0;
-  uint64_t mountId = 0;  // 0 when the kernel cannot tell (before 5.8)
-  bool mountRoot = false;
-  std::string path;
-};
 
 std::string FdPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
@@ -57,42 +46,6 @@ std::string KernelName(int fd) {
 }
 
 // Fills everything but fd from an open fd; closes it on failure.
-bool Describe(int fd, PathInfo& out, Failure& f, const std::string& display) {
-  struct statx sx;
-  memset(&sx, 0, sizeof sx);
-  if (IMGMOUNT_FAULT_OR("statx", statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS | STATX_MNT_ID_UNIQUE | STATX_MNT_ID, &sx)) != 0) {
-    f.Set("statx", display);
-    close(fd);
-    return false;
-  }
-  out.fd = fd;
-  out.dev = (static_cast<uint64_t>(sx.stx_dev_major) << 32) | sx.stx_dev_minor;
-  struct stat st;
-  if (fstat(fd, &st) == 0) out.dev = st.st_dev;  // glibc's dev_t encoding, as Node's fs.Stats
-  out.ino = sx.stx_ino;
-  out.mode = sx.stx_mode;
-  out.uid = sx.stx_uid;
-  out.gid = sx.stx_gid;
-  out.mountId = (sx.stx_mask & (STATX_MNT_ID_UNIQUE | STATX_MNT_ID)) ? sx.stx_mnt_id : 0;
-  out.mountRoot = (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
-  out.path = KernelName(fd);
-  return true;
-}
-
-Napi::Value PathInfoToJs(Napi::Env env, PathInfo& p) {
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("fd", Napi::Number::New(env, p.fd));
-  o.Set("dev", BigOrNumber(env, p.dev));
-  o.Set("ino", BigOrNumber(env, p.ino));
-  o.Set("mode", Napi::Number::New(env, p.mode));
-  o.Set("uid", Napi::Number::New(env, p.uid));
-  o.Set("gid", Napi::Number::New(env, p.gid));
-  o.Set("mountId", BigOrNumber(env, p.mountId));
-  o.Set("mountRoot", Napi::Boolean::New(env, p.mountRoot));
-  o.Set("path", Napi::String::New(env, p.path));
-  return o;
-}
-
 int DirFd(const Napi::CallbackInfo& info, size_t i) {
   int fd = ArgInt(info, i, "dirfd");
   return fd < 0 ? AT_FDCWD : fd;
@@ -408,6 +361,43 @@ Napi::Value RemoveDirsJs(const Napi::CallbackInfo& info) {
 }
 
 }  // namespace
+
+bool Describe(int fd, PathInfo& out, Failure& f, const std::string& display) {
+  struct statx sx;
+  memset(&sx, 0, sizeof sx);
+  if (IMGMOUNT_FAULT_OR("statx", statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS | STATX_MNT_ID_UNIQUE | STATX_MNT_ID, &sx)) != 0) {
+    f.Set("statx", display);
+    close(fd);
+    return false;
+  }
+  out.fd = fd;
+  out.dev = (static_cast<uint64_t>(sx.stx_dev_major) << 32) | sx.stx_dev_minor;
+  struct stat st;
+  if (fstat(fd, &st) == 0) out.dev = st.st_dev;  // glibc's dev_t encoding, as Node's fs.Stats
+  out.ino = sx.stx_ino;
+  out.mode = sx.stx_mode;
+  out.uid = sx.stx_uid;
+  out.gid = sx.stx_gid;
+  out.mountId = (sx.stx_mask & (STATX_MNT_ID_UNIQUE | STATX_MNT_ID)) ? sx.stx_mnt_id : 0;
+  out.mountRoot = (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+  out.path = KernelName(fd);
+  return true;
+}
+
+Napi::Value PathInfoToJs(Napi::Env env, PathInfo& p) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("fd", Napi::Number::New(env, p.fd));
+  o.Set("dev", BigOrNumber(env, p.dev));
+  o.Set("ino", BigOrNumber(env, p.ino));
+  o.Set("mode", Napi::Number::New(env, p.mode));
+  o.Set("uid", Napi::Number::New(env, p.uid));
+  o.Set("gid", Napi::Number::New(env, p.gid));
+  o.Set("mountId", BigOrNumber(env, p.mountId));
+  o.Set("mountRoot", Napi::Boolean::New(env, p.mountRoot));
+  o.Set("path", Napi::String::New(env, p.path));
+  return o;
+}
+
 
 void InitPath(Napi::Env env, Napi::Object exports) {
   exports.Set("openAt", Napi::Function::New(env, OpenAtJs, "openAt"));

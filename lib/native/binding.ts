@@ -82,6 +82,25 @@ export interface NativeMountSpec {
   targetFd?: number;
   /** Attach it, and return its fd too (the root of the new mount). */
   keepMountFd?: boolean;
+  /** loopAttachMount only: open the target in the same hop, before anything is bound (native/attach-mount.cc). */
+  pin?: NativeTargetPin;
+}
+
+/**
+ * A target opened by loopAttachMount itself: openat2(path, O_PATH|O_DIRECTORY, resolve), then
+ * refused (syscall "pin:name" or "pin:identity", nothing done) unless the kernel's name for it
+ * is expectName and its identity is not refused; then `intent` written exclusively (removed
+ * again if the attach or mount fails). Every failure of this stage has a syscall "pin:...".
+ */
+export interface NativeTargetPin {
+  path: string;
+  resolve: number;
+  expectName: string;
+  refuseIds: Array<[bigint, bigint]>;
+  refuseDevs: bigint[];
+  /** Refused ("pin:owner") unless fstat of this fd shows this owner, group and mode (& 0o7777). */
+  imageOwner?: { fd: number; uid: number; gid: number; mode: number };
+  intent?: { tmp: string; path: string; data: Buffer; mode: number };
 }
 
 export interface NativeMountDone {
@@ -105,7 +124,7 @@ export interface NativePathInfo {
   path: string;
 }
 
-export type NativeAttachMounted = Omit<NativeLoopAttached, 'fd'> & NativeMountDone & { fd: number | null };
+export type NativeAttachMounted = Omit<NativeLoopAttached, 'fd'> & NativeMountDone & { fd: number | null; /** With mountSpec.pin: the target it opened. */ target?: NativePathInfo };
 
 /** Whose credentials openAs uses: effective uid and gid, and the supplementary groups. */
 export interface NativeCredentials {

@@ -18,8 +18,8 @@ import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { constants as osConstants } from 'node:os';
 import { ImgmountError, SystemError, invalidArgType } from '../errors';
-import { binding, native, type NativePathInfo } from '../native/binding';
-import { checkSystemTarget } from './system-targets';
+import { binding, native, type NativePathInfo, type NativeTargetPin } from '../native/binding';
+import { checkSystemTarget, systemTargetGuard, systemTargetReason } from './system-targets';
 
 export const O_PATH = 0o10000000;
 const { O_DIRECTORY, O_NOFOLLOW, O_RDONLY } = fs.constants;
@@ -174,6 +174,27 @@ export async function pinTarget(target: string, what = 'target'): Promise<Pinned
     }
   }
   return checkedTarget(new PinnedDir(info), target);
+}
+
+/**
+ * How a mount's own native call may pin `target` (native/attach-mount.cc, `pin`): the path,
+ * opened only if no symlink lies on it, refused unless the kernel names it as given and it is
+ * none of the system directories; exactly what pinTarget() accepts in its one-hop case. Null
+ * where pinTarget() must do it (an fd path, no openat2, a system directory by name: it says why).
+ * A call declined by the kernel or a guard did nothing: pinTarget() then gives the answer.
+ */
+export async function targetPinRequest(target: string): Promise<Omit<NativeTargetPin, 'intent' | 'imageOwner'> | null> {
+  pathArg('target', target);
+  if (PROC_FD.test(target) || resolver() !== 'openat2') return null;
+  const abs = nodePath.resolve(target);
+  if (systemTargetReason(abs) !== null) return null;
+  const { refuseIds, refuseDevs } = await systemTargetGuard();
+  return { path: abs, resolve: RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS, expectName: abs, refuseIds, refuseDevs };
+}
+
+/** A pin failure of a mount's native call (syscall "pin:..."): nothing was done. */
+export function isPinDeclined(err: unknown): boolean {
+  return err instanceof SystemError && err.syscall.startsWith('pin:');
 }
 
 /** `abs` opened as a directory if no symlink lies on it (null if one does, or openat2 is missing: the careful walk decides). */

@@ -58,6 +58,16 @@ function systemIdentities(): Promise<{ exact: Identity[]; subtreeDevs: Map<bigin
   return identities;
 }
 
+/**
+ * The same identities as a native guard takes them: a target whose (dev, ino) is one of
+ * `refuseIds` or whose dev is one of `refuseDevs` is refused (native/attach-mount.cc).
+ */
+export async function systemTargetGuard(): Promise<{ refuseIds: Array<[bigint, bigint]>; refuseDevs: bigint[] }> {
+  guardMemo ??= systemIdentities().then((ids) => ({ refuseIds: ids.exact.map((e): [bigint, bigint] => [e.dev, e.ino]), refuseDevs: [...ids.subtreeDevs.keys()] }));
+  return guardMemo;
+}
+let guardMemo: Promise<{ refuseIds: Array<[bigint, bigint]>; refuseDevs: bigint[] }> | undefined;
+
 function within(p: string, dir: string): boolean {
   return p === dir || p.startsWith(dir.endsWith('/') ? dir : `${dir}/`);
 }
