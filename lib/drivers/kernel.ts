@@ -132,7 +132,7 @@ export class KernelDriver extends DriverSession {
     const source = await loopSourceOf(params.source, params.sourcePath);
     let m: Mount | NamespaceMount;
     if (params.namespace) m = await mountInNamespace(params.namespace, source, params.target, options);
-    else m = await mountPartitionImpl(source, params.pinned ?? params.target, options);
+    else m = await mountPartitionImpl(source, params.pinned ?? params.inHop ?? params.target, options);
     const unmount = () => (m instanceof Mount ? m.unmount({ busyRetries: UNMOUNT_BUSY_RETRIES }) : m.unmount());
     return new KernelMounted(m.target, options.fstype, readOnly, m.loopDevice, () => alreadyGoneIsFine(unmount()));
   }

@@ -455,27 +455,35 @@ const EXCLUSIVE_TRIES = 3;
  * ERR_TARGET_IN_USE saying who holds it, and nothing is written. Later writes replace it.
  */
 export async function saveMountRecord(record: MountRecord, options: { exclusive?: boolean } = {}): Promise<void> {
+  const exclusive = options.exclusive === true;
+  for (let tries = 1; ; tries++) {
+    const w = await recordWrite(record);
+    try {
+      await native((b) => b.replaceFile(w.tmp, w.path, w.data, w.mode, exclusive ? { exclusive: true } : undefined));
+      return;
+    } catch (err) {
+      if (!(exclusive && hasErrorCode(err, 'EEXIST'))) throw fromNodeError(err, `writing the mount record ${w.path}`);
+    }
+    const holder = await holderOfRecord(record.target, record.mntns);
+    if (holder !== undefined) throw targetInUseError(record.target, w.path, holder);
+    if (tries >= EXCLUSIVE_TRIES) throw targetInUseError(record.target, w.path, { kind: 'vanished' });
+  }
+}
+
+/**
+ * `record` checked and serialised for one write: the bytes, the record file and a temporary
+ * name beside it (unique per write: the pid for removeStaleRecordTemps, a random part for the
+ * rest), as native replaceFile takes them, or a mount's own call writes them as its intent
+ * (native/attach-mount.cc, always exclusive: an EEXIST there is saveMountRecord's to explain).
+ */
+export async function recordWrite(record: MountRecord): Promise<{ tmp: string; path: string; data: Buffer; mode: number }> {
   const dir = (await subdir('mounts', true))!;
   const file = path.join(dir, recordName(record.mntns, record.target));
   // What could not be read back is not written.
   await validateMountRecord(JSON.parse(JSON.stringify(record)), file, { target: record.target, mntns: record.mntns });
-  const data = JSON.stringify(record, null, 2) + '\n';
-  if (Buffer.byteLength(data) > MAX_RECORD_BYTES) throw invalid(file, `it would be ${Buffer.byteLength(data)} bytes (at most ${MAX_RECORD_BYTES})`);
-  const exclusive = options.exclusive === true;
-  for (let tries = 1; ; tries++) {
-    // Unique per write (the pid for removeStaleRecordTemps, a random part for the rest); written
-    // and renamed over (or linked to) the record in one hop.
-    const tmp = `${file}.${process.pid}.${uniqueSuffix()}.tmp`;
-    try {
-      await native((b) => b.replaceFile(tmp, file, Buffer.from(data), 0o600, exclusive ? { exclusive: true } : undefined));
-      return;
-    } catch (err) {
-      if (!(exclusive && hasErrorCode(err, 'EEXIST'))) throw fromNodeError(err, `writing the mount record ${file}`);
-    }
-    const holder = await holderOfRecord(record.target, record.mntns);
-    if (holder !== undefined) throw targetInUseError(record.target, file, holder);
-    if (tries >= EXCLUSIVE_TRIES) throw targetInUseError(record.target, file, { kind: 'vanished' });
-  }
+  const data = Buffer.from(JSON.stringify(record, null, 2) + '\n');
+  if (data.length > MAX_RECORD_BYTES) throw invalid(file, `it would be ${data.length} bytes (at most ${MAX_RECORD_BYTES})`);
+  return { tmp: `${file}.${process.pid}.${uniqueSuffix()}.tmp`, path: file, data, mode: 0o600 };
 }
 
 /** Who holds the record of `target` in `mntns`, read and checked as findMountRecord() does; undefined if it is gone. */

@@ -261,9 +261,11 @@ export function decideDriver(image: Pick<Image, 'path'>, partition: Section, pol
  * Chooses the driver for `partition` of `image` under `policy`: gathers what `decideDriver`
  * needs (each fact only when the decision looks at it, in this order: the host's filesystems,
  * the squashfs superblock, the kernel's squashfs compressions, an fstat of the image's fd, the
- * FUSE programs) and decides.
+ * FUSE programs) and decides. `known.file`: the fd's owner and mode as the caller knows them,
+ * instead of the fstat; only for a caller that checks them again in the hop that mounts
+ * (root()'s one-hop mount, which falls back to a fresh choice when they changed).
  */
-export async function chooseDriver(image: Image, partition: Section, policy: DriverPolicy = {}): Promise<DriverChoice> {
+export async function chooseDriver(image: Image, partition: Section, policy: DriverPolicy = {}, known: { file?: ImageFileOwnership } = {}): Promise<DriverChoice> {
   const privileged = policy.privileged ?? process.geteuid?.() === 0;
   const bound = refuseOrBind(image, partition);
   if (bound) return bound;
@@ -272,7 +274,8 @@ export async function chooseDriver(image: Image, partition: Section, policy: Dri
     caps.squashfs = (await readPartitionInfo(image, partition)).squashfs!;
     if (!policy.kernelSquashfsCompressions) caps.kernelSquashfsCompressions = (await kernelSquashfsCompressions()).compressions;
   }
-  if ((partition.type === SQUASHFS || partition.type === EXT3) && privileged) caps.file = await fstatFd(image.fd);
+  // A fresh fstat of the fd, unless the caller has the facts and checks them again where it mounts.
+  if ((partition.type === SQUASHFS || partition.type === EXT3) && privileged) caps.file = known.file ?? (await fstatFd(image.fd));
   // FUSE programs are looked up only when the kernel cannot (or may not) do it.
   if (fuseConsidered(partition, policy, caps)) caps.fuse = await (await import('./fuse/binaries')).fuseBinaries();
   return decideDriver(image, partition, policy, caps);

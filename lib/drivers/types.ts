@@ -3,6 +3,7 @@
 import type { NamespaceRef, NamespaceTarget } from '../ns/namespace';
 import type { MountParams } from '../image/driver';
 import type { PinnedDir } from '../path/pinned';
+import type { InHopTarget } from '../mount/partition';
 
 export type DriverName = 'kernel' | 'fuse';
 
@@ -16,6 +17,8 @@ export interface DriverMountParams extends MountParams {
    * Without it a driver pins `target` itself.
    */
   pinned?: PinnedDir;
+  /** @internal Kernel driver, instead of `pinned`: the target opened in the mount's own call (a PinDeclined when it cannot be). */
+  inHop?: InHopTarget;
   /**
    * The image's path, for messages, when `source` is `/proc/self/fd/N` of an image we opened
    * (saves asking the kernel where the fd leads).

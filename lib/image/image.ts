@@ -48,6 +48,15 @@ export interface ImageInit {
   ownsFd?: boolean;
   /** @internal Superblocks read at detection, by partition offset (at most PARTITION_PROBE_SIZE bytes each). */
   superblocks?: ReadonlyMap<number, Buffer> | undefined;
+  /** @internal Owner and mode of the open file, from the stat of its open (see Image.openedOwnership). */
+  ownership?: FileOwnership | undefined;
+}
+
+/** Owner and mode of an open file. */
+export interface FileOwnership {
+  uid: number;
+  gid: number;
+  mode: number;
 }
 
 /** @internal What Image.prototype.root() runs: root() of lib/root, which registers it when loaded. */
@@ -96,6 +105,7 @@ export class Image {
   #closing: Promise<void> | undefined;
   readonly #ownsFd: boolean;
   readonly #superblocks: ReadonlyMap<number, Buffer>;
+  readonly #ownership: FileOwnership | undefined;
 
   /** @internal Images come from init(), fromJSON() and reInit(). */
   constructor(init: ImageInit) {
@@ -111,6 +121,7 @@ export class Image {
     this.warnings = Object.freeze([...(init.warnings ?? [])]);
     this.#ownsFd = init.ownsFd ?? true;
     this.#superblocks = init.superblocks ?? new Map();
+    this.#ownership = init.ownership;
     if (this.#ownsFd) leakRegistry.register(this, { fd: this.fd, path: this.path }, this);
   }
 
@@ -118,6 +129,15 @@ export class Image {
   cachedSuperblock(offset: number, length: number): Buffer | undefined {
     const b = this.#superblocks.get(offset);
     return b && b.length >= length ? b.subarray(0, length) : undefined;
+  }
+
+  /**
+   * @internal Owner and mode of the image file as the stat of its open saw them (undefined
+   * where the open did not report them). Only the owner (or root) can change them afterwards,
+   * so a file that was root's and writable by no one else stays so unless root changes it.
+   */
+  get openedOwnership(): FileOwnership | undefined {
+    return this.#ownership;
   }
 
   /** True once close() was called. */

@@ -163,6 +163,7 @@ async function openAndDetect(path: string, writable: boolean, options: InitOptio
       usage: RootFsUsage | found.extraUsage,
       warnings,
       superblocks: window ? superblocksOf(window, found.partitions) : undefined,
+      ownership: file.ownership,
     });
   } catch (err) {
     await closeFd(fd).catch(() => undefined);

@@ -22,6 +22,8 @@ export interface OpenedFile {
   ino: number;
   /** The fd is open for writing (a directory: the user may write it). */
   writable?: boolean;
+  /** Owner and mode, from the stat of the open. */
+  ownership?: { uid: number; gid: number; mode: number };
 }
 
 function kindOfMode(mode: number, p: string): FileKind {
@@ -123,6 +125,7 @@ export async function openImageFile(p: string, checkWrite: boolean): Promise<Ope
     size: Number(opened.size),
     dev: Number(opened.dev),
     ino: Number(opened.ino),
+    ownership: { uid: opened.uid, gid: opened.gid, mode: opened.mode },
     path: opened.path,
     head: window.subarray(0, opened.headLength),
     writeAccess: opened.writeAccess === 0,
@@ -231,6 +234,7 @@ export async function openImageFileAs(p: string, writable: boolean, as: UserCred
       size,
       dev: Number(opened.dev),
       ino: Number(opened.ino),
+      ownership: { uid: opened.uid, gid: opened.gid, mode: opened.mode },
       writable: writable && readOnlyReason === undefined,
       path: display,
     };

@@ -86,6 +86,11 @@ export interface LoopUse<M> {
   separate(dev: LoopDevice): Promise<M>;
   /** Undoes a use: its device failed the check, or its fd could not be dropped afterwards. */
   undo(use: M): Promise<void>;
+  /**
+   * A use that can only ride in the binding call: where the device would be bound on its own
+   * (the probe found LOOP_CONFIGURE missing), this error is thrown instead, nothing bound.
+   */
+  onlyFused?: () => Error;
 }
 
 /**
@@ -165,6 +170,7 @@ async function bindNew<M>(ctx: LoopContext, use: LoopUse<M> | undefined): Promis
     ctx,
     async (a) => {
       fusedTry = use !== undefined && a.method === 'configure';
+      if (use?.onlyFused && !fusedTry) throw use.onlyFused();
       return fusedTry ? { fused: await use!.fused(attachSpec(ctx, a)) } : { alone: await bindAlone(ctx, a) };
     },
     async (err) => (fusedTry ? use!.retry(err) : false),

@@ -9,17 +9,18 @@
 // policy (lib/loop), the error mapping (./errors.ts) and the undo when the device fails its
 // check or the caller aborts after the kernel succeeded.
 
+import * as fs from 'node:fs';
 import { closeFd } from '../io/fd';
 import { ImgmountError, invalidArgType, throwIfAborted } from '../errors';
-import { PinnedDir, pinTarget, umountPinned } from '../path/pinned';
+import { PinnedDir, isPinDeclined, pinTarget, targetPinRequest, umountPinned } from '../path/pinned';
 import { checkSource, resolveLoopOptions, type AttachLoopOptions, type LoopSource, type ResolvedLoopOptions } from '../loop/context';
 import { LoopDevice } from '../loop/device';
 import { abortError, signalOf } from '../util/abort';
 import { bool, choice } from '../util/args';
 import { debug } from '../util/debug';
 import { api } from '../util/stack';
-import { setupLoop } from '../loop/setup';
-import { native, type NativeMountDone, type NativeMountSpec } from '../native/binding';
+import { loopMethod, setupLoop } from '../loop/setup';
+import { native, type NativeMountDone, type NativeMountSpec, type NativePathInfo, type NativeTargetPin } from '../native/binding';
 import { openNamespace, type NamespaceFd, type NamespaceRef } from '../ns/namespace';
 import { mapMountError } from './errors';
 import { MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, formatMountFlags, mountDataToString, mountFlagsToNumber, toNewApi, type MountData, type MountFlags } from './flags';
@@ -51,14 +52,42 @@ export interface MountPartitionOptions {
   signal?: AbortSignal;
 }
 
-/** Where the mount goes: onto a pinned directory here, or kept detached and returned as an fd. */
-export type Placement = { target: PinnedDir; keepMountFd?: boolean } | { detached: true };
+/**
+ * Where the mount goes: onto a pinned directory here; onto a directory the mount's own native
+ * call opens (`pin`, see targetPinRequest: no hop of its own, and an intent file written in it
+ * too); or kept detached and returned as an fd.
+ */
+export type Placement = { target: PinnedDir; keepMountFd?: boolean } | InHopTarget | { detached: true };
+
+/**
+ * A target for the mount's own native call to open (lib/path targetPinRequest, plus what the
+ * caller adds: the image owner to check again, an intent file). An intent file written there
+ * is removed in the unmount's hop. `onPinned` gets the directory once mounted.
+ */
+export interface InHopTarget {
+  pin: NativeTargetPin;
+  onPinned?: (dir: PinnedDir) => void;
+}
+
+/**
+ * A `pin` placement that cannot be made in the mount's call (the device is not bound in it, or
+ * the call's pin step refused: a symlink on the path, another name, a system directory, an
+ * intent file there already, a changed image owner). Nothing was done: the caller pins the
+ * target itself (pinTarget(), which says what is wrong with it) and mounts again.
+ */
+export class PinDeclined extends Error {
+  constructor(readonly why: unknown) {
+    super(`the target is pinned on its own: ${why instanceof Error ? why.message : String(why)}`);
+  }
+}
 
 export interface BuiltMount extends MountInit {
   /** For a detached placement (or keepMountFd): the mount fd (owned by the caller; for a detached mount closing it unmounts). */
   mountFd: number | null;
   /** statx mount id of the new mount (0 where unknown). */
   mountId: number | bigint;
+  /** With a `pin` placement: the target the call opened, now the caller's. */
+  pinned?: PinnedDir;
 }
 
 export interface Prepared {
@@ -110,9 +139,13 @@ export async function buildMount(source: LoopSource | LoopDevice, place: Placeme
   const p = resolvePartitionOptions(options);
   throwIfAborted(p.signal);
   const detached = 'detached' in place;
-  const pinned = detached ? undefined : place.target;
-  const keepMountFd = !detached && place.keepMountFd === true;
-  const target = pinned?.path ?? '';
+  const pinned = 'target' in place ? place.target : undefined;
+  const inHop = 'pin' in place ? place.pin : undefined;
+  const keepMountFd = 'target' in place && place.keepMountFd === true;
+  const target = pinned?.path ?? inHop?.path ?? '';
+  // The pin rides in the call that binds the device: LOOP_CONFIGURE of a fresh device.
+  if (inHop && (source instanceof LoopDevice || p.loop.shared || (await loopMethod(p.loop.api)) !== 'configure'))
+    throw new PinDeclined("the loop device is not bound in the mount's own call");
   const needsNew = detached || keepMountFd || options.idmap !== undefined;
   let api: MountMethod = await resolveMountApi(p.requested);
   if (needsNew && api === 'legacy')
@@ -134,6 +167,7 @@ export async function buildMount(source: LoopSource | LoopDevice, place: Placeme
           fstype: p.fstype,
           target,
           ...(pinned ? { targetFd: pinned.fd } : {}),
+          ...(inHop ? { pin: inHop } : {}),
           options: fresh.options,
           attrs: fresh.attrs,
           detached,
@@ -141,22 +175,40 @@ export async function buildMount(source: LoopSource | LoopDevice, place: Placeme
           ...(src ? { source: src } : {}),
           ...(userns ? { usernsFd: userns.fd } : {}),
         }
-      : { api: 'legacy', fstype: p.fstype, target, targetFd: pinned!.fd, flags: p.flags, ...(p.data !== undefined ? { data: p.data } : {}), ...(src ? { source: src } : {}) };
+      : {
+          api: 'legacy',
+          fstype: p.fstype,
+          target,
+          ...(inHop ? { pin: inHop } : { targetFd: pinned!.fd }),
+          flags: p.flags,
+          ...(p.data !== undefined ? { data: p.data } : {}),
+          ...(src ? { source: src } : {}),
+        };
   };
   // A mount step failed (its loop device is already released): fall back to mount(2) if the
   // new API turned out to be missing, else report the mapped error.
   const onMountError = async (err: unknown): Promise<boolean> => {
+    if (isPinDeclined(err)) throw new PinDeclined(err);
     if (api === 'new' && !needsNew && noteNewApiFailure(err, p.requested)) {
       api = 'legacy';
       return true;
     }
     throw mapMountError(err, ctx);
   };
-  const undo = async (b: { mountFd: number | null }): Promise<void> => {
+  const undo = async (b: { mountFd: number | null; pinned?: PinnedDir }): Promise<void> => {
     if (b.mountFd !== null) await closeFd(b.mountFd).catch(() => undefined);
-    if (pinned) await umountPinned(pinned, 0).catch(() => undefined);
+    const on = b.pinned ?? pinned;
+    if (on) await umountPinned(on, 0).catch(() => undefined);
+    // What the call pinned and wrote is undone with the mount: the caller gets nothing.
+    if (b.pinned) await b.pinned.close();
+    if (inHop?.intent) await fs.promises.unlink(inHop.intent.path).catch(() => undefined);
   };
-  const builtOn = (loop: { path: string; number: number }, spec: NativeMountSpec, done: NativeMountDone): BuiltMount => ({
+  const inHopPinned = (info: NativePathInfo): PinnedDir => {
+    const dir = new PinnedDir(info);
+    if (inHop?.intent) dir.removeOnUnmount = inHop.intent.path;
+    return dir;
+  };
+  const builtOn = (loop: { path: string; number: number }, spec: NativeMountSpec, done: NativeMountDone, on?: PinnedDir): BuiltMount => ({
     target: spec.target ?? '',
     source: loop.path,
     fstype: p.fstype,
@@ -168,9 +220,12 @@ export async function buildMount(source: LoopSource | LoopDevice, place: Placeme
     messages: done.messages,
     mountFd: done.mountFd,
     mountId: done.mountId ?? 0,
+    ...(on ? { pinned: on } : {}),
   });
   /** Mounts an attached device, falling back to mount(2) as onMountError says. */
   const mountOn = async (dev: LoopDevice): Promise<BuiltMount> => {
+    // Bound on its own after all (the kernel turned out to lack LOOP_CONFIGURE): nothing was pinned.
+    if (inHop) throw new PinDeclined('the loop device was bound on its own');
     for (;;) {
       const spec = mountSpec(dev.path);
       let done: NativeMountDone;
@@ -198,11 +253,12 @@ export async function buildMount(source: LoopSource | LoopDevice, place: Placeme
               const spec = mountSpec();
               const r = await native((b) => b.loopAttachMount(loopSpec, spec, false));
               debug('mounted %s (%s) on %s via %s, loop %s', loopSpec.imagePath || loopSpec.imageFd, p.fstype, target || '(detached)', api, r.path);
-              return { bound: r, use: builtOn(r, spec, r) };
+              return { bound: r, use: builtOn(r, spec, r, r.target ? inHopPinned(r.target) : undefined) };
             },
             retry: onMountError,
             separate: mountOn,
             undo,
+            ...(inHop ? { onlyFused: () => new PinDeclined('the loop device would be bound on its own') } : {}),
           });
     if (p.signal?.aborted) {
       await undo(built);
@@ -228,8 +284,27 @@ export function mountPartition(source: LoopSource | LoopDevice, target: string |
  * mountPartition() for callers inside the library, which run after awaits of their own: there
  * is no caller's stack to take up front (a failure still gets the awaiting callers' frames).
  */
-export async function mountPartitionImpl(source: LoopSource | LoopDevice, target: string | PinnedDir, options: MountPartitionOptions): Promise<Mount> {
-  // Pinned here: the Mount owns it. Given pinned: the Mount takes it over once mounted.
+export async function mountPartitionImpl(source: LoopSource | LoopDevice, target: string | PinnedDir | InHopTarget, options: MountPartitionOptions): Promise<Mount> {
+  // A path: pinned in the mount's own call where it can be, else here; the Mount owns it.
+  // Given pinned: the Mount takes it over once mounted. In the hop, as the caller asks: a
+  // PinDeclined goes to the caller.
+  if (typeof target === 'object' && 'pin' in target) {
+    const built = await buildMount(source, target, options);
+    target.onPinned?.(built.pinned!);
+    return new Mount(built, built.pinned!);
+  }
+  if (typeof target === 'string') {
+    const pin = await targetPinRequest(str('target', target));
+    if (pin) {
+      try {
+        const built = await buildMount(source, { pin }, options);
+        return new Mount(built, built.pinned!);
+      } catch (err) {
+        if (!(err instanceof PinDeclined)) throw err;
+        debug('mount at %s: %s', target, err.message);
+      }
+    }
+  }
   const pinned = target instanceof PinnedDir ? target : await pinTarget(str('target', target));
   try {
     const built = await buildMount(source, { target: pinned }, options);

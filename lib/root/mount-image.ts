@@ -17,6 +17,7 @@ import { MS_NODEV, MS_NOSUID, MS_RDONLY } from '../mount/flags';
 import { unmountInNamespace } from '../mount/in-namespace';
 import { mountNamespaceInode, type NamespaceRef, type NamespaceTarget } from '../ns/namespace';
 import { PinnedDir, pinTarget } from '../path/pinned';
+import { PinDeclined, type InHopTarget } from '../mount/partition';
 
 export interface MountImageOptions extends DriverPolicy {
   /** The partition to mount (default: the root filesystem partition). */
@@ -163,6 +164,23 @@ export async function mountImage(image: Image, target: string | PinnedDir, optio
   }
 }
 
+/**
+ * @internal root()'s one-hop mount: a partition the kernel driver (chosen already, in
+ * `driverChoice`) mounts through a loop device on a target its own native call opens, recorded
+ * by the caller (the intent rides in `target`). PinDeclined, with nothing done, for anything
+ * else: the caller then pins the target and mounts with mountImage().
+ */
+export async function mountImageInHop(image: Image, target: InHopTarget, options: MountImageOptions): Promise<MountedFilesystem> {
+  image.assertOpen();
+  const partition = options.partition ?? image.getRootFsPartition();
+  const writable = options.writable ?? false;
+  const choice = options.driverChoice;
+  if (!choice || choice.driver !== 'kernel' || (choice.filesystem !== 'squashfs' && choice.filesystem !== 'ext3') || options.namespace || (options.recordAs ?? 'own') === 'own')
+    throw new PinDeclined('not a kernel mount of a partition recorded by its caller');
+  if (writable && writableProblem(image, partition)) throw new PinDeclined('not writable as asked: mountImage() says why');
+  return mountWith(image, partition, choice, undefined, target.pin.path, options, writable, target);
+}
+
 async function intendMount(target: string, partition: Section, driver: DriverName, options: MountImageOptions): Promise<MountRecord> {
   const ns = options.namespace;
   const own = await currentMountNamespace();
@@ -194,6 +212,7 @@ async function mountWith(
   target: string,
   options: MountImageOptions,
   writable: boolean,
+  inHop?: InHopTarget,
 ): Promise<MountedFilesystem> {
   if (choice.filesystem === 'sandbox') {
     // The image's own fd (/proc/self/fd/N) is cloned: the directory detection looked at.
@@ -214,6 +233,7 @@ async function mountWith(
     sourcePath: image.path,
     target,
     ...(pinned ? { pinned } : {}),
+    ...(inHop ? { inHop } : {}),
     filesystem: choice.filesystem,
     flags: MS_NODEV | (options.allowSetuid ? 0 : MS_NOSUID) | (writable ? 0 : MS_RDONLY),
     offset: partition.offset,

@@ -15,12 +15,12 @@ import { Admission, OPERATIONS_IN_FLIGHT } from '../util/admission';
 import { checkpoint } from '../util/checkpoint';
 import { RetryableOnce } from '../util/once';
 import { native } from '../native/binding';
-import { PinnedDir, openMountRoot, pinOwnDir, pinTarget, resolveBeneath, resolveInRoot } from '../path/pinned';
+import { PinnedDir, openMountRoot, pinOwnDir, pinTarget, resolveBeneath, resolveInRoot, targetPinRequest } from '../path/pinned';
 import { OverlayUsage } from '../image/constants';
 import { registerRootImplementation, type Image } from '../image/image';
 import { init } from '../image/init';
 import type { Section } from '../image/section';
-import { checkedRecordFile, currentMountNamespace, entryProcess, removeMountRecord, removeSessionDir, saveMountRecord, sessionsDir, thisOwner, type MountRecord } from '../drivers/mount-record';
+import { checkedRecordFile, currentMountNamespace, entryProcess, recordWrite, removeMountRecord, removeSessionDir, saveMountRecord, sessionsDir, thisOwner, type MountRecord } from '../drivers/mount-record';
 import type { MountedFilesystem } from '../drivers/types';
 import type { FuseMountParams } from '../drivers/fuse/driver';
 import { hostFilesystems } from '../mount/host-filesystems';
@@ -31,7 +31,8 @@ import { mount, umount } from '../mount/mount';
 import { unmountInNamespace } from '../mount/in-namespace';
 import { mountNamespaceInode, type NamespaceTarget } from '../ns/namespace';
 import { KernelMounted, kernelMountFunc, plainKernelMount } from '../drivers/kernel';
-import { expectedFstypes, mountImage, writableProblem, type MountImageOptions } from './mount-image';
+import { expectedFstypes, mountImage, mountImageInHop, writableProblem, type MountImageOptions } from './mount-image';
+import { PinDeclined } from '../mount/partition';
 import { DEFAULT_TMPFS_SIZE, UPPER_DIR, WORK_DIR, externalLayer, layerUse, overlayDriver, overlayMount, planRoot, sifOverlayLayer, tmpfsLayer } from './overlay-plan';
 import { uniqueSuffix } from '../util/unique';
 import type { DataMount, MountedRoot, OciRoot, RootOptions } from './types';
@@ -166,6 +167,14 @@ async function planLayer(r: Root, name: string): Promise<void> {
  * are added as they are resolved; the record is removed last.
  */
 async function intend(r: Root, options: RootOptions, layers: string[], expect: string[] | undefined): Promise<void> {
+  await intentRecord(r, options, layers, expect);
+  // Exclusive: a target another mount holds (a record there) is ERR_TARGET_IN_USE, nothing made.
+  await saveMountRecord(r.record!, { exclusive: true });
+  r.recorded = true;
+}
+
+/** The record intend() writes, made (as r.record) but not written. */
+async function intentRecord(r: Root, options: RootOptions, layers: string[], expect: string[] | undefined): Promise<MountRecord> {
   const ns = options.namespace;
   const own = await currentMountNamespace();
   if (layers.length > 0) r.sessionDir ??= path.join(await sessionsDir(), `root-${uniqueSuffix()}`);
@@ -185,9 +194,51 @@ async function intend(r: Root, options: RootOptions, layers: string[], expect: s
     ...(expect ? { expectFstype: expect.join(',') } : {}),
     created: new Date().toISOString(),
   } as MountRecord;
-  // Exclusive: a target another mount holds (a record there) is ERR_TARGET_IN_USE, nothing made.
-  await saveMountRecord(r.record, { exclusive: true });
+  return r.record;
+}
+
+/**
+ * A plain root (the root partition alone, in our namespace) in one hop: the kernel driver's
+ * loop attach and mount also open the target and write the record's intent, after checking
+ * that the image file still has the owner and mode the driver was chosen by
+ * (native/attach-mount.cc `pin`). False, with nothing done, where it cannot be (FUSE, a target
+ * pinTarget() must resolve or refuse, a record there already, a shared loop device...): the
+ * general path then does it, or says what is wrong, in its own order.
+ */
+async function mountPlainInHop(
+  image: Image,
+  r: Root,
+  options: RootOptions,
+  local: Omit<MountImageOptions, 'partition' | 'writable'>,
+  rootPart: Section,
+  rootWritable: boolean,
+  expect: string[] | undefined,
+): Promise<boolean> {
+  const file = image.openedOwnership;
+  if (!file) return false;
+  const facts = await Promise.all([chooseDriver(image, rootPart, local, { file }), targetPinRequest(r.root.path)]).catch(() => null);
+  if (!facts || facts[0].driver !== 'kernel' || !facts[1]) return false;
+  const [driverChoice, pin] = facts;
+  const record = await intentRecord(r, options, [], expect);
+  const intent = await recordWrite(record);
+  let m: MountedFilesystem;
+  try {
+    m = await mountImageInHop(
+      image,
+      { pin: { ...pin, imageOwner: { fd: image.fd, ...file }, intent }, onPinned: (dir) => (r.recordGoesWith = dir) },
+      { ...local, partition: rootPart, writable: rootWritable, recordAs: 'merge', mergeInto: record, driverChoice },
+    );
+  } catch (err) {
+    if (!(err instanceof PinDeclined)) throw err;
+    debug('root at %s: %s', r.root.path, err.message);
+    r.record = undefined;
+    return false;
+  }
   r.recorded = true;
+  r.mounts.push(m);
+  r.top = m;
+  r.root.readonly = m.readOnly;
+  return true;
 }
 
 /**
@@ -254,12 +305,17 @@ async function buildRoot(image: Image, target: string, options: RootOptions): Pr
     // Where the root is built: the caller's directory, pinned, or the staging directory.
     const { namespace: _ns, ...here } = common;
     const local: Omit<MountImageOptions, 'partition' | 'writable'> = staged ? here : common;
+    const expect = expectedFstypes(rootPart, needsOverlay);
+    if (!ns && !needsOverlay && layers.length === 0 && data.length === 0 && (await mountPlainInHop(image, r, options, local, rootPart, rootWritable, expect))) {
+      checkpoint('root:mounted', signal);
+      checkpoint('root:built', signal);
+      return r;
+    }
     let at: PinnedDir | string;
     // A plain root: its driver is chosen (an fstat of the image) while the target is pinned and
     // the record written, instead of after them.
     const choosing = chooseDriver(image, rootPart, local);
     choosing.catch(() => undefined); // awaited below; a failure before that is not unhandled
-    const expect = expectedFstypes(rootPart, needsOverlay);
     if (!ns) {
       // The target is pinned while the record is written (both before any mount, so intent
       // still comes first), under the name the caller gave; a target reached through a symlink
