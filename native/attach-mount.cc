@@ -146,6 +146,89 @@ void Unpin(const TargetPin& p, PathInfo& pinned) {
   pinned.fd = -1;
 }
 
+// mountSpec.overlay: the partition becomes the lower layer of an overlay this call builds and
+// places, with no layer ever in the mount tree (overlayfs takes detached mounts as layers):
+//   { upper: MountSpec | null, dirs: [[name, mode], ...], spec: MountSpec }
+// mountSpec itself then mounts the partition detached; `upper` (a detached tmpfs) gets `dirs`
+// made in its root (mkdirat), of which the first is the upperdir and the second the workdir;
+// `spec` (overlay, new API) gets lowerdir+ = the partition's mount and those two as fds, and is
+// what the call places (at the pin's target, or spec.targetFd). The layer fds are closed once
+// the overlay holds them, so the layers live exactly as long as the overlay.
+struct OverlaySpec {
+  bool wanted = false;
+  bool hasUpper = false;
+  MountSpec upper;
+  std::vector<std::pair<std::string, mode_t>> dirs;
+  MountSpec spec;
+};
+
+Napi::Object PropObject(Napi::Object o, const char* key, const char* name) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsObject()) throw Napi::TypeError::New(o.Env(), std::string(name) + " must be an object");
+  return v.As<Napi::Object>();
+}
+
+OverlaySpec ParseOverlaySpec(Napi::Value v) {
+  OverlaySpec o;
+  if (v.IsUndefined() || v.IsNull()) return o;
+  Napi::Env env = v.Env();
+  if (!v.IsObject()) throw Napi::TypeError::New(env, "mountSpec.overlay must be an object");
+  Napi::Object obj = v.As<Napi::Object>();
+  o.wanted = true;
+  o.spec = ParseMountSpec(PropObject(obj, "spec", "overlay.spec"));
+  if (o.spec.legacy || o.spec.detached) throw Napi::TypeError::New(env, "overlay.spec must be a new-API mount that is placed");
+  Napi::Value up = obj.Get("upper");
+  if (!up.IsUndefined() && !up.IsNull()) {
+    o.hasUpper = true;
+    o.upper = ParseMountSpec(PropObject(obj, "upper", "overlay.upper"));
+    if (o.upper.legacy || !o.upper.detached) throw Napi::TypeError::New(env, "overlay.upper must be a detached new-API mount");
+    Napi::Value dirs = obj.Get("dirs");
+    if (!dirs.IsArray() || dirs.As<Napi::Array>().Length() != 2) throw Napi::TypeError::New(env, "overlay.dirs must be [[upper, mode], [work, mode]]");
+    for (uint32_t i = 0; i < 2; i++) {
+      Napi::Value e = dirs.As<Napi::Array>().Get(i);
+      if (!e.IsArray()) throw Napi::TypeError::New(env, "overlay.dirs must be [[upper, mode], [work, mode]]");
+      std::string name = ArgStringValue(e.As<Napi::Array>().Get(0u), "overlay.dirs[][0]");
+      if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")
+        throw Napi::TypeError::New(env, "overlay.dirs names must be single path components");
+      o.dirs.emplace_back(name, static_cast<mode_t>(ArgUint64(e.As<Napi::Array>().Get(1u), "overlay.dirs[][1]") & 07777));
+    }
+  }
+  return o;
+}
+
+// The layer fds an overlay build holds until the overlay has them (closing a detached mount's
+// fd dissolves it, unless the overlay holds it).
+struct Layers {
+  int lower = -1;
+  int upperMount = -1;
+  int dirs[2] = {-1, -1};
+  ~Layers() {
+    for (int fd : {lower, upperMount, dirs[0], dirs[1]})
+      if (fd >= 0) close(fd);
+  }
+};
+
+// Builds the overlay over the detached lower mount `layers.lower` and places it as ov.spec says.
+bool MountOverlay(OverlaySpec ov, Layers& layers, MountDone& out, Failure& f) {
+  ov.spec.fdOptions.emplace_back("lowerdir+", layers.lower);
+  if (ov.hasUpper) {
+    MountDone upper;
+    if (!DoMount(ov.upper, upper, f)) return false;
+    layers.upperMount = upper.mountFd;
+    for (int i = 0; i < 2; i++) {
+      const std::string& name = ov.dirs[static_cast<size_t>(i)].first;
+      std::string step = "mkdirat(" + name + ")";
+      if (IMGMOUNT_FAULT_OR(step.c_str(), mkdirat(layers.upperMount, name.c_str(), ov.dirs[static_cast<size_t>(i)].second)) != 0)
+        return f.Set("mkdirat", name, ov.spec.target);
+      layers.dirs[i] = IMGMOUNT_FAULT_OR("openat(layer dir)", openat(layers.upperMount, name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (layers.dirs[i] < 0) return f.Set("openat", name, ov.spec.target);
+    }
+    ov.spec.fdOptions.emplace_back("upperdir", layers.dirs[0]);
+    ov.spec.fdOptions.emplace_back("workdir", layers.dirs[1]);
+  }
+  return DoMount(ov.spec, out, f);
+}
+
 // loopAttachMount(loopSpec, mountSpec, keepLoopFd[, sync])
 //   -> { fd | null, number, path, status, mountFd | null, messages[, target] }
 // One worker hop for a whole attach + mount. A mount spec without a source mounts the loop device.
@@ -164,21 +247,36 @@ Napi::Value LoopAttachMountJs(const Napi::CallbackInfo& info) {
   // With a pin, the spec's `target` names it in messages and the fd is the one opened below.
   TargetPin pin = ParseTargetPin(mountSpec.Get("pin"));
   MountSpec ms = ParseMountSpec(mountSpec);
-  if (pin.wanted && ms.targetFd >= 0) throw Napi::TypeError::New(info.Env(), "mountSpec has both pin and targetFd");
+  OverlaySpec ov = ParseOverlaySpec(mountSpec.Get("overlay"));
+  if (pin.wanted && (ov.wanted ? ov.spec.targetFd : ms.targetFd) >= 0) throw Napi::TypeError::New(info.Env(), "mountSpec has both pin and targetFd");
+  if (ov.wanted && (ms.legacy || !ms.detached)) throw Napi::TypeError::New(info.Env(), "an overlay's lower layer must be a detached new-API mount");
   bool keep = ArgBoolean(info[2], "keepLoopFd");
   return Dispatch<AttachMounted>(
       info, IsSync(info, 3), "imgmount:loop.attachMount",
-      [ls, ms, keep, pin](AttachMounted& out, Failure& f) mutable {
+      [ls, ms, keep, pin, ov](AttachMounted& out, Failure& f) mutable {
         if (pin.wanted) {
           if (!PinTarget(pin, out.target, f)) return false;
-          ms.targetFd = out.target.fd;
+          (ov.wanted ? ov.spec.targetFd : ms.targetFd) = out.target.fd;
         }
         if (!LoopAttach(ls, out.loop, f)) {
           Unpin(pin, out.target);
           return false;
         }
         if (ms.source.empty()) ms.source = out.loop.path;
-        if (!DoMount(ms, out.mount, f)) {
+        bool mounted;
+        if (ov.wanted) {
+          Layers layers;
+          MountDone lower;
+          mounted = DoMount(ms, lower, f);
+          if (mounted) {
+            layers.lower = lower.mountFd;
+            mounted = MountOverlay(ov, layers, out.mount, f);
+            out.mount.messages.insert(out.mount.messages.begin(), lower.messages.begin(), lower.messages.end());
+          }
+        } else {
+          mounted = DoMount(ms, out.mount, f);
+        }
+        if (!mounted) {
           Failure ignored;
           LoopDetach(out.loop.fd, true, out.loop.path, ignored);
           out.loop.fd = -1;
@@ -200,9 +298,57 @@ Napi::Value LoopAttachMountJs(const Napi::CallbackInfo& info) {
       });
 }
 
+// overlayLayersProbe([sync]) -> { errno, syscall }: an overlay built as mountSpec.overlay
+// builds one, over two fresh tmpfs mounts, kept detached and dropped. errno 0: this kernel
+// takes detached mounts as overlay layers by fd (lowerdir+, upperdir, workdir).
+struct ProbeResult {
+  int err = 0;
+  std::string syscall;
+};
+Napi::Value OverlayLayersProbeJs(const Napi::CallbackInfo& info) {
+  return Dispatch<ProbeResult>(
+      info, IsSync(info, 0), "imgmount:mount.overlayProbe",
+      [](ProbeResult& r, Failure&) {
+        auto tmpfs = [](bool detached) {
+          MountSpec s;
+          s.fstype = "tmpfs";
+          s.source = "tmpfs";
+          s.target = "(probe)";
+          s.options.push_back({"size", "1m", true});
+          s.detached = detached;
+          return s;
+        };
+        Failure f;
+        Layers layers;
+        MountDone lower, top;
+        OverlaySpec ov;
+        ov.wanted = ov.hasUpper = true;
+        ov.upper = tmpfs(true);
+        ov.dirs = {{"upper", 0755}, {"work", 0700}};
+        ov.spec.fstype = "overlay";
+        ov.spec.source = "overlay";
+        ov.spec.target = "(probe)";
+        ov.spec.detached = true;
+        if (DoMount(tmpfs(true), lower, f)) {
+          layers.lower = lower.mountFd;
+          if (MountOverlay(ov, layers, top, f)) close(top.mountFd);
+        }
+        r.err = f.err;
+        r.syscall = f.syscall;
+        return true;
+      },
+      [](Napi::Env env, ProbeResult& r) -> Napi::Value {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("errno", Napi::Number::New(env, r.err));
+        o.Set("syscall", Napi::String::New(env, r.syscall));
+        return o;
+      });
+}
+
 }  // namespace
 
 void InitAttachMount(Napi::Env env, Napi::Object exports) {
+  exports.Set("overlayLayersProbe", Napi::Function::New(env, OverlayLayersProbeJs, "overlayLayersProbe"));
   exports.Set("loopAttachMount", Napi::Function::New(env, LoopAttachMountJs, "loopAttachMount"));
 }
 

@@ -53,6 +53,10 @@ bool DoNewMount(const MountSpec& s, MountDone& out, Failure& f) {
                           : imgmount_fsconfig(fsfd, IMGMOUNT_FSCONFIG_SET_FLAG, o.key.c_str(), nullptr, 0);
     if (rc != 0) return fail(step);
   }
+  for (const auto& o : s.fdOptions) {
+    std::string step = "fsconfig(" + o.first + ")";
+    if (IMGMOUNT_FAULT_OR(step.c_str(), imgmount_fsconfig(fsfd, IMGMOUNT_FSCONFIG_SET_FD, o.first.c_str(), nullptr, o.second)) != 0) return fail(step);
+  }
   if (IMGMOUNT_FAULT_OR("fsconfig(FSCONFIG_CMD_CREATE)", imgmount_fsconfig(fsfd, IMGMOUNT_FSCONFIG_CMD_CREATE, nullptr, nullptr, 0)) != 0)
     return fail("fsconfig(FSCONFIG_CMD_CREATE)");
   int mfd = IMGMOUNT_FAULT_OR("fsmount", imgmount_fsmount(fsfd, FSMOUNT_CLOEXEC, s.attrs));

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "addon.h"
@@ -30,6 +31,9 @@ struct MountSpec {
   int usernsFd = -1;               // MOUNT_ATTR_IDMAP when >= 0
   bool detached = false;           // return the mount fd instead of attaching it at target
   bool keepMountFd = false;        // attached, but also return the mount fd (its root)
+  // fsconfig(FSCONFIG_SET_FD) keys, after `options`: set in native code only, for fds a call
+  // made itself (an overlay's layers, attach-mount.cc).
+  std::vector<std::pair<std::string, int>> fdOptions;
 };
 
 struct MountDone {

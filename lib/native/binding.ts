@@ -84,6 +84,12 @@ export interface NativeMountSpec {
   keepMountFd?: boolean;
   /** loopAttachMount only: open the target in the same hop, before anything is bound (native/attach-mount.cc). */
   pin?: NativeTargetPin;
+  /**
+   * loopAttachMount only: this (detached) mount is the lower layer of an overlay the call
+   * builds over fds and places: `upper` a detached tmpfs in which `dirs` (upperdir, workdir)
+   * are made; `spec` the overlay, placed at the pin's target or spec.targetFd.
+   */
+  overlay?: { upper: NativeMountSpec | null; dirs: Array<[string, number]>; spec: NativeMountSpec };
 }
 
 /**
@@ -208,6 +214,8 @@ export interface NativeBinding {
   moveMount(fromFd: number, fromPath: string, toFd: number, toPath: string, flags: number, sync?: boolean): Promise<void>;
   /** errnos of fsopen(NULL) and mount_setattr(-1, NULL, 0, NULL, 0): ENOSYS missing, EPERM filtered. */
   mountApiProbe(sync?: boolean): Promise<{ fsopen: number; mountSetattr: number }>;
+  /** An overlay built over two fresh detached tmpfs mounts as loopAttachMount's `overlay` builds one, then dropped: errno 0 when the kernel takes detached layers by fd. */
+  overlayLayersProbe(sync?: boolean): Promise<{ errno: number; syscall: string }>;
   loopAttachMount(loop: NativeLoopAttachSpec, mount: NativeMountSpec, keepLoopFd: boolean, sync?: boolean): Promise<NativeAttachMounted>;
   /**
    * Watches an open /proc/<pid>/mountinfo fd on the event loop (uv_poll, POLLPRI): onChange(null)
