@@ -127,6 +127,7 @@ export class KernelDriver extends DriverSession {
       data: data.join(','),
       ...(params.idmap !== undefined ? { idmap: params.idmap } : {}),
       ...(params.shareLoopDevice && readOnly ? { loop: { shared: true } } : {}),
+      ...(params.overlayAbove ? { overlay: params.overlayAbove } : {}),
       ...(params.signal ? { signal: params.signal } : {}),
     };
     const source = await loopSourceOf(params.source, params.sourcePath);
@@ -134,7 +135,9 @@ export class KernelDriver extends DriverSession {
     if (params.namespace) m = await mountInNamespace(params.namespace, source, params.target, options);
     else m = await mountPartitionImpl(source, params.pinned ?? params.inHop ?? params.target, options);
     const unmount = () => (m instanceof Mount ? m.unmount({ busyRetries: UNMOUNT_BUSY_RETRIES }) : m.unmount());
-    return new KernelMounted(m.target, options.fstype, readOnly, m.loopDevice, () => alreadyGoneIsFine(unmount()));
+    // With an overlay above the partition, what was placed (and what close() unmounts) is the overlay.
+    const top = params.overlayAbove ? { fstype: 'overlay', readOnly: (params.overlayAbove.flags & MS_RDONLY) !== 0 } : { fstype: options.fstype, readOnly };
+    return new KernelMounted(m.target, top.fstype, top.readOnly, m.loopDevice, () => alreadyGoneIsFine(unmount()));
   }
 
   async #mountVirtual(params: DriverMountParams, readOnly: boolean, mountFunc: MountFunc): Promise<MountedFilesystem> {

@@ -3,7 +3,7 @@
 import type { NamespaceRef, NamespaceTarget } from '../ns/namespace';
 import type { MountParams } from '../image/driver';
 import type { PinnedDir } from '../path/pinned';
-import type { InHopTarget } from '../mount/partition';
+import type { InHopTarget, OverlayAbove } from '../mount/partition';
 
 export type DriverName = 'kernel' | 'fuse';
 
@@ -19,6 +19,8 @@ export interface DriverMountParams extends MountParams {
   pinned?: PinnedDir;
   /** @internal Kernel driver, instead of `pinned`: the target opened in the mount's own call (a PinDeclined when it cannot be). */
   inHop?: InHopTarget;
+  /** @internal Kernel driver: the partition as the bottom layer of an overlay built in the same call; the result is the overlay. */
+  overlayAbove?: OverlayAbove;
   /**
    * The image's path, for messages, when `source` is `/proc/self/fd/N` of an image we opened
    * (saves asking the kernel where the fd leads).

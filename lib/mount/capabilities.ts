@@ -18,6 +18,7 @@ import { hostFilesystems } from './host-filesystems';
 import type { NamespaceFd } from '../ns/namespace';
 import { buildMount } from './partition';
 import { probeMountApi, type ApiSupport } from './new-api';
+import { overlayLayersSupported } from './overlay-layers';
 import { PROBE_IMAGES } from './probe-images';
 
 const gunzip = promisify(gunzipCb);
@@ -45,6 +46,8 @@ export interface Capabilities {
   newMountApi: ApiSupport;
   /** mount_setattr (needed for ID-mapped mounts). */
   mountSetattr: ApiSupport;
+  /** An overlay can be built from detached mounts by fd (a tmpfs-overlay root is then one native call). */
+  overlayLayersByFd: boolean;
   /** /proc/filesystems, without the nodev marker. */
   filesystems: string[];
   /** Per filesystem type: an ID-mapped mount of it works here. */
@@ -106,6 +109,7 @@ async function probe(refresh: boolean): Promise<Capabilities> {
   if (loopControl) loopConfigure = await loopConfigureSupported().catch(() => false);
   else notes.push('/dev/loop-control cannot be opened (not root, or no loop driver)');
   const api = await probeMountApi();
+  const overlayLayersByFd = root && api.newMountApi === 'supported' && filesystems.includes('overlay') && (await overlayLayersSupported());
 
   const idmap = Object.fromEntries(Object.keys(IDMAP_PROBES).map((k) => [k, false])) as Record<IdmapProbeFs, boolean>;
   let userns: NamespaceFd | undefined;
@@ -131,6 +135,7 @@ async function probe(refresh: boolean): Promise<Capabilities> {
     loopConfigure,
     newMountApi: api.newMountApi,
     mountSetattr: api.mountSetattr,
+    overlayLayersByFd,
     filesystems,
     idmap,
     userNamespaces: userns !== undefined,

@@ -49,7 +49,22 @@ export interface MountPartitionOptions {
   api?: MountApi;
   /** Loop-device options (shared devices, limits, method...). */
   loop?: Omit<AttachLoopOptions, 'offset' | 'sizeLimit' | 'readOnly' | 'autoclear' | 'signal'>;
+  /** @internal The partition as the bottom layer of an overlay built and placed in the same call (see OverlayAbove). */
+  overlay?: OverlayAbove;
   signal?: AbortSignal;
+}
+
+/**
+ * An overlay over the partition, built in the mount's own native call with no layer ever in
+ * the mount tree (the kernel takes detached mounts as layers by fd: overlayLayersSupported()).
+ * The partition is the only lower layer; `tmpfs`, if given, is a fresh tmpfs whose `dirs`
+ * (upper, work) are the writable layer. The layers live as long as the overlay.
+ */
+export interface OverlayAbove {
+  tmpfs?: { flags: number; data: string; dirs: [[string, number], [string, number]] };
+  /** The overlay's own flags and options, besides its layers. */
+  flags: number;
+  data?: string;
 }
 
 /**
@@ -143,11 +158,15 @@ export async function buildMount(source: LoopSource | LoopDevice, place: Placeme
   const inHop = 'pin' in place ? place.pin : undefined;
   const keepMountFd = 'target' in place && place.keepMountFd === true;
   const target = pinned?.path ?? inHop?.path ?? '';
-  // The pin rides in the call that binds the device: LOOP_CONFIGURE of a fresh device.
-  if (inHop && (source instanceof LoopDevice || p.loop.shared || (await loopMethod(p.loop.api)) !== 'configure'))
+  const overlay = options.overlay;
+  // The pin and the overlay ride in the call that binds the device: LOOP_CONFIGURE of a fresh
+  // device; the overlay only with the new mount API, placed.
+  if ((inHop || overlay) && (source instanceof LoopDevice || p.loop.shared || (await loopMethod(p.loop.api)) !== 'configure'))
     throw new PinDeclined("the loop device is not bound in the mount's own call");
+  if (overlay && (detached || keepMountFd || options.idmap !== undefined)) throw new PinDeclined('an overlay in the mount call is placed, and not ID-mapped');
   const needsNew = detached || keepMountFd || options.idmap !== undefined;
   let api: MountMethod = await resolveMountApi(p.requested);
+  if (overlay && api === 'legacy') throw new PinDeclined('an overlay in the mount call needs the new mount API');
   if (needsNew && api === 'legacy')
     throw new ImgmountError(
       options.idmap !== undefined ? 'ERR_IDMAP_UNSUPPORTED' : 'ERR_MOUNT_FAILED',
@@ -161,6 +180,7 @@ export async function buildMount(source: LoopSource | LoopDevice, place: Placeme
   const mountSpec = (src?: string): NativeMountSpec => {
     const fresh = api === 'new' ? toNewApi(p.flags, p.data) : null;
     if (api === 'new' && !fresh) throw new ImgmountError('ERR_MOUNT_FAILED', `flags ${formatMountFlags(p.flags)} cannot be used for a partition mount`);
+    if (fresh && overlay) return overlaySpec(fresh, src);
     return fresh
       ? {
           api: 'new',
@@ -185,10 +205,38 @@ export async function buildMount(source: LoopSource | LoopDevice, place: Placeme
           ...(src ? { source: src } : {}),
         };
   };
+  /** The partition mounted detached as the lower layer, and the overlay placed where the partition would be. */
+  const overlaySpec = (lower: NonNullable<ReturnType<typeof toNewApi>>, src?: string): NativeMountSpec => {
+    const o = overlay!;
+    const newApi = (flags: number, data: string | undefined, what: string) => {
+      const n = toNewApi(flags, data);
+      if (!n) throw new ImgmountError('ERR_MOUNT_FAILED', `flags ${formatMountFlags(flags)} cannot be used for ${what}`);
+      return n;
+    };
+    const top = newApi(o.flags, o.data, 'an overlay');
+    const tmpfs = o.tmpfs ? newApi(o.tmpfs.flags, o.tmpfs.data, 'a tmpfs layer') : undefined;
+    return {
+      api: 'new',
+      fstype: p.fstype,
+      target,
+      ...(inHop ? { pin: inHop } : {}),
+      options: lower.options,
+      attrs: lower.attrs,
+      detached: true,
+      keepMountFd: false,
+      ...(src ? { source: src } : {}),
+      overlay: {
+        upper: tmpfs ? { api: 'new', fstype: 'tmpfs', source: 'tmpfs', target, options: tmpfs.options, attrs: tmpfs.attrs, detached: true, keepMountFd: false } : null,
+        dirs: o.tmpfs ? [...o.tmpfs.dirs] : [],
+        spec: { api: 'new', fstype: 'overlay', source: 'overlay', target, ...(pinned ? { targetFd: pinned.fd } : {}), options: top.options, attrs: top.attrs, detached: false, keepMountFd: false },
+      },
+    };
+  };
   // A mount step failed (its loop device is already released): fall back to mount(2) if the
   // new API turned out to be missing, else report the mapped error.
   const onMountError = async (err: unknown): Promise<boolean> => {
     if (isPinDeclined(err)) throw new PinDeclined(err);
+    if (overlay && api === 'new' && noteNewApiFailure(err, p.requested)) throw new PinDeclined(err);
     if (api === 'new' && !needsNew && noteNewApiFailure(err, p.requested)) {
       api = 'legacy';
       return true;
@@ -210,9 +258,10 @@ export async function buildMount(source: LoopSource | LoopDevice, place: Placeme
   };
   const builtOn = (loop: { path: string; number: number }, spec: NativeMountSpec, done: NativeMountDone, on?: PinnedDir): BuiltMount => ({
     target: spec.target ?? '',
-    source: loop.path,
-    fstype: p.fstype,
-    flags: p.flags,
+    // With an overlay above it, the mount is the overlay (the partition one of its layers).
+    source: overlay ? 'overlay' : loop.path,
+    fstype: overlay ? 'overlay' : p.fstype,
+    flags: overlay ? overlay.flags : p.flags,
     method: api,
     loopDevice: loop.path,
     loopNumber: loop.number,
@@ -225,7 +274,7 @@ export async function buildMount(source: LoopSource | LoopDevice, place: Placeme
   /** Mounts an attached device, falling back to mount(2) as onMountError says. */
   const mountOn = async (dev: LoopDevice): Promise<BuiltMount> => {
     // Bound on its own after all (the kernel turned out to lack LOOP_CONFIGURE): nothing was pinned.
-    if (inHop) throw new PinDeclined('the loop device was bound on its own');
+    if (inHop || overlay) throw new PinDeclined('the loop device was bound on its own');
     for (;;) {
       const spec = mountSpec(dev.path);
       let done: NativeMountDone;
@@ -258,7 +307,7 @@ export async function buildMount(source: LoopSource | LoopDevice, place: Placeme
             retry: onMountError,
             separate: mountOn,
             undo,
-            ...(inHop ? { onlyFused: () => new PinDeclined('the loop device would be bound on its own') } : {}),
+            ...(inHop || overlay ? { onlyFused: () => new PinDeclined('the loop device would be bound on its own') } : {}),
           });
     if (p.signal?.aborted) {
       await undo(built);

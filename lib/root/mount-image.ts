@@ -17,7 +17,7 @@ import { MS_NODEV, MS_NOSUID, MS_RDONLY } from '../mount/flags';
 import { unmountInNamespace } from '../mount/in-namespace';
 import { mountNamespaceInode, type NamespaceRef, type NamespaceTarget } from '../ns/namespace';
 import { PinnedDir, pinTarget } from '../path/pinned';
-import { PinDeclined, type InHopTarget } from '../mount/partition';
+import { PinDeclined, type InHopTarget, type OverlayAbove } from '../mount/partition';
 
 export interface MountImageOptions extends DriverPolicy {
   /** The partition to mount (default: the root filesystem partition). */
@@ -170,7 +170,7 @@ export async function mountImage(image: Image, target: string | PinnedDir, optio
  * by the caller (the intent rides in `target`). PinDeclined, with nothing done, for anything
  * else: the caller then pins the target and mounts with mountImage().
  */
-export async function mountImageInHop(image: Image, target: InHopTarget, options: MountImageOptions): Promise<MountedFilesystem> {
+export async function mountImageInHop(image: Image, target: InHopTarget, options: MountImageOptions, overlayAbove?: OverlayAbove): Promise<MountedFilesystem> {
   image.assertOpen();
   const partition = options.partition ?? image.getRootFsPartition();
   const writable = options.writable ?? false;
@@ -178,7 +178,7 @@ export async function mountImageInHop(image: Image, target: InHopTarget, options
   if (!choice || choice.driver !== 'kernel' || (choice.filesystem !== 'squashfs' && choice.filesystem !== 'ext3') || options.namespace || (options.recordAs ?? 'own') === 'own')
     throw new PinDeclined('not a kernel mount of a partition recorded by its caller');
   if (writable && writableProblem(image, partition)) throw new PinDeclined('not writable as asked: mountImage() says why');
-  return mountWith(image, partition, choice, undefined, target.pin.path, options, writable, target);
+  return mountWith(image, partition, choice, undefined, target.pin.path, options, writable, target, overlayAbove);
 }
 
 async function intendMount(target: string, partition: Section, driver: DriverName, options: MountImageOptions): Promise<MountRecord> {
@@ -213,6 +213,7 @@ async function mountWith(
   options: MountImageOptions,
   writable: boolean,
   inHop?: InHopTarget,
+  overlayAbove?: OverlayAbove,
 ): Promise<MountedFilesystem> {
   if (choice.filesystem === 'sandbox') {
     // The image's own fd (/proc/self/fd/N) is cloned: the directory detection looked at.
@@ -234,6 +235,7 @@ async function mountWith(
     target,
     ...(pinned ? { pinned } : {}),
     ...(inHop ? { inHop } : {}),
+    ...(overlayAbove ? { overlayAbove } : {}),
     filesystem: choice.filesystem,
     flags: MS_NODEV | (options.allowSetuid ? 0 : MS_NOSUID) | (writable ? 0 : MS_RDONLY),
     offset: partition.offset,

@@ -15,12 +15,12 @@ import { Admission, OPERATIONS_IN_FLIGHT } from '../util/admission';
 import { checkpoint } from '../util/checkpoint';
 import { RetryableOnce } from '../util/once';
 import { native } from '../native/binding';
-import { PinnedDir, openMountRoot, pinOwnDir, pinTarget, resolveBeneath, resolveInRoot, targetPinRequest } from '../path/pinned';
+import { PinnedDir, openMountRoot, pinOwnDir, pinTarget, resolveBeneath, resolveInRoot } from '../path/pinned';
 import { OverlayUsage } from '../image/constants';
 import { registerRootImplementation, type Image } from '../image/image';
 import { init } from '../image/init';
 import type { Section } from '../image/section';
-import { checkedRecordFile, currentMountNamespace, entryProcess, recordWrite, removeMountRecord, removeSessionDir, saveMountRecord, sessionsDir, thisOwner, type MountRecord } from '../drivers/mount-record';
+import { checkedRecordFile, currentMountNamespace, entryProcess, removeMountRecord, removeSessionDir, saveMountRecord, sessionsDir, thisOwner, type MountRecord } from '../drivers/mount-record';
 import type { MountedFilesystem } from '../drivers/types';
 import type { FuseMountParams } from '../drivers/fuse/driver';
 import { hostFilesystems } from '../mount/host-filesystems';
@@ -31,8 +31,8 @@ import { mount, umount } from '../mount/mount';
 import { unmountInNamespace } from '../mount/in-namespace';
 import { mountNamespaceInode, type NamespaceTarget } from '../ns/namespace';
 import { KernelMounted, kernelMountFunc, plainKernelMount } from '../drivers/kernel';
-import { expectedFstypes, mountImage, mountImageInHop, writableProblem, type MountImageOptions } from './mount-image';
-import { PinDeclined } from '../mount/partition';
+import { expectedFstypes, mountImage, writableProblem, type MountImageOptions } from './mount-image';
+import { mountRootInHop } from './in-hop';
 import { DEFAULT_TMPFS_SIZE, UPPER_DIR, WORK_DIR, externalLayer, layerUse, overlayDriver, overlayMount, planRoot, sifOverlayLayer, tmpfsLayer } from './overlay-plan';
 import { uniqueSuffix } from '../util/unique';
 import type { DataMount, MountedRoot, OciRoot, RootOptions } from './types';
@@ -198,50 +198,6 @@ async function intentRecord(r: Root, options: RootOptions, layers: string[], exp
 }
 
 /**
- * A plain root (the root partition alone, in our namespace) in one hop: the kernel driver's
- * loop attach and mount also open the target and write the record's intent, after checking
- * that the image file still has the owner and mode the driver was chosen by
- * (native/attach-mount.cc `pin`). False, with nothing done, where it cannot be (FUSE, a target
- * pinTarget() must resolve or refuse, a record there already, a shared loop device...): the
- * general path then does it, or says what is wrong, in its own order.
- */
-async function mountPlainInHop(
-  image: Image,
-  r: Root,
-  options: RootOptions,
-  local: Omit<MountImageOptions, 'partition' | 'writable'>,
-  rootPart: Section,
-  rootWritable: boolean,
-  expect: string[] | undefined,
-): Promise<boolean> {
-  const file = image.openedOwnership;
-  if (!file) return false;
-  const facts = await Promise.all([chooseDriver(image, rootPart, local, { file }), targetPinRequest(r.root.path)]).catch(() => null);
-  if (!facts || facts[0].driver !== 'kernel' || !facts[1]) return false;
-  const [driverChoice, pin] = facts;
-  const record = await intentRecord(r, options, [], expect);
-  const intent = await recordWrite(record);
-  let m: MountedFilesystem;
-  try {
-    m = await mountImageInHop(
-      image,
-      { pin: { ...pin, imageOwner: { fd: image.fd, ...file }, intent }, onPinned: (dir) => (r.recordGoesWith = dir) },
-      { ...local, partition: rootPart, writable: rootWritable, recordAs: 'merge', mergeInto: record, driverChoice },
-    );
-  } catch (err) {
-    if (!(err instanceof PinDeclined)) throw err;
-    debug('root at %s: %s', r.root.path, err.message);
-    r.record = undefined;
-    return false;
-  }
-  r.recorded = true;
-  r.mounts.push(m);
-  r.top = m;
-  r.root.readonly = m.readOnly;
-  return true;
-}
-
-/**
  * The upper/work directories overlayfs needs inside a writable layer that came from an image
  * or a directory someone else controls: created or found strictly inside the layer, never
  * through a symlink (ERR_UNSAFE_PATH), and handed to overlayfs as pinned fds.
@@ -306,10 +262,23 @@ async function buildRoot(image: Image, target: string, options: RootOptions): Pr
     const { namespace: _ns, ...here } = common;
     const local: Omit<MountImageOptions, 'partition' | 'writable'> = staged ? here : common;
     const expect = expectedFstypes(rootPart, needsOverlay);
-    if (!ns && !needsOverlay && layers.length === 0 && data.length === 0 && (await mountPlainInHop(image, r, options, local, rootPart, rootWritable, expect))) {
-      checkpoint('root:mounted', signal);
-      checkpoint('root:built', signal);
-      return r;
+    // A plain root, or one under a tmpfs overlay, in one native call where it can be.
+    const tmpfsOnly = needsOverlay && writableTmpfs && external.length === 0 && sifOverlays.length === 0;
+    if (!ns && data.length === 0 && (!needsOverlay || tmpfsOnly)) {
+      const plan = {
+        image,
+        rootPart,
+        local,
+        rootWritable,
+        ...(tmpfsOnly ? { tmpfsSize: options.tmpfsSize ?? DEFAULT_TMPFS_SIZE } : {}),
+        intentRecord: () => intentRecord(r, options, [], expect),
+        options,
+      };
+      if (await mountRootInHop(r, plan)) {
+        checkpoint('root:mounted', signal);
+        checkpoint('root:built', signal);
+        return r;
+      }
     }
     let at: PinnedDir | string;
     // A plain root: its driver is chosen (an fstat of the image) while the target is pinned and

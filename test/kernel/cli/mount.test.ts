@@ -5,18 +5,23 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { findMountRecord } from '../../../lib/drivers/mount-record';
-import { findMounts, readMountInfo } from '../../../lib/mount';
+import { capabilities, findMounts, readMountInfo } from '../../../lib/mount';
 import { fixture } from '../../support/fixtures';
 import { mountDir } from '../../support/images';
 import { eventually, requireKernel } from '../../support/kernel';
 import { boundLoops, registerMountPoint } from '../../support/leaks';
 import { testTmp } from '../../support/hooks';
 import { repoRoot } from '../../support/paths';
+import { skip } from '../../support/skip';
 
 const bin = path.join(repoRoot, 'bin', 'imgmount.js');
 
 function imgmount(...args: string[]) {
-  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8' });
+  return imgmountWith({}, ...args);
+}
+
+function imgmountWith(env: Record<string, string>, ...args: string[]) {
+  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -46,8 +51,29 @@ describe('kernel: imgmount mount | umount | root', function () {
     expect(again.stderr).to.match(/is not a mount point/);
   });
 
-  it('mount --writable-tmpfs --json, then umount releases the overlay, its layers, the session dir and the record', async () => {
+  it('mount --writable-tmpfs --json: one overlay over detached layers; umount releases it, its loop device and the record', async function () {
+    if (!(await capabilities()).overlayLayersByFd) return skip(this, 'this kernel does not take detached mounts as overlay layers (the next test covers the session directory)');
+    const dir = registerMountPoint(mountDir('cli-tmpfs-fd'));
+    const sif = fixture('sif-basic.sif');
+    const r = imgmount('mount', '--writable-tmpfs', '--json', sif, dir);
+    expect(r.status, r.stderr).to.equal(0);
+    const out = JSON.parse(r.stdout) as { root: { path: string; readonly: boolean }; mounts: Array<{ fstype: string; loopDevice: string | null }> };
+    expect(out.root).to.deep.equal({ path: dir, readonly: false });
+    expect(out.mounts.map((m) => m.fstype)).to.deep.equal(['overlay']);
+    expect(out.mounts[0]!.loopDevice).to.match(/^\/dev\/loop\d+$/);
+    fs.writeFileSync(path.join(dir, 'scratch.txt'), 'x');
+    const record = (await findMountRecord(dir))!;
+    expect(record.sessionDir).to.equal(undefined);
+    expect(record.internalMounts).to.deep.equal([]);
+    expect(imgmount('umount', dir).status).to.equal(0);
+    expect(await mountsUnder(dir)).to.deep.equal([]);
+    expect(await findMountRecord(dir)).to.equal(undefined);
+    await eventually(() => !boundLoops().some((l) => l.backingFile === sif), 3000, 'the loop device to go');
+  });
+
+  it('mount --writable-tmpfs --json on the general path (mount(2)), then umount releases the overlay, its layers, the session dir and the record', async () => {
     const dir = registerMountPoint(mountDir('cli-tmpfs'));
+    const imgmount = (...args: string[]) => imgmountWith({ IMGMOUNT_MOUNT_API: 'legacy' }, ...args);
     const r = imgmount('mount', '--writable-tmpfs', '--json', fixture('sif-basic.sif'), dir);
     expect(r.status, r.stderr).to.equal(0);
     const out = JSON.parse(r.stdout) as { root: { path: string; readonly: boolean }; mounts: Array<{ fstype: string }> };

@@ -15,6 +15,7 @@ import { fixture } from '../../support/fixtures';
 import { testTmp } from '../../support/hooks';
 import { countHops, type HopCount } from '../../support/hops';
 import { busyboxSif, mountDir } from '../../support/images';
+import { skip } from '../../support/skip';
 import { requireKernel } from '../../support/kernel';
 import { registerMountPoint } from '../../support/leaks';
 
@@ -29,10 +30,15 @@ describe('kernel: pool round trips of the main job (init -> root() -> close())',
     // Warm: module loading and the once-per-process probes are not the per-root cost.
     await capabilities();
     const img = await init(busyboxSif.path);
-    // (Both kinds: the first overlay root checks the state directory's sessions/ once.)
-    for (const options of [{}, { writableTmpfs: true }]) {
-      const r = await root(img, registerMountPoint(mountDir('hops-warm')), { ...options, signal: AbortSignal.timeout(10_000) });
-      await r.close();
+    // (Every kind: the first root on a session directory checks the state directory's sessions/ once.)
+    for (const options of [{}, { writableTmpfs: true }, { writableTmpfs: true, dirs: true }]) {
+      if (options.dirs) process.env.IMGMOUNT_OVERLAY_LAYERS = 'dirs';
+      try {
+        const r = await root(img, registerMountPoint(mountDir('hops-warm')), { writableTmpfs: options.writableTmpfs, signal: AbortSignal.timeout(10_000) });
+        await r.close();
+      } finally {
+        delete process.env.IMGMOUNT_OVERLAY_LAYERS;
+      }
     }
     await img.close();
   });
@@ -59,21 +65,33 @@ describe('kernel: pool round trips of the main job (init -> root() -> close())',
     }
   });
 
-  it('a tmpfs-overlay root: root() 9, close() 4 (the record goes with the session directory)', async () => {
-    await using img = await init(busyboxSif.path);
-    const dir = registerMountPoint(mountDir('hops-tmpfs'));
-    const { value: r, count: mounted } = await countHops(() => root(img, dir, { writableTmpfs: true }));
-    try {
-      within('root({ writableTmpfs })', mounted, 9);
-      fs.writeFileSync(path.join(dir, 'written'), 'x');
-    } finally {
-      const record = await mountRecordFile(r.root.path);
-      expect(fs.existsSync(record), 'the root is recorded').to.equal(true);
-      const { count: released } = await countHops(() => r.close());
-      within('root.close()', released, 4);
-      expect(fs.existsSync(record), 'the record is removed with the session directory').to.equal(false);
-    }
-  });
+  for (const [path_, rootHops, closeHops, goes] of [
+    ['one native call (the overlay over detached layers)', 1, 1, 'with the unmount'],
+    ['the general path (IMGMOUNT_OVERLAY_LAYERS=dirs: layers on a session directory)', 9, 4, 'with the session directory'],
+  ] as const) {
+    it(`a tmpfs-overlay root by ${path_}: root() ${rootHops}, close() ${closeHops} (the record goes ${goes})`, async function () {
+      const legacy = rootHops > 1;
+      if (!legacy && !(await capabilities()).overlayLayersByFd) return skip(this, 'this kernel does not take detached mounts as overlay layers');
+      if (legacy) process.env.IMGMOUNT_OVERLAY_LAYERS = 'dirs';
+      try {
+        await using img = await init(busyboxSif.path);
+        const dir = registerMountPoint(mountDir('hops-tmpfs'));
+        const { value: r, count: mounted } = await countHops(() => root(img, dir, { writableTmpfs: true }));
+        try {
+          within('root({ writableTmpfs })', mounted, rootHops);
+          fs.writeFileSync(path.join(dir, 'written'), 'x');
+        } finally {
+          const record = await mountRecordFile(r.root.path);
+          expect(fs.existsSync(record), 'the root is recorded').to.equal(true);
+          const { count: released } = await countHops(() => r.close());
+          within('root.close()', released, closeHops);
+          expect(fs.existsSync(record), `the record is removed ${goes}`).to.equal(false);
+        }
+      } finally {
+        delete process.env.IMGMOUNT_OVERLAY_LAYERS;
+      }
+    });
+  }
 
   it('a FUSE root (squashfuse_ll with a passed /dev/fuse fd): root() 13 and one spawn, close() 4; no session directory', async () => {
     await using img = await init(busyboxSif.path);

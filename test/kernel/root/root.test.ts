@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ImgmountError, init, type Image } from '../../../lib';
 import { findMountRecord } from '../../../lib/drivers/mount-record';
-import { findMounts, readMountInfo, type MountInfoEntry } from '../../../lib/mount';
+import { capabilities, findMounts, readMountInfo, type MountInfoEntry } from '../../../lib/mount';
 import { createUserNamespace } from '../../../lib/ns';
 import { root, mountImage, releaseMount, type RootOptions } from '../../../lib/root';
 import { fixture } from '../../support/fixtures';
@@ -19,6 +19,7 @@ import { testTmp } from '../../support/hooks';
 import { mountDir } from '../../support/images';
 import { eventually, requireKernel, requireUserNamespaces, startNamespaceHolder, stopHolder } from '../../support/kernel';
 import { boundLoops, registerMountPoint } from '../../support/leaks';
+import { skip } from '../../support/skip';
 
 async function mountAt(p: string): Promise<MountInfoEntry | undefined> {
   return findMounts(await readMountInfo(), { mountPoint: p })[0];
@@ -100,23 +101,54 @@ describe('kernel: mountImage and root() with the kernel driver', function () {
     expect((err as Error).message).to.match(/no SIF writable overlay partition found in .*writableTmpfs/);
   });
 
-  it('writableTmpfs: an overlay whose writes vanish with it', async () => {
-    await using img = await init(fixture('sif-basic.sif'));
+  it('writableTmpfs: an overlay whose writes vanish with it, its layers never in the mount tree (one native call)', async function () {
+    if (!(await capabilities()).overlayLayersByFd) return skip(this, 'this kernel does not take detached mounts as overlay layers (the next test covers the session directory)');
+    const sif = copyFixture('sif-basic.sif');
+    await using img = await init(sif);
     const dir = registerMountPoint(mountDir('root-tmpfs'));
-    const r = await root(img, dir, { ...kernelOnly, writableTmpfs: true });
+    const before = (await readMountInfo()).length;
+    const r = await root(img, dir, { ...kernelOnly, writableTmpfs: true, tmpfsSize: '8m' });
     expect(r.root.readonly).to.equal(false);
     const m = (await mountAt(dir))!;
     expect(m.fstype).to.equal('overlay');
     expect(m.mountOptions).to.include.members(['nosuid', 'nodev']);
+    expect((await readMountInfo()).length, 'one mount: the overlay, its layers detached').to.equal(before + 1);
     fs.writeFileSync(path.join(dir, 'etc/new.txt'), 'new\n');
     expect(fs.readFileSync(path.join(dir, 'etc/hello.txt'), 'utf8')).to.equal('hello from imgmount\n');
-    const record = await findMountRecord(dir);
-    expect(record?.internalMounts.length).to.equal(2); // tmpfs + lower
+    expect(fs.statfsSync(dir).blocks * fs.statfsSync(dir).bsize, 'the tmpfs size asked').to.equal(8 * 1024 * 1024);
+    const record = (await findMountRecord(dir))!;
+    expect(record.fstype).to.equal('overlay');
+    expect(record.internalMounts).to.deep.equal([]);
+    expect(record.sessionDir).to.equal(undefined);
+    expect(loopsFor(sif)).to.have.length(1);
     await r.close();
     expect(await mountAt(dir)).to.equal(undefined);
-    for (const inner of record!.internalMounts) expect(await mountAt(inner)).to.equal(undefined);
-    expect(fs.existsSync(record!.sessionDir!)).to.equal(false);
     expect(await findMountRecord(dir)).to.equal(undefined);
+    await eventually(() => loopsFor(sif).length === 0, 3000, 'the lower layer to be released with the overlay');
+  });
+
+  it('writableTmpfs on the general path (mount(2)): layers on a session directory, all released with the root', async () => {
+    process.env.IMGMOUNT_MOUNT_API = 'legacy';
+    try {
+      await using img = await init(fixture('sif-basic.sif'));
+      const dir = registerMountPoint(mountDir('root-tmpfs-legacy'));
+      const r = await root(img, dir, { ...kernelOnly, writableTmpfs: true });
+      expect(r.root.readonly).to.equal(false);
+      const m = (await mountAt(dir))!;
+      expect(m.fstype).to.equal('overlay');
+      expect(m.mountOptions).to.include.members(['nosuid', 'nodev']);
+      fs.writeFileSync(path.join(dir, 'etc/new.txt'), 'new\n');
+      expect(fs.readFileSync(path.join(dir, 'etc/hello.txt'), 'utf8')).to.equal('hello from imgmount\n');
+      const record = await findMountRecord(dir);
+      expect(record?.internalMounts.length).to.equal(2); // tmpfs + lower
+      await r.close();
+      expect(await mountAt(dir)).to.equal(undefined);
+      for (const inner of record!.internalMounts) expect(await mountAt(inner)).to.equal(undefined);
+      expect(fs.existsSync(record!.sessionDir!)).to.equal(false);
+      expect(await findMountRecord(dir)).to.equal(undefined);
+    } finally {
+      delete process.env.IMGMOUNT_MOUNT_API;
+    }
   });
 
   it("the SIF's own ext3 overlay partition is the upper layer: a file written persists across a remount", async () => {
