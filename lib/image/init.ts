@@ -23,7 +23,7 @@ import { Image } from './image';
 import { lockExt3Partitions } from './lock';
 import { closeFd } from '../io/fd';
 import { describeCredentials, validateCredentials, type UserCredentials } from './credentials';
-import { openImageFile, openImageFileAs, reopenReadOnly, reopenReadWrite, type OpenedFile } from './open-file';
+import { openImageFile, openImageFileAs, reopenReadOnly, reopenReadWrite, returnWindow, type OpenedFile } from './open-file';
 import { NotThisFormat, type FormatRejection } from './probe';
 
 /** Formats in the order Apptainer tries them. */
@@ -116,6 +116,17 @@ async function openAndDetect(path: string, writable: boolean, options: InitOptio
   }
   throwIfAborted(signal);
   const opened = as === undefined ? await openAsCaller(path, writable) : await openAsUser(path, writable, as, options.allowBlockDevice ?? false);
+  try {
+    return await detectOpened(opened, writable, options, as);
+  } finally {
+    // Detection is over: what it kept was copied out of the window.
+    if (opened.borrowed) returnWindow(opened.borrowed);
+  }
+}
+
+/** Recognises the opened file and makes the Image (the fd is closed if that fails). */
+async function detectOpened(opened: Opened, writable: boolean, options: InitOptions, as: UserCredentials | undefined): Promise<Image> {
+  const { signal } = options;
   const { file, resolved } = opened;
   let { wantWrite } = opened;
   let fd = file.fd;
@@ -177,6 +188,8 @@ interface Opened {
   wantWrite: boolean;
   /** The first bytes, read with the open (not with `as`). */
   window?: Buffer;
+  /** The borrowed buffer `window` is a view of, given back once detection is over. */
+  borrowed?: Buffer;
 }
 
 /** As the calling process: resolve, check access with the real uid (as Apptainer), open, read the head: one native hop. */
@@ -188,7 +201,7 @@ async function openAsCaller(path: string, writable: boolean): Promise<Opened> {
     debug('opening %s in read-only mode: no write permissions', file.path);
     wantWrite = false;
   }
-  return { file, resolved: file.path, wantWrite, window: file.head };
+  return { file, resolved: file.path, wantWrite, window: file.head, borrowed: file.window };
 }
 
 /** As the user `as`: one open with their credentials; no check or path resolution as root. */

@@ -70,11 +70,35 @@ function openFd(p: string, flags: number): Promise<number> {
 /** Bytes read at the start of an image in the same hop as the open: a SIF's header, descriptor table and (usually) its partitions' superblocks. */
 export const HEAD_WINDOW = 64 * 1024;
 
+/**
+ * Detection windows kept for the next init(): a fresh 64 KiB buffer per init() costs an
+ * allocation and external memory the GC has to be pressed to collect (about 20 µs a cycle
+ * here). A window is borrowed for one open and its detection, and given back once nothing
+ * reads it; whatever detection keeps (superblocks, descriptors) is copied out of it.
+ */
+const spareWindows: Buffer[] = [];
+const SPARE_WINDOWS = 8;
+
+/** Test seam: windows given back are overwritten, so that a view kept past its init() reads garbage in the tests, not silently later. */
+export const windowTestHooks: { poison?: boolean } = {};
+
+function borrowWindow(): Buffer {
+  return spareWindows.pop() ?? Buffer.allocUnsafe(HEAD_WINDOW);
+}
+
+/** Gives a window back (once; nothing may read it afterwards). */
+export function returnWindow(window: Buffer): void {
+  if (windowTestHooks.poison) window.fill(0xa5);
+  if (spareWindows.length < SPARE_WINDOWS && !spareWindows.includes(window)) spareWindows.push(window);
+}
+
 export interface OpenedImageFile extends OpenedFile {
   /** The absolute path with every symlink resolved (realpath). */
   path: string;
-  /** The first min(HEAD_WINDOW, size) bytes (empty for a directory). */
+  /** The first min(HEAD_WINDOW, size) bytes (empty for a directory): a view of `window`. */
   head: Buffer;
+  /** The borrowed buffer `head` is a view of: the caller gives it back (returnWindow) once nothing reads it. */
+  window: Buffer;
   /** With checkWrite: whether the real uid may write it (access(W_OK)). */
   writeAccess: boolean;
 }
@@ -91,10 +115,11 @@ const ACCEPTED_TYPES = [fs.constants.S_IFREG, fs.constants.S_IFDIR, fs.constants
  */
 export async function openImageFile(p: string, checkWrite: boolean): Promise<OpenedImageFile> {
   let opened;
-  const window = Buffer.allocUnsafe(HEAD_WINDOW);
+  const window = borrowWindow();
   try {
     opened = await native((b) => b.openImage(p, { checkWrite, acceptTypes: ACCEPTED_TYPES, window }));
   } catch (err) {
+    returnWindow(window);
     const e = err as { syscall?: string; path?: string };
     const at = e.path ?? p;
     switch (e.syscall) {
@@ -115,11 +140,13 @@ export async function openImageFile(p: string, checkWrite: boolean): Promise<Ope
         throw fromNodeError(err, `failed to open ${at}`);
     }
   }
-  if (opened.refused === 'file-type') kindOfMode(opened.mode, opened.path); // throws, naming the type
   if (opened.refused !== undefined) {
+    returnWindow(window);
+    if (opened.refused === 'file-type') kindOfMode(opened.mode, opened.path); // throws, naming the type
     throw new ImgmountError('ERR_IMAGE_UNSUPPORTED_FILE_TYPE', `${opened.path} changed while it was being opened`, { path: opened.path });
   }
   return {
+    window,
     fd: opened.fd,
     kind: kindOfMode(opened.mode, opened.path),
     size: Number(opened.size),

@@ -38,9 +38,10 @@ const CHARTS = { cycles: 'docs/benchmarks/cycle-times.svg', delay: 'docs/benchma
 const progress = (text: string) => process.stderr.write(text);
 
 /** The interleaved measurements, each next to its baseline(s). */
-function measurements(w: Workload, dir: string, floor: string, cycles: Record<MeasurementId, number>): Measurement[] {
+function measurements(w: Workload, dir: string, floor: string, cycles: Record<MeasurementId, number>, overlayLayersByFd: boolean): Measurement[] {
   const kernelRoot = { options: {}, expect: 'kernel:squashfs' };
-  const tmpfsRoot = { options: { writableTmpfs: true }, expect: 'kernel:tmpfs kernel:squashfs kernel:overlay' };
+  // An overlay over detached layers is one mount (its layers are not mounts of their own).
+  const tmpfsRoot = { options: { writableTmpfs: true }, expect: overlayLayersByFd ? 'kernel:overlay' : 'kernel:tmpfs kernel:squashfs kernel:overlay' };
   const fuseRoot = { options: { driver: 'fuse' as const }, expect: 'fuse:fuse.squashfuse_ll' };
   const all: Record<MeasurementId, () => Promise<number>> = {
     floor: async () => floorBatch(floor, w, dir, cycles.floor),
@@ -73,7 +74,7 @@ async function measure(o: BenchOptions, w: Workload, tmp: string): Promise<Resul
   const floor = compileFloor(sharedDir, tmp);
   const cycles = cyclesPerBatch(o);
   progress(`bench: ${o.batches} interleaved rounds (and one warm-up) `);
-  const { samples, retried } = await runRounds(measurements(w, dir, floor, cycles), { rounds: o.batches, onRound: () => progress('.') });
+  const { samples, retried } = await runRounds(measurements(w, dir, floor, cycles, (await capabilities()).overlayLayersByFd), { rounds: o.batches, onRound: () => progress('.') });
   progress('\n');
   const concurrency: ConcurrencyReport[] = [];
   progress(`bench: ${o.concurrentRoots} concurrent roots, ${o.concurrencyRuns} fresh process(es) `);

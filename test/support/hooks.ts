@@ -17,6 +17,11 @@ import * as path from 'node:path';
 import { checkLeaks, mountPoints, RUN_ENV, setCurrentRun, snapshotLeaks, within, type LeakSnapshot, type TestRun } from './leaks';
 import { killLiveChildren } from './kernel';
 import { repoRoot } from './paths';
+import { windowTestHooks } from '../../lib/image/open-file';
+
+// Detection windows given back by init() are overwritten in every test run: an Image (or an
+// error) still holding a view of one would read garbage here, and a test would fail.
+windowTestHooks.poison = true;
 
 /** Per-run scratch directory; everything a test creates lives under it. */
 export const testTmp = fs.mkdtempSync(path.join(os.tmpdir(), 'imgmount-test-'));
