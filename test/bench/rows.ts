@@ -176,19 +176,28 @@ export function buildRows(r: Results, concurrentRoots: number): Row[] {
     ratioRow(1, 'main job: init → root() → stat a file → root.close() → image.close(), kernel driver', compare(s, 'main', 'floor'), 'C floor', 1.4),
     ratioRow(2, 'same with writableTmpfs', compare(s, 'tmpfs', 'floor'), 'C floor', 2.5),
     ratioRow(3, 'init + close of a SIF', compare(s, 'initClose', 'plainRead'), 'open+read(64 KiB)+close', 1.5),
-    fasterRow(4, 'main job vs util-linux mount -o loop,offset,sizelimit + stat + umount', compare(s, 'main', 'utilLinux'), 20),
-    ratioRow(5, 'FUSE root vs bare squashfuse_ll + stat + fusermount3 -u', compare(s, 'fuse', 'squashfuse'), 'bare squashfuse_ll', 0.9),
+    // Rows 4 and 5 against the tools spawned from Node, as the issue measured them (its "now":
+    // 7-8x faster and 0.82-0.88x, which the spawned-from-Node cycles reproduce and a shell loop
+    // does not); the shell loop, the tools' own floor, is given for context.
+    fasterRow(4, 'main job vs util-linux mount -o loop,offset,sizelimit + stat + umount, spawned from Node', compare(s, 'main', 'utilLinuxNode'), 20),
+    ratioRow(5, 'FUSE root vs bare squashfuse_ll + stat + fusermount3 -u, spawned from Node', compare(s, 'fuse', 'squashfuseNode'), 'bare squashfuse_ll', 0.9),
     concurrencyRow(r.concurrency, concurrentRoots),
     heldRow(r.held),
   ];
 }
 
-/** The same comparisons against the tools spawned from Node, as a Node daemon would spawn them. */
+/**
+ * The same comparisons against the tools run from a shell loop (one fork+exec of each tool per
+ * cycle from a small process: their own floor), and the C floor's own standing against
+ * util-linux, which bounds row 4 for any implementation.
+ */
 export function buildContextRows(r: Results): ContextRow[] {
-  const u = compare(r.samples, 'main', 'utilLinuxNode');
-  const f = compare(r.samples, 'fuse', 'squashfuseNode');
+  const u = compare(r.samples, 'main', 'utilLinux');
+  const f = compare(r.samples, 'fuse', 'squashfuse');
+  const floor = compare(r.samples, 'floor', 'utilLinuxNode');
   return [
-    { measure: 'main job vs util-linux mount + umount spawned from Node (execFile)', now: `${formatNumber(1 / u.ratio)}x faster (${times(u)})` },
-    { measure: 'FUSE root vs squashfuse_ll + fusermount3 -u spawned from Node (execFile)', now: `${formatRatio(f.ratio)} (${times(f)})` },
+    { measure: 'main job vs util-linux mount + umount from a shell loop', now: `${formatNumber(1 / u.ratio)}x faster (${times(u)})` },
+    { measure: 'FUSE root vs squashfuse_ll + fusermount3 -u from a shell loop', now: `${formatRatio(f.ratio)} (${times(f)})` },
+    { measure: 'C floor vs util-linux spawned from Node (the most row 4 can show)', now: `${formatNumber(1 / floor.ratio)}x faster (${times(floor)})` },
   ];
 }

@@ -9,7 +9,7 @@ import type { HeldReport } from '../../bench/held';
 import { roundOrder, runRounds } from '../../bench/interleave';
 import { escapeCell, renderTable } from '../../bench/markdown';
 import { benchmarksMarkdown } from '../../bench/report';
-import { MEASUREMENTS, buildRows, compare, delaySummary, judge, type MeasurementId, type Results } from '../../bench/rows';
+import { MEASUREMENTS, buildContextRows, buildRows, compare, delaySummary, judge, type MeasurementId, type Results } from '../../bench/rows';
 import { formatDuration, formatNumber, formatRange, formatRatio, median, pairedRatios, quantile, summarize } from '../../bench/stats';
 
 describe('bench helpers', () => {
@@ -157,7 +157,7 @@ describe('bench helpers', () => {
 
     it('meets targets where the figures do, misses them where they do not', () => {
       const r = results(
-        { main: [1300, 1300, 1300], floor: [1000, 1000, 1000], tmpfs: [3000, 3000, 3000], utilLinux: [26_000, 26_000, 26_000], fuse: [850, 850, 850] },
+        { main: [1300, 1300, 1300], floor: [1000, 1000, 1000], tmpfs: [3000, 3000, 3000], utilLinuxNode: [26_000, 26_000, 26_000], fuse: [850, 850, 850] },
         [{ cold: round(2, 9), warm: round(1, 4) }, { cold: round(3, 12), warm: round(1, 4) }],
         held(),
       );
@@ -166,6 +166,12 @@ describe('bench helpers', () => {
       expect(rows.map((x) => x.verdict)).to.deep.equal(['met', 'missed', 'met', 'met', 'met', 'missed', 'met']);
       expect(rows[0]!.now).to.match(/^1\.30x C floor/);
       expect(rows[3]!.now).to.match(/^20\.0x faster/);
+      // Rows 4 and 5 are judged against the tools spawned from Node; the shell loop and the C
+      // floor's own standing against util-linux are context.
+      const context = buildContextRows(r);
+      expect(context.map((c) => c.measure)).to.have.length(3);
+      expect(context[2]!.measure).to.match(/^C floor vs util-linux spawned from Node/);
+      expect(context[2]!.now).to.match(/^26\.0x faster/);
       // p99 is the median of the runs' (2.5 ms), max the worst of all (12 ms: missed).
       expect(delaySummary(r.concurrency, 'cold')).to.include({ p99: 2.5, max: 12 });
     });
