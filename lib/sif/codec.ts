@@ -137,7 +137,12 @@ export function encodeRawHeader(h: RawHeader): Buffer {
   return b;
 }
 
-export function decodeRawDescriptor(b: Buffer): RawDescriptor {
+/**
+ * The fields of a 585-byte slot. `name` and `extra` are copies, unless `views` (for a caller
+ * that drops the result before `b` changes, as loadSif does: descriptorView copies what stays).
+ */
+export function decodeRawDescriptor(b: Buffer, views = false): RawDescriptor {
+  const part = (start: number, end: number) => (views ? b.subarray(start, end) : Buffer.from(b.subarray(start, end)));
   return {
     dataType: b.readInt32LE(D.dataType),
     // Go decodes a bool as "byte != 0".
@@ -152,8 +157,8 @@ export function decodeRawDescriptor(b: Buffer): RawDescriptor {
     modifiedAt: b.readBigInt64LE(D.modifiedAt),
     uid: b.readBigInt64LE(D.uid),
     gid: b.readBigInt64LE(D.gid),
-    name: Buffer.from(b.subarray(D.name, D.name + NAME_SIZE)),
-    extra: Buffer.from(b.subarray(D.extra, D.extra + EXTRA_SIZE)),
+    name: part(D.name, D.name + NAME_SIZE),
+    extra: part(D.extra, D.extra + EXTRA_SIZE),
   };
 }
 

@@ -30,7 +30,7 @@ export interface LoadSifOptions {
 export interface LoadedSifTable {
   image: SifImage;
   header: RawHeader;
-  /** All DescriptorsTotal slots (used or not), 585 bytes each, in table order. */
+  /** All DescriptorsTotal slots (used or not), 585 bytes each, in table order (empty from loadSif, which does not keep them). */
   slots: Buffer[];
 }
 
@@ -38,11 +38,16 @@ const TWO_53 = 2n ** 53n;
 
 /** Loads and validates the header and descriptor table of a SIF image. */
 export async function loadSif(source: ByteSource, options: LoadSifOptions = {}): Promise<SifImage> {
-  return (await loadSifTable(source, options)).image;
+  // Without the slots: every init() loads a table of (usually) 48, of which a handful are used.
+  return (await load(source, options, false)).image;
 }
 
 /** loadSif, also returning the raw header and all slots (for rewriting an image in place). */
-export async function loadSifTable(source: ByteSource, options: LoadSifOptions = {}): Promise<LoadedSifTable> {
+export function loadSifTable(source: ByteSource, options: LoadSifOptions = {}): Promise<LoadedSifTable> {
+  return load(source, options, true);
+}
+
+async function load(source: ByteSource, options: LoadSifOptions, keepSlots: boolean): Promise<LoadedSifTable> {
   type Code = 'ERR_SIF_INVALID' | 'ERR_SIF_TRUNCATED' | 'ERR_SIF_UNSUPPORTED_VERSION';
   const fail = (code: Code, msg: string, details: Record<string, unknown> = {}) =>
     new ImgmountError(code, options.path === undefined ? msg : `${options.path}: ${msg}`, {
@@ -168,12 +173,16 @@ export async function loadSifTable(source: ByteSource, options: LoadSifOptions =
   const descriptors: SifDescriptor[] = [];
   const slotOfId = new Map<number, number>();
   for (let slot = 0; slot < total; slot++) {
+    if (table[slot * DESCRIPTOR_SIZE + D.used] === 0) {
+      if (keepSlots) slots.push(table.subarray(slot * DESCRIPTOR_SIZE, (slot + 1) * DESCRIPTOR_SIZE));
+      continue; // unused slots are skipped whatever else they hold
+    }
     const sb = table.subarray(slot * DESCRIPTOR_SIZE, (slot + 1) * DESCRIPTOR_SIZE);
-    slots.push(sb);
-    if (sb[D.used] === 0) continue; // unused slots are skipped whatever else they hold
+    if (keepSlots) slots.push(sb);
     const at = descOff + slot * DESCRIPTOR_SIZE;
     const where = `descriptor slot ${slot} (byte offset ${at})`;
-    const rd = decodeRawDescriptor(sb);
+    // Views of the table: only the descriptor view below (which copies) outlives this loop.
+    const rd = decodeRawDescriptor(sb, true);
     if (rd.id === 0) {
       throw fail('ERR_SIF_INVALID', `${where}: object ID is 0`, { slot, offset: at, field: 'id' });
     }
