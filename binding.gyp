@@ -15,6 +15,7 @@
         "native/mountinfo-watch.cc",
         "native/namespace.cc",
         "native/path.cc",
+        "native/spawn.cc",
         "native/users.cc"
       ],
       "dependencies": [

@@ -174,6 +174,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitMount(env, exports);
   InitAttachMount(env, exports);
   InitMountinfoWatch(env, exports);
+  InitSpawn(env, exports);
   InitNamespace(env, exports);
   InitPath(env, exports);
   InitUsers(env, exports);

@@ -129,6 +129,7 @@ void InitLoop(Napi::Env env, Napi::Object exports);
 void InitMount(Napi::Env env, Napi::Object exports);
 void InitAttachMount(Napi::Env env, Napi::Object exports);
 void InitMountinfoWatch(Napi::Env env, Napi::Object exports);
+void InitSpawn(Napi::Env env, Napi::Object exports);
 void InitNamespace(Napi::Env env, Napi::Object exports);
 void InitPath(Napi::Env env, Napi::Object exports);
 void InitUsers(Napi::Env env, Napi::Object exports);

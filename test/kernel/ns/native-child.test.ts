@@ -1,0 +1,93 @@
+// Programs started by posix_spawn off the JS thread (lib/ns/native-child.ts): what the child
+// gets (exactly the fds asked, stdin /dev/null, default signals, none blocked or ignored, its
+// own session, exactly the environment), how its exit is reported (code or signal, 'exit' then
+// 'close', reaped: no zombie), signals through its pidfd, and a failed exec as an error with
+// nothing left running.
+import { expect } from 'chai';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { SystemError } from '../../../lib/errors';
+import { spawnNative, type NativeChild } from '../../../lib/ns/native-child';
+import { trackExit } from '../../../lib/util/child-exit';
+import { rejection } from '../../support/expect-error';
+import { testTmp } from '../../support/hooks';
+import { requireKernel } from '../../support/kernel';
+
+const SH = '/bin/sh';
+
+function exitOf(child: NativeChild): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  return trackExit(child as never).closed;
+}
+
+function isZombieOrGone(pid: number): boolean {
+  try {
+    return fs.readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ');
+  } catch {
+    return true;
+  }
+}
+
+describe('kernel: programs started without forking Node (posix_spawn + pidfd)', function () {
+  before(function () {
+    requireKernel(this);
+  });
+
+  it('reports the exit code, then reaps it (no zombie is left)', async () => {
+    const child = await spawnNative(SH, ['-c', 'exit 7'], { fds: [null, null, null], env: { PATH: '/usr/bin:/bin' }, setsid: false });
+    const e = await exitOf(child);
+    expect(e).to.deep.equal({ code: 7, signal: null });
+    expect(child.exitCode).to.equal(7);
+    expect(fs.existsSync(`/proc/${child.pid}`), 'reaped').to.equal(false);
+  });
+
+  it('kill() signals it through its pidfd; after the exit kill() is false', async () => {
+    const child = await spawnNative(SH, ['-c', 'exec sleep 30'], { fds: [null, null, null], env: {}, setsid: true });
+    expect(child.kill('SIGTERM')).to.equal(true);
+    expect(await exitOf(child)).to.deep.equal({ code: null, signal: 'SIGTERM' });
+    expect(child.kill('SIGKILL')).to.equal(false);
+  });
+
+  it('the child gets exactly the fds asked (stdin /dev/null), default signals, none blocked, its own session and exactly the environment', async () => {
+    const out = path.join(testTmp, 'native-child.out');
+    const fd = fs.openSync(out, 'w');
+    const extra = fs.openSync(path.join(testTmp, 'native-child.extra'), 'w');
+    try {
+      // Reports: its fds, stdin's target, blocked and ignored signal masks, sid == pid, env.
+      const script = 'ls /proc/$$/fd | sort -n | tr "\\n" " "; echo; readlink /proc/$$/fd/0; grep -E "^(SigBlk|SigIgn)" /proc/$$/status; ' +
+        'set -- $(cut -d" " -f6 /proc/$$/stat); [ "$1" = "$$" ] && echo session-leader; env | sort; echo extra >&3';
+      const child = await spawnNative(SH, ['-c', script], { fds: [null, fd, fd, extra], env: { A: '1', PATH: '/usr/bin:/bin' }, setsid: true });
+      expect(await exitOf(child)).to.deep.equal({ code: 0, signal: null });
+    } finally {
+      fs.closeSync(fd);
+      fs.closeSync(extra);
+    }
+    const lines = fs.readFileSync(out, 'utf8').trim().split('\n');
+    // 0-3 are ours; the one more is ls's own directory fd.
+    expect(lines[0]!.trim().split(' ').slice(0, 4)).to.deep.equal(['0', '1', '2', '3']);
+    expect(lines[0]!.trim().split(' ').length).to.be.at.most(5);
+    expect(lines[1]).to.equal('/dev/null');
+    expect(lines[2]).to.match(/^SigBlk:\s+0+$/);
+    // Node ignores SIGPIPE; the child must not ignore it, nor any other standard signal (glibc's
+    // posix_spawn leaves only its own two internal ones, 32 and 33, ignored until the program's
+    // libc takes them over).
+    const ignored = BigInt(`0x${lines[3]!.split(/\s+/)[1]}`);
+    expect(ignored & 0x7fffffffn, lines[3]).to.equal(0n); // bit n-1 is signal n
+    expect(lines[4]).to.equal('session-leader');
+    expect(lines.slice(5).filter((l) => !l.startsWith('PWD=') && !l.startsWith('SHLVL=') && !l.startsWith('_='))).to.deep.equal(['A=1', 'PATH=/usr/bin:/bin']);
+    expect(fs.readFileSync(path.join(testTmp, 'native-child.extra'), 'utf8')).to.equal('extra\n');
+  });
+
+  it('a program that cannot be executed is a SystemError (posix_spawn, ENOENT), nothing left running', async () => {
+    const err = await rejection(spawnNative('/nonexistent/program', [], { fds: [null, null, null], env: {}, setsid: true }), SystemError);
+    expect(err.syscall).to.equal('posix_spawn');
+    expect(err.code).to.equal('ENOENT');
+  });
+
+  it('unref() lets Node exit while it runs; its exit still arrives while Node runs', async () => {
+    const child = await spawnNative(SH, ['-c', 'exec sleep 0.2'], { fds: [null, null, null], env: {}, setsid: true });
+    child.unref();
+    const e = await exitOf(child);
+    expect(e.code).to.equal(0);
+    expect(isZombieOrGone(child.pid)).to.equal(true);
+  });
+});
