@@ -6,8 +6,10 @@
 import { createHook } from 'node:async_hooks';
 
 /** Async resource types that are a round trip through the pool (or a process). */
-const HOP_TYPES = /^(FSREQCALLBACK|FSREQPROMISE|FILEHANDLECLOSEREQ|STATWATCHER|ZLIB|PBKDF2REQUEST|SCRYPTREQUEST|GETADDRINFOREQWRAP|imgmount:.*)$/;
-const SPAWN_TYPES = /^(PROCESSWRAP)$/;
+// (Our event-loop watchers, imgmount:*.watch, are uv_poll handles: no pool trip.)
+const HOP_TYPES = /^(FSREQCALLBACK|FSREQPROMISE|FILEHANDLECLOSEREQ|STATWATCHER|ZLIB|PBKDF2REQUEST|SCRYPTREQUEST|GETADDRINFOREQWRAP|imgmount:(?!.*\.watch$).*)$/;
+/** A process started: by child_process (a fork of Node), or by our posix_spawn (a pool trip too). */
+const SPAWN_TYPES = /^(PROCESSWRAP|imgmount:spawn\.program)$/;
 
 export interface HopCount {
   /** Pool round trips. */
@@ -30,9 +32,10 @@ export async function countHops<T>(fn: () => Promise<T>): Promise<{ value: T; co
   const hook = createHook({
     init(_id, type) {
       const hop = HOP_TYPES.test(type);
-      if (!hop && !SPAWN_TYPES.test(type)) return;
+      const spawned = SPAWN_TYPES.test(type);
+      if (!hop && !spawned) return;
       if (hop) count.hops++;
-      else count.spawns++;
+      if (spawned) count.spawns++;
       const s = site(type);
       sites.set(s, (sites.get(s) ?? 0) + 1);
     },
