@@ -25,6 +25,7 @@ import { openNamespace, type NamespaceFd, type NamespaceRef } from '../ns/namesp
 import { mapMountError } from './errors';
 import { MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, formatMountFlags, mountDataToString, mountFlagsToNumber, toNewApi, type MountData, type MountFlags } from './flags';
 import { Mount, type MountInit } from './handle';
+import { KERNEL_WORK_HOLD_MS, kernelWork } from './kernel-work';
 import { str, type MountMethod } from './mount';
 import { MOUNT_APIS, noteNewApiFailure, resolveMountApi, type MountApi } from './new-api';
 
@@ -300,7 +301,7 @@ export async function buildMount(source: LoopSource | LoopDevice, place: Placeme
         : await setupLoop<BuiltMount>(source, p.loop, {
             fused: async (loopSpec) => {
               const spec = mountSpec();
-              const r = await native((b) => b.loopAttachMount(loopSpec, spec, false));
+              const r = await kernelWork.runBriefly(() => native((b) => b.loopAttachMount(loopSpec, spec, false)), KERNEL_WORK_HOLD_MS);
               debug('mounted %s (%s) on %s via %s, loop %s', loopSpec.imagePath || loopSpec.imageFd, p.fstype, target || '(detached)', api, r.path);
               return { bound: r, use: builtOn(r, spec, r, r.target ? inHopPinned(r.target) : undefined) };
             },

@@ -25,9 +25,37 @@ export class Admission {
     try {
       return await fn();
     } finally {
-      this.#active--;
-      this.#waiting.shift()?.();
+      this.#release();
     }
+  }
+
+  /**
+   * run() for work that should be brief: a `fn` still running after `holdMs` gives its slot up
+   * (it is waiting on something, a slow disk or a hung filesystem, not using a CPU), so that
+   * one stuck call never holds up the others.
+   */
+  async runBriefly<T>(fn: () => Promise<T>, holdMs: number): Promise<T> {
+    if (this.#active >= this.limit) await this.#wait(undefined);
+    this.#active++;
+    let held = true;
+    const letGo = (): void => {
+      if (!held) return;
+      held = false;
+      this.#release();
+    };
+    const timer = setTimeout(letGo, holdMs);
+    timer.unref();
+    try {
+      return await fn();
+    } finally {
+      clearTimeout(timer);
+      letGo();
+    }
+  }
+
+  #release(): void {
+    this.#active--;
+    this.#waiting.shift()?.();
   }
 
   #wait(signal: AbortSignal | undefined): Promise<void> {

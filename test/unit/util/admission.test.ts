@@ -1,6 +1,8 @@
 // Admission (lib/util/admission.ts): at most N at once, in arrival order, and a waiter's abort.
 import { expect } from 'chai';
 import { AbortError } from '../../../lib/errors';
+import * as os from 'node:os';
+import { kernelWork } from '../../../lib/mount/kernel-work';
 import { Admission, OPERATIONS_IN_FLIGHT } from '../../../lib/util/admission';
 
 function deferred(): { promise: Promise<void>; resolve: () => void } {
@@ -102,6 +104,39 @@ describe('admission: at most N operations at once', () => {
     ac.abort();
     gate.resolve();
     expect(await running).to.equal('finished');
+  });
+
+  it('runBriefly: a call still running after holdMs gives its slot to the next, and gives nothing back twice', async () => {
+    const a = new Admission(1);
+    const stuck = deferred();
+    const order: string[] = [];
+    const first = a.runBriefly(async () => {
+      order.push('stuck starts');
+      await stuck.promise;
+      order.push('stuck ends');
+    }, 20);
+    const quick = deferred();
+    const second = a.runBriefly(async () => {
+      order.push('second starts');
+      await quick.promise;
+    }, 10_000);
+    await tick();
+    expect(order, 'the second waits while the first computes').to.deep.equal(['stuck starts']);
+    await new Promise((r) => setTimeout(r, 40));
+    expect(order, 'the first let its slot go after 20 ms').to.deep.equal(['stuck starts', 'second starts']);
+    // The first ending now must not free a slot it gave up already: a third still waits for the second.
+    stuck.resolve();
+    await first;
+    const third = a.runBriefly(async () => order.push('third starts'), 10_000);
+    await tick();
+    expect(order).to.deep.equal(['stuck starts', 'second starts', 'stuck ends']);
+    quick.resolve();
+    await Promise.all([second, third]);
+    expect(order.at(-1)).to.equal('third starts');
+  });
+
+  it('kernel work is admitted one per CPU', () => {
+    expect(kernelWork.limit).to.equal(Math.max(1, os.availableParallelism()));
   });
 
   it('the limit is what it was built with; the library admits 4 of a kind at once', () => {
