@@ -8,10 +8,10 @@
 //     threads block them all), its own session with `setsid`, exactly `envp`. It is a zombie
 //     until its ProcessWatcher reaps it, so the pid cannot be reused meanwhile.
 //
-//   new ProcessWatcher(pidfd, onExit) -> { kill(signal), ref(), unref(), close() }
+//   new ProcessWatcher(pidfd, pid, onExit) -> { kill(signal), ref(), unref(), close() }
 //     A uv_poll of the pidfd on the event loop's epoll (readable once the process exits), then
-//     waitid(P_PIDFD, WNOHANG): onExit(code, signal) on the JS thread (signal a number, or
-//     null). kill() is pidfd_send_signal: never another process that got the pid. The watcher
+//     waitid(P_PIDFD, WNOHANG) (waitpid of `pid` on 5.3, which has pidfd_open but not P_PIDFD):
+//     onExit(code, signal) on the JS thread (signal a number, or null). kill() is pidfd_send_signal: never another process that got the pid. The watcher
 //     owns the pidfd and closes it once the process is reaped (or the watcher is collected).
 //     Keeps the loop alive until the exit unless unref()'d, like a ChildProcess.
 //
@@ -170,8 +170,9 @@ class ProcessWatcher : public LoopWatcher<ProcessWatcher> {
   explicit ProcessWatcher(const Napi::CallbackInfo& info) : LoopWatcher<ProcessWatcher>(info) {
     Napi::Env env = info.Env();
     pidfd_ = ArgInt(info, 0, "pidfd");
-    if (!info[1].IsFunction()) throw Napi::TypeError::New(env, "onExit must be a function");
-    Watch(env, pidfd_, UV_READABLE, OnPoll, info[1].As<Napi::Function>(), "imgmount:spawn.watch", "uv_poll_start(pidfd)");
+    pid_ = ArgInt(info, 1, "pid");
+    if (!info[2].IsFunction()) throw Napi::TypeError::New(env, "onExit must be a function");
+    Watch(env, pidfd_, UV_READABLE, OnPoll, info[2].As<Napi::Function>(), "imgmount:spawn.watch", "uv_poll_start(pidfd)");
   }
 
   ~ProcessWatcher() override { ClosePidfd(); }
@@ -217,6 +218,7 @@ class ProcessWatcher : public LoopWatcher<ProcessWatcher> {
     siginfo_t si;
     memset(&si, 0, sizeof si);
     int rc = waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(self->pidfd_), &si, WEXITED | WNOHANG);
+    if (rc != 0 && errno == EINVAL) rc = waitid(P_PID, static_cast<id_t>(self->pid_), &si, WEXITED | WNOHANG);
     if (rc == 0 && si.si_pid == 0) return;
     if (rc != 0 && errno != ECHILD) return;
     self->exited_ = true;
@@ -235,6 +237,7 @@ class ProcessWatcher : public LoopWatcher<ProcessWatcher> {
   }
 
   int pidfd_ = -1;
+  int pid_ = -1;
   bool exited_ = false;
 };
 

@@ -227,7 +227,7 @@ export interface NativeBinding {
   /** posix_spawn on a pool thread, then pidfd_open: fds[i] becomes fd i (-1: /dev/null); nothing else is inherited. */
   spawnProgram(spec: { file: string; argv: string[]; envp: string[]; fds: number[]; setsid: boolean }, sync?: boolean): Promise<{ pid: number; pidfd: number }>;
   /** Watches a pidfd (and owns it) on the event loop; onExit(code, signal number) once it exited and was reaped. kill: pidfd_send_signal (false once it exited). */
-  ProcessWatcher: new (pidfd: number, onExit: (code: number | null, signal: number | null) => void) => { kill(signal: number): boolean; ref(): void; unref(): void; close(): void };
+  ProcessWatcher: new (pidfd: number, pid: number, onExit: (code: number | null, signal: number | null) => void) => { kill(signal: number): boolean; ref(): void; unref(): void; close(): void };
   // pinned paths (native/path.cc); dirfd -1 is AT_FDCWD
   openAt(dirfd: number, path: string, flags: number, resolve: number, sync?: boolean): Promise<NativePathInfo>;
   walkAt(dirfd: number, path: string, flags: number, mode: { inRoot: boolean; noXdev: boolean }, sync?: boolean): Promise<NativePathInfo>;

@@ -8,6 +8,7 @@
 import { EventEmitter } from 'node:events';
 import { constants as osConstants } from 'node:os';
 import { native, binding } from '../native/binding';
+import { isSystemError } from '../util/system-error';
 
 export interface NativeSpawnOptions {
   /** fds the program gets at 0, 1, 2, 3, ... (null: /dev/null). */
@@ -34,7 +35,7 @@ export class NativeChild extends EventEmitter {
     pidfd: number,
   ) {
     super();
-    this.#watcher = new (binding().ProcessWatcher)(pidfd, (code, signal) => {
+    this.#watcher = new (binding().ProcessWatcher)(pidfd, pid, (code, signal) => {
       this.exitCode = code;
       this.signalCode = signal === null ? null : (signalNames.get(signal) ?? null);
       this.#watcher.close(); // it closed the pidfd once it reaped the process
@@ -59,11 +60,24 @@ export class NativeChild extends EventEmitter {
   }
 }
 
+let pidfds = true;
+
+/** False once a spawn found this kernel without pidfd_open (before 5.3): callers use child_process then. */
+export function nativeSpawnAvailable(): boolean {
+  return pidfds;
+}
+
 /** Starts `file` (an absolute path) with `args` as the options say; resolves once it runs (its exec succeeded). */
 export async function spawnNative(file: string, args: readonly string[], o: NativeSpawnOptions): Promise<NativeChild> {
   const envp = Object.entries(o.env)
     .filter((e): e is [string, string] => e[1] !== undefined)
     .map(([k, v]) => `${k}=${v}`);
-  const r = await native((b) => b.spawnProgram({ file, argv: [file, ...args], envp, fds: o.fds.map((fd) => fd ?? -1), setsid: o.setsid }));
-  return new NativeChild(r.pid, r.pidfd);
+  try {
+    const r = await native((b) => b.spawnProgram({ file, argv: [file, ...args], envp, fds: o.fds.map((fd) => fd ?? -1), setsid: o.setsid }));
+    return new NativeChild(r.pid, r.pidfd);
+  } catch (err) {
+    // The program was stopped and reaped already: without a pidfd it could not be watched.
+    if (isSystemError(err, 'ENOSYS', 'pidfd_open')) pidfds = false;
+    throw err;
+  }
 }

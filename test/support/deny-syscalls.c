@@ -1,9 +1,10 @@
 /* Test helper: runs a program with some syscalls failing, to exercise imgmount's fallbacks on
  * a kernel that has everything (like util-linux's `enosys`, which this machine lacks).
- *   deny-syscalls [--new-mount-api ENOSYS|EPERM] [--loop-configure] -- PROGRAM ARGS...
+ *   deny-syscalls [--new-mount-api ENOSYS|EPERM] [--loop-configure] [--pidfd-open] -- PROGRAM ARGS...
  * --new-mount-api: fsopen, fsconfig, fsmount, move_mount, open_tree, mount_setattr fail with
  *                  that errno (EPERM is what a seccomp profile that filters them gives);
- * --loop-configure: ioctl(LOOP_CONFIGURE) fails with EINVAL, as on kernels before 5.8. */
+ * --loop-configure: ioctl(LOOP_CONFIGURE) fails with EINVAL, as on kernels before 5.8;
+ * --pidfd-open: pidfd_open fails with ENOSYS, as on kernels before 5.3. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <linux/audit.h>
@@ -27,6 +28,9 @@
 #ifndef __NR_mount_setattr
 #define __NR_mount_setattr 442
 #endif
+#ifndef __NR_pidfd_open
+#define __NR_pidfd_open 434
+#endif
 
 #define LOAD_NR BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr))
 #define DENY_NR(nr, err)                                        \
@@ -34,15 +38,17 @@
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((err) & SECCOMP_RET_DATA))
 
 int main(int argc, char **argv) {
-  int mount_err = 0, loop = 0, i = 1;
+  int mount_err = 0, loop = 0, pidfd = 0, i = 1;
   for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
     if (strcmp(argv[i], "--new-mount-api") == 0 && i + 1 < argc) {
       i++;
       mount_err = strcmp(argv[i], "EPERM") == 0 ? EPERM : ENOSYS;
     } else if (strcmp(argv[i], "--loop-configure") == 0) {
       loop = 1;
+    } else if (strcmp(argv[i], "--pidfd-open") == 0) {
+      pidfd = 1;
     } else {
-      fprintf(stderr, "usage: deny-syscalls [--new-mount-api ENOSYS|EPERM] [--loop-configure] -- PROGRAM ARGS...\n");
+      fprintf(stderr, "usage: deny-syscalls [--new-mount-api ENOSYS|EPERM] [--loop-configure] [--pidfd-open] -- PROGRAM ARGS...\n");
       return 2;
     }
   }
@@ -60,6 +66,11 @@ int main(int argc, char **argv) {
       f[n++] = d[0];
       f[n++] = d[1];
     }
+  }
+  if (pidfd) {
+    struct sock_filter d[] = {DENY_NR(__NR_pidfd_open, ENOSYS)};
+    f[n++] = d[0];
+    f[n++] = d[1];
   }
   if (loop) {
     f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_ioctl, 0, 3);

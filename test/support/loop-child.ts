@@ -3,9 +3,12 @@
 //   {"op":"attach","image":P,"count":N,"options":{...}}   N concurrent attaches, then hold
 //   {"op":"mount","image":P,"target":T,"options":{...}}   mountPartition, then hold
 //   {"op":"capabilities","image":P,"target":T}            capabilities() and an ID-mapped mount attempt
+//   {"op":"fuse-root","image":P,"target":T}               root() by the FUSE driver, then hold
 import { attachLoop, loopCounters, type LoopDevice } from '../../lib/loop';
 import { capabilities, mountPartition } from '../../lib/mount';
 import { createUserNamespace } from '../../lib/ns';
+import { nativeSpawnAvailable } from '../../lib/ns/native-child';
+import { init } from '../../lib';
 
 async function holdUntilStdinCloses(): Promise<void> {
   process.stdin.resume();
@@ -30,6 +33,16 @@ async function main(): Promise<void> {
     console.log(JSON.stringify({ ready: true, loopDevice: m.loopDevice, loopNumber: m.loopNumber, method: m.method, counters: loopCounters() }));
     await holdUntilStdinCloses();
     await m.unmount();
+    console.log(JSON.stringify({ released: true }));
+    return;
+  }
+  if (cmd.op === 'fuse-root') {
+    const image = await init(cmd.image);
+    const r = await image.root(cmd.target!, { driver: 'fuse' });
+    console.log(JSON.stringify({ ready: true, helpers: r.mounts.flatMap((m) => m.helpers.map((h) => h.pid)), nativeSpawn: nativeSpawnAvailable() }));
+    await holdUntilStdinCloses();
+    await r.close();
+    await image.close();
     console.log(JSON.stringify({ released: true }));
     return;
   }

@@ -22,7 +22,7 @@ import { abortError } from '../../util/abort';
 import { debug } from '../../util/debug';
 import { finished } from 'node:stream/promises';
 import { spawnHere, spawnInNamespaces } from '../../ns/spawn';
-import { spawnNative } from '../../ns/native-child';
+import { nativeSpawnAvailable, spawnNative } from '../../ns/native-child';
 import { trackExit } from '../../util/child-exit';
 import type { NamespaceTarget } from '../../ns/namespace';
 import { processExe, processRuns, processStartTime, type HelperRecord } from '../mount-record';
@@ -295,22 +295,33 @@ export async function startHelper(o: StartHelperOptions): Promise<HelperProcess>
         deathSignal: 'SIGTERM',
         ...(o.signal ? { signal: o.signal } : {}),
       });
-    } else if (logFd !== undefined && !o.input) {
-      // The common case (output to a log file, nothing on stdin): posix_spawn off the JS thread
-      // instead of a fork of this whole process on it.
-      child = (await spawnNative(o.program, o.args, { fds: [null, logFd, logFd, ...(o.fds ?? [])], env: helperEnv(o.ownerMark), setsid: true })) as unknown as ChildProcess;
-      trackExit(child);
     } else {
-      child = spawn(o.program, [...o.args], {
-        stdio: [stdin, out, out, ...(o.fds ?? [])],
-        env: helperEnv(o.ownerMark),
-        detached: true, // setsid(): own session and process group
-      });
-      trackExit(child);
-      await new Promise<void>((resolve, reject) => {
-        child.once('spawn', resolve);
-        child.once('error', reject);
-      });
+      const viaChildProcess = async (): Promise<ChildProcess> => {
+        const c = spawn(o.program, [...o.args], {
+          stdio: [stdin, out, out, ...(o.fds ?? [])],
+          env: helperEnv(o.ownerMark),
+          detached: true, // setsid(): own session and process group
+        });
+        trackExit(c);
+        await new Promise<void>((resolve, reject) => {
+          c.once('spawn', resolve);
+          c.once('error', reject);
+        });
+        return c;
+      };
+      if (logFd !== undefined && !o.input && nativeSpawnAvailable()) {
+        // The common case (output to a log file, nothing on stdin): posix_spawn off the JS thread
+        // instead of a fork of this whole process on it; child_process where pidfds are missing.
+        try {
+          child = (await spawnNative(o.program, o.args, { fds: [null, logFd, logFd, ...(o.fds ?? [])], env: helperEnv(o.ownerMark), setsid: true })) as unknown as ChildProcess;
+          trackExit(child);
+        } catch (err) {
+          if (nativeSpawnAvailable()) throw err;
+          child = await viaChildProcess();
+        }
+      } else {
+        child = await viaChildProcess();
+      }
     }
   } catch (cause) {
     await log?.close();

@@ -11,7 +11,11 @@ import { spawnNative, type NativeChild } from '../../../lib/ns/native-child';
 import { trackExit } from '../../../lib/util/child-exit';
 import { rejection } from '../../support/expect-error';
 import { testTmp } from '../../support/hooks';
-import { requireKernel } from '../../support/kernel';
+import { requireKernel, startChild } from '../../support/kernel';
+import { mountDir, testImages } from '../../support/images';
+import { mountPoints, registerMountPoint } from '../../support/leaks';
+import { repoRoot } from '../../support/paths';
+import { execFileSync } from 'node:child_process';
 
 const SH = '/bin/sh';
 
@@ -94,6 +98,24 @@ describe('kernel: programs started without forking Node (posix_spawn + pidfd)', 
     const err = await rejection(spawnNative('/nonexistent/program', [], { fds: [null, null, null], env: {}, setsid: true }), SystemError);
     expect(err.syscall).to.equal('posix_spawn');
     expect(err.code).to.equal('ENOENT');
+  });
+
+  it('where pidfd_open is missing (seccomp ENOSYS, as before Linux 5.3), FUSE helpers start by child_process instead', async function () {
+    this.timeout(30_000);
+    const deny = path.join(testTmp, 'deny-syscalls');
+    if (!fs.existsSync(deny)) execFileSync('cc', ['-O2', '-o', deny, path.join(repoRoot, 'test', 'support', 'deny-syscalls.c')]);
+    const target = registerMountPoint(mountDir('native-child-no-pidfd'));
+    const child = startChild({ op: 'fuse-root', image: testImages().sif, target }, [deny, '--pidfd-open', '--']);
+    const r = await child.next();
+    try {
+      expect(r.error, String(r.error)).to.equal(undefined);
+      expect(r.nativeSpawn, 'the native spawn found no pidfd_open').to.equal(false);
+      expect(r.helpers).to.have.length(1);
+      expect(fs.readdirSync(target).length, 'the root is served').to.be.greaterThan(0);
+    } finally {
+      expect(await child.finish()).to.equal(0);
+    }
+    expect(mountPoints()).to.not.include(target);
   });
 
   it('unref() lets Node exit while it runs; its exit still arrives while Node runs', async () => {
