@@ -8,6 +8,8 @@
 //     threads block them all), its own session with `setsid`, exactly `envp`. It is a zombie
 //     until its ProcessWatcher reaps it, so the pid cannot be reused meanwhile.
 //
+//   pidfdProbe([sync]) -> errno of pidfd_open(getpid()): 0 where the two above can be used
+//
 //   new ProcessWatcher(pidfd, pid, onExit) -> { kill(signal), ref(), unref(), close() }
 //     A uv_poll of the pidfd on the event loop's epoll (readable once the process exits), then
 //     waitid(P_PIDFD, WNOHANG) (waitpid of `pid` on 5.3, which has pidfd_open but not P_PIDFD):
@@ -241,9 +243,25 @@ class ProcessWatcher : public LoopWatcher<ProcessWatcher> {
   bool exited_ = false;
 };
 
+// pidfdProbe([sync]) -> errno of pidfd_open on this process (0: pidfds work here; ENOSYS before
+// Linux 5.3, EPERM/ENOSYS under a seccomp filter). Asked before any spawn: a program started and
+// then killed for want of a pidfd may already have taken requests of a FUSE mount it was given.
+Napi::Value PidfdProbeJs(const Napi::CallbackInfo& info) {
+  return Dispatch<int>(
+      info, ArgBool(info[0], false), "imgmount:spawn.probe",
+      [](int& err, Failure&) {
+        int fd = static_cast<int>(syscall(SYS_pidfd_open, getpid(), 0));
+        err = fd < 0 ? errno : 0;
+        if (fd >= 0) close(fd);
+        return true;
+      },
+      [](Napi::Env env, int& err) { return Napi::Number::New(env, err); });
+}
+
 }  // namespace
 
 void InitSpawn(Napi::Env env, Napi::Object exports) {
+  exports.Set("pidfdProbe", Napi::Function::New(env, PidfdProbeJs, "pidfdProbe"));
   exports.Set("spawnProgram", Napi::Function::New(env, SpawnProgramJs, "spawnProgram"));
   exports.Set("ProcessWatcher", ProcessWatcher::Define(env));
 }

@@ -60,10 +60,17 @@ export class NativeChild extends EventEmitter {
   }
 }
 
-let pidfds = true;
+let pidfds: Promise<boolean> | undefined;
 
-/** False once a spawn found this kernel without pidfd_open (before 5.3): callers use child_process then. */
-export function nativeSpawnAvailable(): boolean {
+/**
+ * Whether programs can be started this way here: pidfd_open works (Linux 5.3, no seccomp
+ * filter against it). Probed once, before any spawn; callers use child_process where not.
+ */
+export function nativeSpawnAvailable(): Promise<boolean> {
+  pidfds ??= native((b) => b.pidfdProbe()).then(
+    (errno) => errno === 0,
+    () => false,
+  );
   return pidfds;
 }
 
@@ -77,7 +84,7 @@ export async function spawnNative(file: string, args: readonly string[], o: Nati
     return new NativeChild(r.pid, r.pidfd);
   } catch (err) {
     // The program was stopped and reaped already: without a pidfd it could not be watched.
-    if (isSystemError(err, 'ENOSYS', 'pidfd_open')) pidfds = false;
+    if (isSystemError(err, 'ENOSYS', 'pidfd_open')) pidfds = Promise.resolve(false);
     throw err;
   }
 }

@@ -39,7 +39,7 @@ async function main(): Promise<void> {
   if (cmd.op === 'fuse-root') {
     const image = await init(cmd.image);
     const r = await image.root(cmd.target!, { driver: 'fuse' });
-    console.log(JSON.stringify({ ready: true, helpers: r.mounts.flatMap((m) => m.helpers.map((h) => h.pid)), nativeSpawn: nativeSpawnAvailable() }));
+    console.log(JSON.stringify({ ready: true, helpers: r.mounts.flatMap((m) => m.helpers.map((h) => h.pid)), nativeSpawn: await nativeSpawnAvailable() }));
     await holdUntilStdinCloses();
     await r.close();
     await image.close();

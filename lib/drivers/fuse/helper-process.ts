@@ -309,14 +309,14 @@ export async function startHelper(o: StartHelperOptions): Promise<HelperProcess>
         });
         return c;
       };
-      if (logFd !== undefined && !o.input && nativeSpawnAvailable()) {
+      if (logFd !== undefined && !o.input && (await nativeSpawnAvailable())) {
         // The common case (output to a log file, nothing on stdin): posix_spawn off the JS thread
         // instead of a fork of this whole process on it; child_process where pidfds are missing.
         try {
           child = (await spawnNative(o.program, o.args, { fds: [null, logFd, logFd, ...(o.fds ?? [])], env: helperEnv(o.ownerMark), setsid: true })) as unknown as ChildProcess;
           trackExit(child);
         } catch (err) {
-          if (nativeSpawnAvailable()) throw err;
+          if (await nativeSpawnAvailable()) throw err;
           child = await viaChildProcess();
         }
       } else {

@@ -113,7 +113,9 @@ describe('kernel: programs started without forking Node (posix_spawn + pidfd)', 
       expect(r.helpers).to.have.length(1);
       expect(fs.readdirSync(target).length, 'the root is served').to.be.greaterThan(0);
     } finally {
-      expect(await child.finish()).to.equal(0);
+      const code = await child.finish();
+      const last = await child.next().catch((e: Error) => ({ next: e.message }));
+      expect(code, `the child's last word: ${JSON.stringify(last)}`).to.equal(0);
     }
     expect(mountPoints()).to.not.include(target);
   });
