@@ -143,6 +143,10 @@ ${contextTable(context)}
 - **C floor**: \`../shared/bench/loopmount.c\`, compiled with \`cc -O2\` in a temporary directory
   on every run; its own mean per cycle (open, LOOP_CTL_GET_FREE, LOOP_CONFIGURE, mount(2),
   stat, umount2, close).
+- **Node floor** (context): the same cycle as five awaits of raw native calls of the addon and
+  \`fs.promises\` (open + first 64 KiB, attach + mount with the target opened in the same call,
+  stat, unmount, close), with nothing of the library between them: the least an async Node
+  program takes here, each await a round trip through libuv's pool.
 - **util-linux** and **squashfuse_ll** (rows 4 and 5): the cycle a Node program makes without
   imgmount, \`execFile\` of \`mount -o loop,offset=${w.offset},sizelimit=${w.size},ro,nosuid,nodev\`
   and \`umount\` (or \`squashfuse_ll -o ro,offset=${w.offset}\` and \`fusermount3 -u\`), with a

@@ -19,6 +19,7 @@ import { parseArgs, USAGE, UsageError, type BenchOptions } from './args';
 import { initCloseBatch, rootBatch } from './cycles';
 import { plainReadBatch, toolBatch, toolFromNodeBatch } from './baselines';
 import { compileFloor, floorBatch } from './c-floor';
+import { nodeFloorBatch } from './node-floor';
 import { cycleChartSpec, cyclePoints, delayChartSpec, delayPoints, renderSvg } from './charts';
 import { concurrencyRun, type ConcurrencyReport } from './concurrency';
 import { heldRun } from './held';
@@ -45,6 +46,7 @@ function measurements(w: Workload, dir: string, floor: string, cycles: Record<Me
   const fuseRoot = { options: { driver: 'fuse' as const }, expect: 'fuse:fuse.squashfuse_ll' };
   const all: Record<MeasurementId, () => Promise<number>> = {
     floor: async () => floorBatch(floor, w, dir, cycles.floor),
+    nodeFloor: () => nodeFloorBatch(w, dir, cycles.nodeFloor),
     main: () => rootBatch(w, dir, cycles.main, kernelRoot),
     tmpfs: () => rootBatch(w, dir, cycles.tmpfs, tmpfsRoot),
     utilLinux: async () => toolBatch('util-linux', w, dir, cycles.utilLinux),
@@ -63,7 +65,7 @@ function cyclesPerBatch(o: BenchOptions): Record<MeasurementId, number> {
   const slow = Math.max(3, Math.round(o.cycles / 2));
   const many = o.cycles * 5;
   return {
-    floor: o.cycles, main: o.cycles, tmpfs: o.cycles, utilLinux: slow, utilLinuxNode: slow,
+    floor: o.cycles, nodeFloor: o.cycles, main: o.cycles, tmpfs: o.cycles, utilLinux: slow, utilLinuxNode: slow,
     plainRead: many, initClose: many, squashfuse: slow, fuse: slow, squashfuseNode: slow,
   };
 }

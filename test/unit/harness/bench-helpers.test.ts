@@ -169,9 +169,10 @@ describe('bench helpers', () => {
       // Rows 4 and 5 are judged against the tools spawned from Node; the shell loop and the C
       // floor's own standing against util-linux are context.
       const context = buildContextRows(r);
-      expect(context.map((c) => c.measure)).to.have.length(3);
-      expect(context[2]!.measure).to.match(/^C floor vs util-linux spawned from Node/);
-      expect(context[2]!.now).to.match(/^26\.0x faster/);
+      expect(context.map((c) => c.measure)).to.have.length(4);
+      expect(context[0]!.measure).to.match(/^Node floor vs C floor/);
+      expect(context[3]!.measure).to.match(/^C floor vs util-linux spawned from Node/);
+      expect(context[3]!.now).to.match(/^26\.0x faster/);
       // p99 is the median of the runs' (2.5 ms), max the worst of all (12 ms: missed).
       expect(delaySummary(r.concurrency, 'cold')).to.include({ p99: 2.5, max: 12 });
     });
