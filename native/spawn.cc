@@ -12,8 +12,9 @@
 //
 //   new ProcessWatcher(pidfd, pid, onExit) -> { kill(signal), ref(), unref(), close() }
 //     A uv_poll of the pidfd on the event loop's epoll (readable once the process exits), then
-//     waitid(P_PIDFD, WNOHANG) (waitpid of `pid` on 5.3, which has pidfd_open but not P_PIDFD):
-//     onExit(code, signal) on the JS thread (signal a number, or null). kill() is pidfd_send_signal: never another process that got the pid. The watcher
+//     waitid(P_PID, pid, WNOHANG): our unreaped child's pid cannot name another process until
+//     this reaps it. onExit(code, signal) on the JS thread (signal a number, or null). kill() is
+//     pidfd_send_signal: never another process that got the pid. The watcher
 //     owns the pidfd and closes it once the process is reaped (or the watcher is collected).
 //     Keeps the loop alive until the exit unless unref()'d, like a ChildProcess.
 //
@@ -37,9 +38,6 @@
 #endif
 #ifndef SYS_pidfd_send_signal
 #define SYS_pidfd_send_signal 424
-#endif
-#ifndef P_PIDFD
-#define P_PIDFD 3
 #endif
 
 namespace imgmount {
@@ -127,7 +125,6 @@ bool Spawn(const SpawnSpec& s, Spawned& out, Failure& f) {
     waitpid(pid, nullptr, 0);
     return f.Set("pidfd_open", s.file, "", err);
   }
-  fcntl(pidfd, F_SETFD, FD_CLOEXEC);
   out.pid = pid;
   out.pidfd = pidfd;
   return true;
@@ -219,8 +216,7 @@ class ProcessWatcher : public LoopWatcher<ProcessWatcher> {
     // waitpid(-1)): it is gone, its status unknown.
     siginfo_t si;
     memset(&si, 0, sizeof si);
-    int rc = waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(self->pidfd_), &si, WEXITED | WNOHANG);
-    if (rc != 0 && errno == EINVAL) rc = waitid(P_PID, static_cast<id_t>(self->pid_), &si, WEXITED | WNOHANG);
+    int rc = waitid(P_PID, static_cast<id_t>(self->pid_), &si, WEXITED | WNOHANG);
     if (rc == 0 && si.si_pid == 0) return;
     if (rc != 0 && errno != ECHILD) return;
     self->exited_ = true;

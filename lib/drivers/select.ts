@@ -17,6 +17,7 @@ import { ENCRYPTSQUASHFS, EXT3, GOCRYPTFSSQUASHFS, RAW, SANDBOX, SQUASHFS, typeN
 import type { Image } from '../image/image';
 import { readPartitionInfo } from '../image/partition-info';
 import type { Section } from '../image/section';
+import type { ImageFileOwnership } from '../image/open-file';
 import type { SquashfsInfo } from '../image/squashfs';
 import { fstatFd } from '../io/fd';
 import { hostFilesystems, type HostFilesystems } from '../mount/host-filesystems';
@@ -72,12 +73,7 @@ export interface Ability {
   untrusted?: { cause: string; hint: string };
 }
 
-/** What the trust rule looks at of the image's open file (fstat of `image.fd`). */
-export interface ImageFileOwnership {
-  uid: number;
-  gid: number;
-  mode: number;
-}
+export type { ImageFileOwnership } from '../image/open-file';
 
 /**
  * The trust rule alone: whether policy lets the kernel parse `fs` of an image whose open file

@@ -20,6 +20,7 @@ import {
 } from './constants';
 import { closeFd } from '../io/fd';
 import { sectionToJSON, type Section, type SectionJSON } from './section';
+import type { ImageFileOwnership } from './open-file';
 import type { MountedRoot, RootOptions } from '../root/types';
 
 /** Image JSON with Apptainer's field names, so the two interoperate. */
@@ -49,14 +50,7 @@ export interface ImageInit {
   /** @internal Superblocks read at detection, by partition offset (at most PARTITION_PROBE_SIZE bytes each). */
   superblocks?: ReadonlyMap<number, Buffer> | undefined;
   /** @internal Owner and mode of the open file, from the stat of its open (see Image.openedOwnership). */
-  ownership?: FileOwnership | undefined;
-}
-
-/** Owner and mode of an open file. */
-export interface FileOwnership {
-  uid: number;
-  gid: number;
-  mode: number;
+  ownership?: ImageFileOwnership | undefined;
 }
 
 /** @internal What Image.prototype.root() runs: root() of lib/root, which registers it when loaded. */
@@ -105,7 +99,7 @@ export class Image {
   #closing: Promise<void> | undefined;
   readonly #ownsFd: boolean;
   readonly #superblocks: ReadonlyMap<number, Buffer>;
-  readonly #ownership: FileOwnership | undefined;
+  readonly #ownership: ImageFileOwnership | undefined;
 
   /** @internal Images come from init(), fromJSON() and reInit(). */
   constructor(init: ImageInit) {
@@ -136,7 +130,7 @@ export class Image {
    * where the open did not report them). Only the owner (or root) can change them afterwards,
    * so a file that was root's and writable by no one else stays so unless root changes it.
    */
-  get openedOwnership(): FileOwnership | undefined {
+  get openedOwnership(): ImageFileOwnership | undefined {
     return this.#ownership;
   }
 

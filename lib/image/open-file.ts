@@ -23,7 +23,14 @@ export interface OpenedFile {
   /** The fd is open for writing (a directory: the user may write it). */
   writable?: boolean;
   /** Owner and mode, from the stat of the open. */
-  ownership?: { uid: number; gid: number; mode: number };
+  ownership?: ImageFileOwnership;
+}
+
+/** What the trust rule looks at of the image's open file: owner, group and mode (as fstat gives them). */
+export interface ImageFileOwnership {
+  uid: number;
+  gid: number;
+  mode: number;
 }
 
 function kindOfMode(mode: number, p: string): FileKind {

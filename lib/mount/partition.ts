@@ -19,7 +19,7 @@ import { abortError, signalOf } from '../util/abort';
 import { bool, choice } from '../util/args';
 import { debug } from '../util/debug';
 import { api } from '../util/stack';
-import { loopMethod, setupLoop } from '../loop/setup';
+import { setupLoop } from '../loop/setup';
 import { native, type NativeMountDone, type NativeMountSpec, type NativePathInfo, type NativeTargetPin } from '../native/binding';
 import { openNamespace, type NamespaceFd, type NamespaceRef } from '../ns/namespace';
 import { mapMountError } from './errors';
@@ -86,10 +86,11 @@ export interface InHopTarget {
 }
 
 /**
- * A `pin` placement that cannot be made in the mount's call (the device is not bound in it, or
- * the call's pin step refused: a symlink on the path, another name, a system directory, an
- * intent file there already, a changed image owner). Nothing was done: the caller pins the
- * target itself (pinTarget(), which says what is wrong with it) and mounts again.
+ * A `pin` placement, or an `overlay`, that cannot be made in the mount's own call (the device is
+ * not bound in it, the new mount API is missing, or the call's pin step refused: a symlink on the
+ * path, another name, a system directory, an intent file there already, a changed image owner).
+ * Nothing was done: the caller takes its general path (pinTarget(), which says what is wrong
+ * with the target, then the mount; layers on a session directory).
  */
 export class PinDeclined extends Error {
   constructor(readonly why: unknown) {
@@ -161,9 +162,9 @@ export async function buildMount(source: LoopSource | LoopDevice, place: Placeme
   const target = pinned?.path ?? inHop?.path ?? '';
   const overlay = options.overlay;
   // The pin and the overlay ride in the call that binds the device: LOOP_CONFIGURE of a fresh
-  // device; the overlay only with the new mount API, placed.
-  if ((inHop || overlay) && (source instanceof LoopDevice || p.loop.shared || (await loopMethod(p.loop.api)) !== 'configure'))
-    throw new PinDeclined("the loop device is not bound in the mount's own call");
+  // device (a kernel found without it refuses them before binding: onlyFused below); the
+  // overlay only with the new mount API, placed.
+  if ((inHop || overlay) && (source instanceof LoopDevice || p.loop.shared)) throw new PinDeclined("the loop device is not bound in the mount's own call");
   if (overlay && (detached || keepMountFd || options.idmap !== undefined)) throw new PinDeclined('an overlay in the mount call is placed, and not ID-mapped');
   const needsNew = detached || keepMountFd || options.idmap !== undefined;
   let api: MountMethod = await resolveMountApi(p.requested);
@@ -274,8 +275,6 @@ export async function buildMount(source: LoopSource | LoopDevice, place: Placeme
   });
   /** Mounts an attached device, falling back to mount(2) as onMountError says. */
   const mountOn = async (dev: LoopDevice): Promise<BuiltMount> => {
-    // Bound on its own after all (the kernel turned out to lack LOOP_CONFIGURE): nothing was pinned.
-    if (inHop || overlay) throw new PinDeclined('the loop device was bound on its own');
     for (;;) {
       const spec = mountSpec(dev.path);
       let done: NativeMountDone;
