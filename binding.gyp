@@ -16,7 +16,8 @@
         "native/namespace.cc",
         "native/path.cc",
         "native/spawn.cc",
-        "native/users.cc"
+        "native/users.cc",
+        "native/work-pool.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"

@@ -163,6 +163,7 @@ static Napi::Value FaultHits(const Napi::CallbackInfo& info) {
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData<Addon>(new Addon());
+  InitWorkPool(env);
   exports.Set("initialize", Napi::Function::New(env, Initialize, "initialize"));
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   exports.Set("injectFaults", Napi::Function::New(env, InjectFaults, "injectFaults"));

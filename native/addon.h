@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "work-pool.h"
+
 namespace imgmount {
 
 // Why a call failed: errno plus where, as Node's SystemError wants it.
@@ -36,48 +38,45 @@ struct Failure {
 };
 
 // Per-environment state (worker_threads and several copies of the addon each get their own).
+struct EnvWork;
 struct Addon {
   Napi::FunctionReference systemErrorClass;
+  EnvWork* work = nullptr;  // this environment's completions (work-pool.cc)
 };
 
 Napi::Value MakeSystemError(Napi::Env env, const Failure& f);
 
-// Runs `work` on the libuv pool (async) or inline (sync twin), then converts the result.
-// `work` must not touch Napi; it fills `out` or returns false with `fail` set.
+// Runs `work` on the addon's pool (async; see work-pool.h) or inline (sync twin), then
+// converts the result. `work` must not touch Napi; it fills `out` or returns false with `fail` set.
 template <typename Out>
 Napi::Value Dispatch(const Napi::CallbackInfo& info, bool sync, const char* resourceName,
                      std::function<bool(Out&, Failure&)> work,
                      std::function<Napi::Value(Napi::Env, Out&)> toJs);
 
 template <typename Out>
-class LambdaWorker : public Napi::AsyncWorker {
+class LambdaWorker : public PoolJob {
  public:
-  LambdaWorker(Napi::Env env, const char* name, std::function<bool(Out&, Failure&)> work,
+  LambdaWorker(Napi::Env env, std::function<bool(Out&, Failure&)> work,
                std::function<Napi::Value(Napi::Env, Out&)> toJs)
-      : Napi::AsyncWorker(env, name),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        work_(std::move(work)),
-        toJs_(std::move(toJs)) {}
+      : deferred_(Napi::Promise::Deferred::New(env)), work_(std::move(work)), toJs_(std::move(toJs)) {}
 
   Napi::Promise Promise() { return deferred_.Promise(); }
 
- protected:
   void Execute() override {
     if (!work_(out_, failure_) && !failure_.failed()) failure_.Set("unknown", "", "", EIO);
   }
-  void OnOK() override {
-    Napi::HandleScope scope(Env());
+  void Complete(Napi::Env env) override {
+    Napi::HandleScope scope(env);
     if (failure_.failed()) {
-      deferred_.Reject(MakeSystemError(Env(), failure_));
+      deferred_.Reject(MakeSystemError(env, failure_));
       return;
     }
     try {
-      deferred_.Resolve(toJs_(Env(), out_));
+      deferred_.Resolve(toJs_(env, out_));
     } catch (const Napi::Error& e) {
       deferred_.Reject(e.Value());
     }
   }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
  private:
   Napi::Promise::Deferred deferred_;
@@ -101,9 +100,9 @@ Napi::Value Dispatch(const Napi::CallbackInfo& info, bool sync, const char* reso
     }
     return toJs(env, out);
   }
-  auto* w = new LambdaWorker<Out>(env, resourceName, std::move(work), std::move(toJs));
+  auto* w = new LambdaWorker<Out>(env, std::move(work), std::move(toJs));
   Napi::Promise p = w->Promise();
-  w->Queue();
+  QueueJob(env, w, resourceName);
   return p;
 }
 

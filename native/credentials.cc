@@ -2,7 +2,7 @@
 // user (the confused deputy, security model class 8).
 //
 // Node is multi-threaded and credentials are per task, so they must never change on a Node
-// thread. Design: from the calling thread (a libuv pool thread, or the main thread for the
+// thread. Design: from the calling thread (a thread of the addon's pool, or the main thread for the
 // sync twin) we block every signal, then clone(CLONE_VM | CLONE_VFORK | CLONE_FILES) a child
 // task with exit signal 0 on a small private stack. The calling thread is suspended until the
 // child exits (CLONE_VFORK), the child's fd lands in our own fd table (CLONE_FILES), and the

@@ -1,6 +1,6 @@
 /* Fault injection for tests: makes a named native step fail with a chosen errno, as if the
  * kernel had refused it, and counts how often each step was reached. Shared by the addon (C++,
- * steps on libuv pool threads: a mutex guards the tables) and the namespace helper (C).
+ * steps on the addon's pool threads: a mutex guards the tables) and the namespace helper (C).
  *
  * Inert unless armed: the addon only through injectFaults() called from JavaScript in the same
  * process (nothing in the environment arms it); the helper only when started with

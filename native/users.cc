@@ -1,6 +1,6 @@
 // User and group lookups through NSS (getpwnam_r/getgrnam_r, getpwuid_r + getgrouplist),
 // which Node does not expose.
-// They may reach a network directory service, so they run on the libuv pool.
+// They may reach a network directory service, so they run on the addon's pool.
 #include <grp.h>
 #include <pwd.h>
 #include <unistd.h>
