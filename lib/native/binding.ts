@@ -224,9 +224,9 @@ export interface NativeBinding {
    */
   MountTableWatcher: new (fd: number, onChange: (error: string | null) => void) => { close(): void };
   // programs started without forking Node (native/spawn.cc)
-  /** posix_spawn on a pool thread, then pidfd_open: fds[i] becomes fd i (-1: /dev/null); nothing else is inherited. */
   /** errno of pidfd_open on this process: 0 where spawnProgram can be used. */
   pidfdProbe(sync?: boolean): Promise<number>;
+  /** posix_spawn on a pool thread, then pidfd_open: fds[i] becomes fd i (-1: /dev/null); nothing else is inherited. */
   spawnProgram(spec: { file: string; argv: string[]; envp: string[]; fds: number[]; setsid: boolean }, sync?: boolean): Promise<{ pid: number; pidfd: number }>;
   /** Watches a pidfd (and owns it) on the event loop; onExit(code, signal number) once it exited and was reaped. kill: pidfd_send_signal (false once it exited). */
   ProcessWatcher: new (pidfd: number, pid: number, onExit: (code: number | null, signal: number | null) => void) => { kill(signal: number): boolean; ref(): void; unref(): void; close(): void };

@@ -1,0 +1,109 @@
+// The addon's blocking calls run on threads of its own (native/work-pool.cc): SCHED_BATCH, so
+// waking one does not preempt the JS thread; apart from libuv's pool, so a call blocked in the
+// kernel holds up none of the process's fs work; and an environment that goes away with a
+// call in flight waits for it, then goes.
+import { expect } from 'chai';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { binding } from '../../../lib/native/binding';
+import { testTmp } from '../../support/hooks';
+
+const SCHED_BATCH = 3;
+
+/** [name, scheduling policy] of each thread of this process. */
+function threads(): Array<[string, number]> {
+  return fs.readdirSync('/proc/self/task').map((tid) => {
+    const comm = fs.readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
+    const stat = fs.readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+    // Fields after "pid (comm) ": state is field 3, policy field 41.
+    const policy = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[41 - 3]);
+    return [comm, policy];
+  });
+}
+
+/** A FIFO whose readers block in open(2) until released: a call stuck in the kernel, on demand. */
+function fifo(name: string): { path: string; release: () => void } {
+  const p = path.join(testTmp, name);
+  execFileSync('mkfifo', ['-m', '0600', p]);
+  return {
+    path: p,
+    // A writer opens (the blocked readers' open returns), writes one byte and closes (EOF).
+    release: () => {
+      const fd = fs.openSync(p, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK);
+      fs.writeSync(fd, 'x');
+      fs.closeSync(fd);
+    },
+  };
+}
+
+function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not done after ${ms} ms`)), ms)));
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
+describe('native: the addon work pool', () => {
+  it("runs calls on its own threads, named imgmount-work, with SCHED_BATCH", async () => {
+    const [text] = await binding().readTextFiles(['/proc/thread-self/comm'], 64);
+    // The file read is the calling thread's own: the call ran on a thread of ours.
+    expect(text).to.equal('imgmount-work\n');
+    const ours = threads().filter(([name]) => name === 'imgmount-work');
+    expect(ours.length).to.be.within(1, 4);
+    for (const [, policy] of ours) expect(policy).to.equal(SCHED_BATCH);
+    // Node's own threads keep the default policy.
+    expect(threads().filter(([name]) => name !== 'imgmount-work').every(([, policy]) => policy === 0)).to.equal(true);
+  });
+
+  it("calls blocked in the kernel hold none of libuv's threads: fs work goes on", async () => {
+    const stuck = fifo('pool-stuck.fifo');
+    // Four at once: as many threads as libuv's pool has, all of which they would have held.
+    const reads = Array.from({ length: 4 }, () => binding().readTextFiles([stuck.path], 16));
+    let released = false;
+    try {
+      await new Promise((r) => setTimeout(r, 100));
+      const files = await within(5000, 'fs calls beside four blocked addon calls', Promise.all(Array.from({ length: 8 }, () => fs.promises.readFile('/proc/self/stat', 'utf8'))));
+      expect(files.every((t) => /^\d+ \(/.test(t))).to.equal(true);
+      stuck.release();
+      released = true;
+      const got = (await within(5000, 'the blocked calls, released', Promise.all(reads))).map((r) => r[0]);
+      // One reader gets the byte, the others EOF: every call came back.
+      expect(got.join('')).to.equal('x');
+    } finally {
+      if (!released) stuck.release();
+      await Promise.allSettled(reads);
+    }
+  });
+
+  it('an environment ending with a call in flight waits for it, then goes cleanly', async () => {
+    const stuck = fifo('pool-worker.fifo');
+    const script = `
+      const { parentPort } = require('node:worker_threads');
+      const b = require(${JSON.stringify(path.join(__dirname, '..', '..', '..', 'lib', 'native', 'binding'))}).binding();
+      b.readTextFiles([${JSON.stringify(stuck.path)}], 16).then((r) => parentPort.postMessage({ done: r }));
+      parentPort.postMessage('queued');`;
+    const worker = new Worker(script, { eval: true });
+    let exitCode: number | undefined;
+    const exited = new Promise<number>((resolve) => worker.once('exit', (code) => resolve((exitCode = code))));
+    let released = false;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        worker.once('error', reject);
+        worker.once('message', () => resolve());
+      });
+      await new Promise((r) => setTimeout(r, 100));
+      const terminating = worker.terminate();
+      await new Promise((r) => setTimeout(r, 300));
+      // Still waiting on the call: the environment cannot go before it.
+      expect(exitCode).to.equal(undefined);
+      stuck.release();
+      released = true;
+      expect(await within(5000, 'the worker, once its call was released', terminating)).to.equal(1);
+      expect(await exited).to.equal(1);
+    } finally {
+      if (!released) stuck.release();
+      await worker.terminate();
+    }
+  });
+});
