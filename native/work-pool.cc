@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <uv.h>
 
 #include <condition_variable>
 #include <deque>
@@ -22,15 +23,17 @@ constexpr size_t kMaxThreads = 4;
 
 }  // namespace
 
-// One environment's side: its thread-safe function, and what the pool still holds of its jobs.
-// Freed when the environment goes, once no pool thread can touch it any more.
+// One environment's side: a uv_async the pool wakes with finished jobs, and what the pool still
+// holds of its jobs. Freed when the environment goes, once no pool thread can touch it.
 struct EnvWork {
-  napi_threadsafe_function tsfn = nullptr;
+  napi_env env = nullptr;
+  uv_async_t async{};
+  napi_async_cleanup_hook_handle cleanup = nullptr;
   std::mutex mu;
   std::condition_variable drained;
   size_t inFlight = 0;                // queued or running on the pool (mu)
-  bool closing = false;               // the environment is going: results are not delivered (mu)
-  std::vector<PoolJob*> undelivered;  // finished after that, deleted on the JS thread (mu)
+  bool closing = false;               // the environment is going: nothing more is delivered (mu)
+  std::vector<PoolJob*> done;         // finished, for the JS thread (mu)
   size_t pending = 0;                 // JS thread only: calls not completed, which keep the loop alive
 };
 
@@ -91,7 +94,8 @@ class WorkQueue {
 
   static void Deliver(EnvWork* w, PoolJob* job) {
     std::lock_guard<std::mutex> l(w->mu);
-    if (w->closing || napi_call_threadsafe_function(w->tsfn, job, napi_tsfn_nonblocking) != napi_ok) w->undelivered.push_back(job);
+    w->done.push_back(job);
+    if (!w->closing) uv_async_send(&w->async);
     if (--w->inFlight == 0) w->drained.notify_all();
   }
 
@@ -104,49 +108,76 @@ class WorkQueue {
 
 namespace {
 
-void Complete(napi_env env, napi_value, void* context, void* data) {
-  auto* job = static_cast<PoolJob*>(data);
-  if (env == nullptr) {  // the environment is going (its JS thread): nobody to tell
+// The JS thread, woken by the pool: completes the jobs finished by then, each in a callback
+// scope of its own (its promise's reactions run as it closes). Jobs finishing meanwhile wake
+// the loop again: timers and I/O get their turn between batches, as with libuv's own pool.
+void OnDone(uv_async_t* async) {
+  auto* w = static_cast<EnvWork*>(async->data);
+  std::vector<PoolJob*> batch;
+  {
+    std::lock_guard<std::mutex> l(w->mu);
+    batch.swap(w->done);
+  }
+  napi_env env = w->env;
+  for (PoolJob* job : batch) {
+    if (--w->pending == 0) uv_unref(reinterpret_cast<uv_handle_t*>(&w->async));
+    napi_async_context context = WorkQueue::Context(job);
+    napi_handle_scope handles = nullptr;
+    napi_open_handle_scope(env, &handles);
+    napi_value resource = nullptr;
+    napi_callback_scope scope = nullptr;
+    if (napi_create_object(env, &resource) == napi_ok) napi_open_callback_scope(env, resource, context, &scope);
+    try {
+      job->Complete(Napi::Env(env));
+    } catch (...) {
+      // Complete settles its promise itself; nothing may unwind into libuv's C frames.
+    }
+    if (scope != nullptr) napi_close_callback_scope(env, scope);
+    napi_close_handle_scope(env, handles);
+    napi_async_destroy(env, context);
     delete job;
-    return;
   }
-  auto* w = static_cast<EnvWork*>(context);
-  if (--w->pending == 0) napi_unref_threadsafe_function(env, w->tsfn);
-  try {
-    job->Complete(Napi::Env(env));
-  } catch (...) {
-    // Complete settles its promise itself; nothing may unwind into Node's C frames.
-  }
-  napi_async_destroy(env, WorkQueue::Context(job));
-  delete job;
 }
 
-// The environment is going (its JS thread): wait for what the pool still runs for it, then
-// drop it all. A call blocked in the kernel holds this up, as an async_work in flight would.
-void Finalize(napi_env, void* data, void*) {
+void Freed(uv_handle_t* h) {
+  auto* w = static_cast<EnvWork*>(h->data);
+  napi_remove_async_cleanup_hook(w->cleanup);
+  delete w;
+}
+
+// The environment is going (its JS thread): wait for what the pool still runs for it, drop
+// it all, then close the handle (Node runs the loop until Freed says it is done). A call
+// blocked in the kernel holds this up, as an async_work in flight would.
+void Teardown(napi_async_cleanup_hook_handle, void* data) {
   auto* w = static_cast<EnvWork*>(data);
-  std::vector<PoolJob*> undelivered;
+  std::vector<PoolJob*> left;
   {
     std::unique_lock<std::mutex> l(w->mu);
     w->closing = true;
     w->drained.wait(l, [w] { return w->inFlight == 0; });
-    undelivered.swap(w->undelivered);
+    left.swap(w->done);
   }
-  for (PoolJob* job : undelivered) delete job;
-  delete w;
+  for (PoolJob* job : left) delete job;
+  uv_close(reinterpret_cast<uv_handle_t*>(&w->async), Freed);
 }
 
 }  // namespace
 
 void InitWorkPool(Napi::Env env) {
+  uv_loop_t* loop = nullptr;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) NAPI_THROW_VOID(Napi::Error::New(env, "imgmount: no event loop for this environment"));
   auto* w = new EnvWork();
-  Napi::String name = Napi::String::New(env, "imgmount:completions");
-  napi_status s = napi_create_threadsafe_function(env, nullptr, nullptr, name, 0, 1, w, Finalize, w, Complete, &w->tsfn);
-  if (s != napi_ok) {
+  w->env = env;
+  if (uv_async_init(loop, &w->async, OnDone) != 0) {
     delete w;
     NAPI_THROW_VOID(Napi::Error::New(env, "imgmount: could not set up completions"));
   }
-  napi_unref_threadsafe_function(env, w->tsfn);  // only calls in flight keep the loop alive
+  w->async.data = w;
+  uv_unref(reinterpret_cast<uv_handle_t*>(&w->async));  // only calls in flight keep the loop alive
+  if (napi_add_async_cleanup_hook(env, Teardown, w, &w->cleanup) != napi_ok) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&w->async), [](uv_handle_t* h) { delete static_cast<EnvWork*>(h->data); });
+    NAPI_THROW_VOID(Napi::Error::New(env, "imgmount: could not set up completions"));
+  }
   env.GetInstanceData<Addon>()->work = w;
 }
 
@@ -159,7 +190,7 @@ void QueueJob(Napi::Env env, PoolJob* job, const char* resourceName) {
     NAPI_THROW_VOID(Napi::Error::New(env, std::string("imgmount: could not queue ") + resourceName));
   }
   WorkQueue::SetContext(job, context);
-  if (w->pending++ == 0) napi_ref_threadsafe_function(env, w->tsfn);
+  if (w->pending++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(&w->async));
   {
     std::lock_guard<std::mutex> l(w->mu);
     w->inFlight++;
