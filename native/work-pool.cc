@@ -33,7 +33,7 @@ struct EnvWork {
   std::condition_variable drained;
   size_t inFlight = 0;                // queued or running on the pool (mu)
   bool closing = false;               // the environment is going: nothing more is delivered (mu)
-  std::vector<PoolJob*> done;         // finished, for the JS thread (mu)
+  std::deque<PoolJob*> done;          // finished, for the JS thread, in order (mu)
   size_t pending = 0;                 // JS thread only: calls not completed, which keep the loop alive
 };
 
@@ -108,35 +108,40 @@ class WorkQueue {
 
 namespace {
 
-// The JS thread, woken by the pool: completes the jobs finished by then, each in a callback
-// scope of its own (its promise's reactions run as it closes). Jobs finishing meanwhile wake
-// the loop again: timers and I/O get their turn between batches, as with libuv's own pool.
+// The JS thread, woken by the pool: completes one finished job (in a callback scope of its own:
+// its promise's reactions run as it closes) and, if more are waiting, wakes itself again. One
+// per turn of the loop, so timers and I/O run between completions: JS continuations after a
+// burst of completions otherwise run back to back. Measured with 64 concurrent roots (half
+// tmpfs), 10 fresh processes x 2: event-loop delay p99 cold 3.0-3.5 ms and max 5.2 ms when all
+// finished jobs completed at once (2 or 4 at once: no better), 2.1-2.2 ms and 3.5 ms one at a
+// time; warm p99 1.1-2.1 ms -> 0.8-1.0 ms. A lone call (the main job) is not affected.
 void OnDone(uv_async_t* async) {
   auto* w = static_cast<EnvWork*>(async->data);
-  std::vector<PoolJob*> batch;
+  PoolJob* job;
   {
     std::lock_guard<std::mutex> l(w->mu);
-    batch.swap(w->done);
+    if (w->done.empty()) return;
+    job = w->done.front();
+    w->done.pop_front();
+    if (!w->done.empty()) uv_async_send(&w->async);
   }
   napi_env env = w->env;
-  for (PoolJob* job : batch) {
-    if (--w->pending == 0) uv_unref(reinterpret_cast<uv_handle_t*>(&w->async));
-    napi_async_context context = WorkQueue::Context(job);
-    napi_handle_scope handles = nullptr;
-    napi_open_handle_scope(env, &handles);
-    napi_value resource = nullptr;
-    napi_callback_scope scope = nullptr;
-    if (napi_create_object(env, &resource) == napi_ok) napi_open_callback_scope(env, resource, context, &scope);
-    try {
-      job->Complete(Napi::Env(env));
-    } catch (...) {
-      // Complete settles its promise itself; nothing may unwind into libuv's C frames.
-    }
-    if (scope != nullptr) napi_close_callback_scope(env, scope);
-    napi_close_handle_scope(env, handles);
-    napi_async_destroy(env, context);
-    delete job;
+  if (--w->pending == 0) uv_unref(reinterpret_cast<uv_handle_t*>(&w->async));
+  napi_async_context context = WorkQueue::Context(job);
+  napi_handle_scope handles = nullptr;
+  napi_open_handle_scope(env, &handles);
+  napi_value resource = nullptr;
+  napi_callback_scope scope = nullptr;
+  if (napi_create_object(env, &resource) == napi_ok) napi_open_callback_scope(env, resource, context, &scope);
+  try {
+    job->Complete(Napi::Env(env));
+  } catch (...) {
+    // Complete settles its promise itself; nothing may unwind into libuv's C frames.
   }
+  if (scope != nullptr) napi_close_callback_scope(env, scope);
+  napi_close_handle_scope(env, handles);
+  napi_async_destroy(env, context);
+  delete job;
 }
 
 void Freed(uv_handle_t* h) {
@@ -155,7 +160,8 @@ void Teardown(napi_async_cleanup_hook_handle, void* data) {
     std::unique_lock<std::mutex> l(w->mu);
     w->closing = true;
     w->drained.wait(l, [w] { return w->inFlight == 0; });
-    left.swap(w->done);
+    left.assign(w->done.begin(), w->done.end());
+    w->done.clear();
   }
   for (PoolJob* job : left) delete job;
   uv_close(reinterpret_cast<uv_handle_t*>(&w->async), Freed);

@@ -8,11 +8,11 @@
 //   the JS thread's CPU and the JS thread waits 20-40 us per call to run again (measured on a
 //   2-CPU VM: the main job's cycle went down by about a tenth). The policy changes nothing else:
 //   the threads get the same CPU share.
-// - Results come back to each environment's JS thread through a uv_async: each wake-up completes
-//   the jobs finished by then, each in a callback scope (its promise's reactions run as it
-//   closes), as libuv does with its own pool. (A thread-safe function would not do: it keeps
-//   completing while jobs keep finishing, and with 64 roots in flight held the loop for
-//   10-15 ms.) Each call is an async resource of its own name ("imgmount:..."), for async_hooks.
+// - Results come back to each environment's JS thread through a uv_async, one completion per
+//   turn of the loop (see OnDone), each in a callback scope: its promise's reactions run as it
+//   closes. (A thread-safe function would not do: it keeps completing while jobs keep
+//   finishing, and with 64 roots in flight held the loop for 10-15 ms.) Each call is an async
+//   resource of its own name ("imgmount:..."), for async_hooks.
 //   An environment going away (an async cleanup hook) waits for its calls in flight.
 #pragma once
 
