@@ -1,12 +1,17 @@
 // Starting a program without forking Node, and learning of its exit without a pool thread.
 //
-//   spawnProgram({ file, argv, envp, fds, setsid }[, sync]) -> { pid, pidfd }
+//   spawnProgram({ file, argv, envp, fds, setsid, pipes? }[, sync]) -> { pid, pidfd, pipes }
 //     posix_spawn (CLONE_VM|CLONE_VFORK: no copy of Node's page tables, unlike libuv's fork,
 //     whose cost grows with the heap and is paid on the JS thread) on a pool thread, then
 //     pidfd_open. The child gets fds[i] at fd i (-1: /dev/null, read-only for 0, write-only
 //     otherwise) and nothing else open, every signal at its default and none blocked (pool
 //     threads block them all), its own session with `setsid`, exactly `envp`. It is a zombie
-//     until its ProcessWatcher reaps it, so the pid cannot be reused meanwhile.
+//     until its ProcessWatcher reaps it, so the pid cannot be reused meanwhile. Each child fd
+//     listed in `pipes` gets instead the write end of a fresh pipe, whose read end (close-on-exec)
+//     comes back in `pipes`, in the same order; the write ends are closed here. If pidfd_open
+//     fails once the program runs, it is killed and reaped (it is not left running unseen), or
+//     with `waitUnwatched` waited for and reaped: { pid, pidfd: -1, pipes, exited: { code,
+//     signal } } (for a one-shot program, whose outcome only its end tells).
 //
 //   pidfdProbe([sync]) -> errno of pidfd_open(getpid()): 0 where the two above can be used
 //
@@ -49,12 +54,27 @@ struct SpawnSpec {
   std::vector<std::string> argv;
   std::vector<std::string> envp;
   std::vector<int> fds;
+  std::vector<int> pipes;  // child fds that get a pipe's write end
   bool setsid = false;
+  bool waitUnwatched = false;
 };
 
 struct Spawned {
   int pid = -1;
   int pidfd = -1;
+  std::vector<int> pipes;  // the read ends, as SpawnSpec::pipes
+  int status = -1;         // without a pidfd (waitUnwatched): its wait status
+};
+
+// The pipes a spawn makes: read ends for the caller, write ends closed once the child has them.
+struct Pipes {
+  std::vector<int> read, write;
+  ~Pipes() {
+    for (int fd : read)
+      if (fd >= 0) close(fd);
+    for (int fd : write)
+      if (fd >= 0) close(fd);
+  }
 };
 
 std::vector<std::string> StringArray(Napi::Value v, const char* name) {
@@ -73,7 +93,16 @@ std::vector<std::string> StringArray(Napi::Value v, const char* name) {
 
 // The spawn itself (pool thread). Sources are first duplicated above every target fd, so that
 // dup2 in the child never overwrites a source it still needs.
-bool Spawn(const SpawnSpec& s, Spawned& out, Failure& f) {
+bool Spawn(const SpawnSpec& spec, Spawned& out, Failure& f) {
+  SpawnSpec s = spec;
+  Pipes pipes;
+  for (int c : s.pipes) {
+    int p[2];
+    if (IMGMOUNT_FAULT_OR("pipe2", pipe2(p, O_CLOEXEC)) != 0) return f.Set("pipe2", s.file);
+    pipes.read.push_back(p[0]);
+    pipes.write.push_back(p[1]);
+    s.fds[static_cast<size_t>(c)] = p[1];
+  }
   const int n = static_cast<int>(s.fds.size());
   std::vector<int> high(s.fds.size(), -1);
   auto closeHigh = [&] {
@@ -121,12 +150,28 @@ bool Spawn(const SpawnSpec& s, Spawned& out, Failure& f) {
   if (pidfd < 0) {
     // Without a pidfd it cannot be watched: it is not left running unseen.
     int err = errno;
+    if (s.waitUnwatched) {
+      // Its output waits in the pipes (a one-shot program writes a few lines, well under a
+      // pipe's 64 KiB, so it never blocks on them while we wait).
+      for (int& fd : pipes.write) {
+        close(fd);
+        fd = -1;
+      }
+      int status = 0;
+      while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      out.pid = pid;
+      out.status = status;
+      out.pipes.swap(pipes.read);
+      return true;
+    }
     kill(pid, SIGKILL);
     waitpid(pid, nullptr, 0);
     return f.Set("pidfd_open", s.file, "", err);
   }
   out.pid = pid;
   out.pidfd = pidfd;
+  out.pipes.swap(pipes.read);
   return true;
 }
 
@@ -147,6 +192,20 @@ Napi::Value SpawnProgramJs(const Napi::CallbackInfo& info) {
   }
   if (s.fds.size() < 3) throw Napi::TypeError::New(info.Env(), "fds must name at least stdin, stdout and stderr");
   s.setsid = ArgBoolean(o.Get("setsid"), "setsid");
+  s.waitUnwatched = ArgBool(o.Get("waitUnwatched"), false);
+  Napi::Value pipes = o.Get("pipes");
+  if (!pipes.IsUndefined()) {
+    if (!pipes.IsArray()) throw Napi::TypeError::New(info.Env(), "pipes must be an array of child fd numbers");
+    for (uint32_t i = 0; i < pipes.As<Napi::Array>().Length(); i++) {
+      Napi::Value e = pipes.As<Napi::Array>().Get(i);
+      int c = e.IsNumber() ? e.As<Napi::Number>().Int32Value() : -1;
+      if (c < 0 || static_cast<size_t>(c) >= s.fds.size() || s.fds[static_cast<size_t>(c)] != -1)
+        throw Napi::TypeError::New(info.Env(), "pipes must name child fds whose fds entry is -1");
+      for (int seen : s.pipes)
+        if (seen == c) throw Napi::TypeError::New(info.Env(), "pipes must not name a child fd twice");
+      s.pipes.push_back(c);
+    }
+  }
   return Dispatch<Spawned>(
       info, ArgBool(info[1], false), "imgmount:spawn.program",
       [s](Spawned& out, Failure& f) { return Spawn(s, out, f); },
@@ -154,6 +213,15 @@ Napi::Value SpawnProgramJs(const Napi::CallbackInfo& info) {
         Napi::Object res = Napi::Object::New(env);
         res.Set("pid", Napi::Number::New(env, r.pid));
         res.Set("pidfd", Napi::Number::New(env, r.pidfd));
+        Napi::Array pipes = Napi::Array::New(env, r.pipes.size());
+        for (uint32_t i = 0; i < r.pipes.size(); i++) pipes.Set(i, Napi::Number::New(env, r.pipes[i]));
+        res.Set("pipes", pipes);
+        if (r.pidfd < 0) {
+          Napi::Object exited = Napi::Object::New(env);
+          exited.Set("code", WIFEXITED(r.status) ? Napi::Value(Napi::Number::New(env, WEXITSTATUS(r.status))) : env.Null());
+          exited.Set("signal", WIFSIGNALED(r.status) ? Napi::Value(Napi::Number::New(env, WTERMSIG(r.status))) : env.Null());
+          res.Set("exited", exited);
+        }
         return res;
       });
 }

@@ -226,8 +226,17 @@ export interface NativeBinding {
   // programs started without forking Node (native/spawn.cc)
   /** errno of pidfd_open on this process: 0 where spawnProgram can be used. */
   pidfdProbe(sync?: boolean): Promise<number>;
-  /** posix_spawn on a pool thread, then pidfd_open: fds[i] becomes fd i (-1: /dev/null); nothing else is inherited. */
-  spawnProgram(spec: { file: string; argv: string[]; envp: string[]; fds: number[]; setsid: boolean }, sync?: boolean): Promise<{ pid: number; pidfd: number }>;
+  /**
+   * posix_spawn on a pool thread, then pidfd_open: fds[i] becomes fd i (-1: /dev/null); nothing
+   * else is inherited. Each child fd in `pipes` (its fds entry -1) gets a fresh pipe's write
+   * end; the read ends come back in `pipes`, in order. If pidfd_open fails once it runs, it is
+   * killed (a rejection, syscall pidfd_open), or with `waitUnwatched` waited for: pidfd -1 and
+   * `exited`.
+   */
+  spawnProgram(
+    spec: { file: string; argv: string[]; envp: string[]; fds: number[]; setsid: boolean; pipes?: number[]; waitUnwatched?: boolean },
+    sync?: boolean,
+  ): Promise<{ pid: number; pidfd: number; pipes: number[]; exited?: { code: number | null; signal: number | null } }>;
   /** Watches a pidfd (and owns it) on the event loop; onExit(code, signal number) once it exited and was reaped. kill: pidfd_send_signal (false once it exited). */
   ProcessWatcher: new (pidfd: number, pid: number, onExit: (code: number | null, signal: number | null) => void) => { kill(signal: number): boolean; ref(): void; unref(): void; close(): void };
   // pinned paths (native/path.cc); dirfd -1 is AT_FDCWD

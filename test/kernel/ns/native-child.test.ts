@@ -7,6 +7,8 @@ import { expect } from 'chai';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SystemError } from '../../../lib/errors';
+import { injectFaults } from '../../../lib/native/faults';
+import { text } from 'node:stream/consumers';
 import { spawnNative, type NativeChild } from '../../../lib/ns/native-child';
 import { trackExit } from '../../../lib/util/child-exit';
 import { rejection } from '../../support/expect-error';
@@ -92,6 +94,56 @@ describe('kernel: programs started without forking Node (posix_spawn + pidfd)', 
     // libc takes them over).
     const ignored = BigInt(`0x${ignoredLine!.split(/\s+/)[1]}`);
     expect(ignored & 0x7fffffffn, ignoredLine).to.equal(0n); // bit n-1 is signal n
+  });
+
+  it("pipes: each asked child fd's output comes back on the event loop; 'close' comes after the exit and their end", async () => {
+    const child = await spawnNative(SH, ['-c', 'echo out; echo err >&2; sleep 0.1; printf result >&3'], { fds: [null, null, null, null], env: {}, setsid: false, pipes: [1, 2, 3] });
+    const outputs = Promise.all([1, 2, 3].map((fd) => text(child.output(fd)!)));
+    let exited = false;
+    child.once('exit', () => (exited = true));
+    const closed = await exitOf(child);
+    expect(exited, "'exit' came first").to.equal(true);
+    expect(closed).to.deep.equal({ code: 0, signal: null });
+    expect(await outputs).to.deep.equal(['out\n', 'err\n', 'result']);
+    expect(child.output(0), 'only the fds asked').to.equal(undefined);
+  });
+
+  it('pipes: only a child fd left to /dev/null (null) can be a pipe', async () => {
+    const fd = fs.openSync(path.join(testTmp, 'native-child-pipe-clash'), 'w');
+    try {
+      const err = await rejection(spawnNative(SH, ['-c', 'true'], { fds: [null, fd, null], env: {}, setsid: false, pipes: [1] }), TypeError);
+      expect(err.message).to.match(/pipes must name child fds whose fds entry is -1/);
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
+
+  it('pidfd_open failing once it runs: killed by default; with waitUnwatched waited for, its outcome kept', async () => {
+    const marker = path.join(testTmp, 'native-child-unwatched');
+    const script = `sleep 0.2; echo done > ${marker}; printf ok >&3; exit 3`;
+    injectFaults([{ step: 'pidfd_open', errno: 16 }]);
+    try {
+      const err = await rejection(spawnNative(SH, ['-c', script], { fds: [null, null, null, null], env: {}, setsid: false, pipes: [3] }), SystemError);
+      expect(err.syscall).to.equal('pidfd_open');
+      expect(err.code).to.equal('EBUSY');
+    } finally {
+      injectFaults(null);
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    expect(fs.existsSync(marker), 'the unwatched program was stopped before it went on').to.equal(false);
+    injectFaults([{ step: 'pidfd_open', errno: 16 }]);
+    let child: NativeChild;
+    try {
+      child = await spawnNative(SH, ['-c', script], { fds: [null, null, null, null], env: {}, setsid: false, pipes: [3], waitUnwatched: true });
+    } finally {
+      injectFaults(null);
+    }
+    expect(fs.readFileSync(marker, 'utf8'), 'it ran to its end').to.equal('done\n');
+    const output = text(child.output(3)!);
+    expect(await exitOf(child)).to.deep.equal({ code: 3, signal: null });
+    expect(await output).to.equal('ok');
+    expect(child.kill('SIGKILL'), 'nothing to signal: it is gone').to.equal(false);
+    expect(fs.existsSync(`/proc/${child.pid}`), 'reaped').to.equal(false);
   });
 
   it('a program that cannot be executed is a SystemError (posix_spawn, ENOENT), nothing left running', async () => {

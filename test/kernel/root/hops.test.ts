@@ -16,7 +16,8 @@ import { testTmp } from '../../support/hooks';
 import { countHops, type HopCount } from '../../support/hops';
 import { busyboxSif, mountDir } from '../../support/images';
 import { skip } from '../../support/skip';
-import { requireKernel } from '../../support/kernel';
+import { requireKernel, startNamespaceHolder, stopHolder } from '../../support/kernel';
+import { kernelMountsAt } from '../../support/kernel-mountinfo';
 import { registerMountPoint } from '../../support/leaks';
 
 function within(what: string, c: HopCount, hops: number): void {
@@ -113,6 +114,27 @@ describe('kernel: pool round trips of the main job (init -> root() -> close())',
     } finally {
       const { count: released } = await countHops(() => r.close());
       within('root.close()', released, 4);
+    }
+  });
+
+  it("a root moved into another mount namespace: the namespace helper starts by posix_spawn, never a fork of Node, for root() and close()", async () => {
+    const holder = await startNamespaceHolder(['-m', '--propagation', 'private']);
+    const dir = mountDir('hops-namespace');
+    try {
+      await using img = await init(busyboxSif.path);
+      const { value: r, count: mounted } = await countHops(() => root(img, dir, { driver: 'kernel', namespace: { pid: holder.pid! } }));
+      try {
+        expect(kernelMountsAt(dir, holder.pid!).map((m) => m.fstype), 'the root is there').to.deep.equal(['squashfs']);
+        expect(mounted.spawns, `root() spawns the helper once:\n    ${mounted.sites.join('\n    ')}`).to.equal(1);
+        expect(mounted.sites.some((s) => s.startsWith('1 x imgmount:spawn.program')), `by posix_spawn:\n    ${mounted.sites.join('\n    ')}`).to.equal(true);
+      } finally {
+        const { count: released } = await countHops(() => r.close());
+        expect(released.sites.filter((s) => /PROCESSWRAP/.test(s)), 'close() forks nothing').to.deep.equal([]);
+        expect(released.spawns, `close() spawns the helper once:\n    ${released.sites.join('\n    ')}`).to.equal(1);
+      }
+      expect(kernelMountsAt(dir, holder.pid!)).to.deep.equal([]);
+    } finally {
+      await stopHolder(holder);
     }
   });
 
