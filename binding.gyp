@@ -27,8 +27,12 @@
         "_GNU_SOURCE",
         "_FILE_OFFSET_BITS=64"
       ],
+      "cflags": [
+        "-fvisibility=hidden"
+      ],
       "cflags_cc": [
         "-std=c++17",
+        "-fvisibility=hidden",
         "-Wall",
         "-Wextra",
         "-Wno-missing-field-initializers"

@@ -39,17 +39,21 @@ struct EnvWork {
 
 class WorkQueue {
  public:
-  // Never destroyed: its threads may outlive static destructors at exit.
-  static WorkQueue& Get() {
-    static WorkQueue* q = new WorkQueue();
-    return *q;
-  }
+  static WorkQueue& Get();
 
+  // The thread idle the shortest time takes the job (LIFO): calls one after another keep to one
+  // warm thread, whose CPU is likely still awake, instead of waking the longest-idle one.
   void Submit(EnvWork* w, PoolJob* job) {
     std::lock_guard<std::mutex> l(mu_);
     queue_.emplace_back(w, job);
-    if (queue_.size() > idle_ && threads_ < kMaxThreads && StartThread()) threads_++;
-    cv_.notify_one();
+    if (!idle_.empty()) {
+      Idler* next = idle_.back();
+      idle_.pop_back();
+      next->woken = true;
+      next->cv.notify_one();
+    } else if (threads_ < kMaxThreads && StartThread()) {
+      threads_++;
+    }
   }
 
   static void SetContext(PoolJob* job, napi_async_context c) { job->asyncContext_ = c; }
@@ -78,11 +82,14 @@ class WorkQueue {
   }
 
   void Loop() {
+    Idler me;
     std::unique_lock<std::mutex> l(mu_);
     for (;;) {
-      idle_++;
-      cv_.wait(l, [this] { return !queue_.empty(); });
-      idle_--;
+      while (queue_.empty()) {
+        me.woken = false;
+        idle_.push_back(&me);
+        me.cv.wait(l, [&me] { return me.woken; });
+      }
       auto [w, job] = queue_.front();
       queue_.pop_front();
       l.unlock();
@@ -99,12 +106,26 @@ class WorkQueue {
     if (--w->inFlight == 0) w->drained.notify_all();
   }
 
+  // A thread waiting for work, woken on its own.
+  struct Idler {
+    std::condition_variable cv;
+    bool woken = false;  // (mu_)
+  };
+
   std::mutex mu_;
-  std::condition_variable cv_;
   std::deque<std::pair<EnvWork*, PoolJob*>> queue_;
-  size_t idle_ = 0;
+  std::vector<Idler*> idle_;  // the most recently idle last (mu_)
   size_t threads_ = 0;
 };
+
+// Never destroyed: its threads may outlive static destructors at exit. Defined out of the class:
+// the static of an inline function would be a GNU_UNIQUE symbol, which the dynamic linker shares
+// between every copy of the addon a process loads (two versions of imgmount would then share
+// one queue of two layouts; the build also hides every symbol but the module's entry).
+WorkQueue& WorkQueue::Get() {
+  static WorkQueue* q = new WorkQueue();
+  return *q;
+}
 
 namespace {
 
