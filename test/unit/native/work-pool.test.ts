@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { binding } from '../../../lib/native/binding';
+import { binding, nativeBuildDir } from '../../../lib/native/binding';
 import { testTmp } from '../../support/hooks';
 
 const SCHED_BATCH = 3;
@@ -70,6 +70,31 @@ describe('native: the addon work pool', () => {
       const got = (await within(5000, 'the blocked calls, released', Promise.all(reads))).map((r) => r[0]);
       // One reader gets the byte, the others EOF: every call came back.
       expect(got.join('')).to.equal('x');
+    } finally {
+      if (!released) stuck.release();
+      await Promise.allSettled(reads);
+    }
+  });
+
+  it('two copies of the addon in one process (two installs of imgmount) each have a pool of their own', async function () {
+    this.timeout(20_000);
+    // A copy under another name is another module to the dynamic linker, as a second install is.
+    // Sharing anything process-wide (a GNU_UNIQUE static) would put both on one queue: with its
+    // four threads blocked by the first copy's calls, the second copy's call would never run.
+    const copy = path.join(testTmp, 'imgmount-copy.node');
+    fs.copyFileSync(process.env.IMGMOUNT_NATIVE_PATH ?? path.join(nativeBuildDir(), 'imgmount.node'), copy);
+    const mod = { exports: {} as { readTextFiles: (paths: string[], max: number) => Promise<Array<string | number>> } };
+    process.dlopen(mod, copy);
+    const stuck = fifo('pool-two-copies.fifo');
+    const reads = Array.from({ length: 4 }, () => binding().readTextFiles([stuck.path], 16));
+    let released = false;
+    try {
+      await new Promise((r) => setTimeout(r, 100));
+      const [own] = await within(5000, "the copy's call beside four blocked calls of the first", mod.exports.readTextFiles(['/proc/thread-self/comm'], 64));
+      expect(own).to.equal('imgmount-work\n');
+      stuck.release();
+      released = true;
+      expect((await Promise.all(reads)).map((r) => r[0]).join('')).to.equal('x');
     } finally {
       if (!released) stuck.release();
       await Promise.allSettled(reads);
