@@ -43,17 +43,24 @@ class WorkQueue {
 
   // The thread idle the shortest time takes the job (LIFO): calls one after another keep to one
   // warm thread, whose CPU is likely still awake, instead of waking the longest-idle one.
+  // The wake-up comes after the lock is released: woken under it, the thread would at once
+  // block on the lock we still hold (two more futex calls and context switches per call).
   void Submit(EnvWork* w, PoolJob* job) {
-    std::lock_guard<std::mutex> l(mu_);
-    queue_.emplace_back(w, job);
-    if (!idle_.empty()) {
-      Idler* next = idle_.back();
-      idle_.pop_back();
-      next->woken = true;
-      next->cv.notify_one();
-    } else if (threads_ < kMaxThreads && StartThread()) {
-      threads_++;
+    Idler* next = nullptr;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      queue_.emplace_back(w, job);
+      if (!idle_.empty()) {
+        next = idle_.back();
+        idle_.pop_back();
+        next->woken = true;
+      } else if (threads_ < kMaxThreads && StartThread()) {
+        threads_++;
+      }
     }
+    // (An Idler lives as long as its thread, that is for good: notifying it late is safe; if it
+    // has gone back to waiting meanwhile, the wake-up is spurious and it waits on.)
+    if (next != nullptr) next->cv.notify_one();
   }
 
   static void SetContext(PoolJob* job, napi_async_context c) { job->asyncContext_ = c; }
