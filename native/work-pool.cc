@@ -191,7 +191,10 @@ void Teardown(napi_async_cleanup_hook_handle, void* data) {
     left.assign(w->done.begin(), w->done.end());
     w->done.clear();
   }
-  for (PoolJob* job : left) delete job;
+  for (PoolJob* job : left) {
+    napi_async_destroy(w->env, WorkQueue::Context(job));
+    delete job;
+  }
   uv_close(reinterpret_cast<uv_handle_t*>(&w->async), Freed);
 }
 
