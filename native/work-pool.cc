@@ -6,9 +6,11 @@
 #include <signal.h>
 #include <uv.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -20,6 +22,12 @@ namespace {
 
 // As many as libuv's pool has by default: what the addon's calls had before they had their own.
 constexpr size_t kMaxThreads = 4;
+// A call still running after this long waits on something (a disk, a FUSE helper, a hung
+// filesystem), it is not computing. While calls wait and every thread holds such a call, the
+// pool's monitor starts one more thread every kStuckAfter, up to kMaxStuckThreads: calls
+// blocked for good (a dead NFS server under an image) do not stop every other image's calls.
+constexpr auto kStuckAfter = std::chrono::milliseconds(250);
+constexpr size_t kMaxStuckThreads = 16;
 
 }  // namespace
 
@@ -46,7 +54,7 @@ class WorkQueue {
   // The wake-up comes after the lock is released: woken under it, the thread would at once
   // block on the lock we still hold (two more futex calls and context switches per call).
   void Submit(EnvWork* w, PoolJob* job) {
-    Idler* next = nullptr;
+    Worker* next = nullptr;
     {
       std::lock_guard<std::mutex> l(mu_);
       queue_.emplace_back(w, job);
@@ -54,11 +62,13 @@ class WorkQueue {
         next = idle_.back();
         idle_.pop_back();
         next->woken = true;
-      } else if (threads_ < kMaxThreads && StartThread()) {
+      } else if (threads_ < kMaxThreads && StartThread(Run)) {
         threads_++;
+      } else if (monitorStarted_ || (monitorStarted_ = StartThread(RunMonitor))) {
+        monitorCv_.notify_one();
       }
     }
-    // (An Idler lives as long as its thread, that is for good: notifying it late is safe; if it
+    // (A Worker lives as long as its thread, that is for good: notifying it late is safe; if it
     // has gone back to waiting meanwhile, the wake-up is spurious and it waits on.)
     if (next != nullptr) next->cv.notify_one();
   }
@@ -69,12 +79,12 @@ class WorkQueue {
  private:
   // Threads start with every signal blocked (signals are the JS thread's business) and are
   // detached: the process's exit ends them.
-  bool StartThread() {
+  bool StartThread(void* (*body)(void*)) {
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     pthread_t t;
-    bool ok = pthread_create(&t, nullptr, Run, this) == 0;
+    bool ok = pthread_create(&t, nullptr, body, this) == 0;
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
     if (ok) pthread_detach(t);
     return ok;
@@ -89,21 +99,50 @@ class WorkQueue {
   }
 
   void Loop() {
-    Idler me;
+    Worker me;
     std::unique_lock<std::mutex> l(mu_);
+    all_.push_back(&me);
     for (;;) {
       while (queue_.empty()) {
+        me.busySince.reset();
         me.woken = false;
         idle_.push_back(&me);
         me.cv.wait(l, [&me] { return me.woken; });
       }
       auto [w, job] = queue_.front();
       queue_.pop_front();
+      me.busySince = std::chrono::steady_clock::now();
       l.unlock();
       job->Execute();
       Deliver(w, job);
       l.lock();
     }
+  }
+
+  static void* RunMonitor(void* self) {
+    pthread_setname_np(pthread_self(), "imgmount-watch");
+    static_cast<WorkQueue*>(self)->Monitor();
+    return nullptr;
+  }
+
+  // While calls wait with no thread free: every kStuckAfter, one more thread if all are stuck.
+  void Monitor() {
+    std::unique_lock<std::mutex> l(mu_);
+    for (;;) {
+      monitorCv_.wait(l, [this] { return !queue_.empty() && idle_.empty(); });
+      monitorCv_.wait_for(l, kStuckAfter);
+      if (!queue_.empty() && idle_.empty() && threads_ < kMaxStuckThreads && AllStuck() && StartThread(Run)) threads_++;
+    }
+  }
+
+  // Whether every thread has been on its call longer than kStuckAfter (mu_ held); a thread
+  // still starting is not.
+  bool AllStuck() const {
+    if (all_.size() < threads_) return false;
+    auto before = std::chrono::steady_clock::now() - kStuckAfter;
+    for (const Worker* t : all_)
+      if (!t->busySince || *t->busySince > before) return false;
+    return true;
   }
 
   static void Deliver(EnvWork* w, PoolJob* job) {
@@ -113,16 +152,20 @@ class WorkQueue {
     if (--w->inFlight == 0) w->drained.notify_all();
   }
 
-  // A thread waiting for work, woken on its own.
-  struct Idler {
+  // A thread of the pool: woken on its own when idle; since when it holds its call when busy.
+  struct Worker {
     std::condition_variable cv;
-    bool woken = false;  // (mu_)
+    bool woken = false;                                                 // (mu_)
+    std::optional<std::chrono::steady_clock::time_point> busySince;  // (mu_)
   };
 
   std::mutex mu_;
   std::deque<std::pair<EnvWork*, PoolJob*>> queue_;
-  std::vector<Idler*> idle_;  // the most recently idle last (mu_)
+  std::vector<Worker*> idle_;  // the most recently idle last (mu_)
+  std::vector<Worker*> all_;   // every thread, once running (mu_)
   size_t threads_ = 0;
+  bool monitorStarted_ = false;  // (mu_)
+  std::condition_variable monitorCv_;
 };
 
 // Never destroyed: its threads may outlive static destructors at exit. Defined out of the class:

@@ -2,7 +2,9 @@
 //
 // - A mount, a loop attach or an unmount blocks for as long as the kernel, a disk or a FUSE
 //   helper takes. On threads of our own that never holds up the process's fs, dns or zlib work,
-//   which share libuv's four threads.
+//   which share libuv's four threads. Four threads, and while calls wait behind four that have
+//   each been blocked over 250 ms, one more every 250 ms (up to 16): calls stuck for good on
+//   one image's filesystem do not stop every other image's calls.
 // - Our threads run SCHED_BATCH: waking one to take a call does not preempt the JS thread that
 //   queued it (CFS wakeup preemption). With the default policy the woken thread often lands on
 //   the JS thread's CPU and the JS thread waits 20-40 us per call to run again (measured on a

@@ -50,7 +50,8 @@ describe('native: the addon work pool', () => {
     // The file read is the calling thread's own: the call ran on a thread of ours.
     expect(text).to.equal('imgmount-work\n');
     const ours = threads().filter(([name]) => name === 'imgmount-work');
-    expect(ours.length).to.be.within(1, 4);
+    // Four, and more only while calls are stuck on all of them (see below).
+    expect(ours.length).to.be.within(1, 16);
     for (const [, policy] of ours) expect(policy).to.equal(SCHED_BATCH);
     // Node's own threads keep the default policy.
     expect(threads().filter(([name]) => name !== 'imgmount-work').every(([, policy]) => policy === 0)).to.equal(true);
@@ -70,6 +71,32 @@ describe('native: the addon work pool', () => {
       const got = (await within(5000, 'the blocked calls, released', Promise.all(reads))).map((r) => r[0]);
       // One reader gets the byte, the others EOF: every call came back.
       expect(got.join('')).to.equal('x');
+    } finally {
+      if (!released) stuck.release();
+      await Promise.allSettled(reads);
+    }
+  });
+
+  it('calls stuck on every thread (past 250 ms) do not stop the next one: it gets a thread of its own', async function () {
+    this.timeout(20_000);
+    const stuck = fifo('pool-all-stuck.fifo');
+    const workers = (): number => threads().filter(([name]) => name === 'imgmount-work').length;
+    await binding().readTextFiles([], 16);
+    // One more than the pool has threads (four, unless an earlier test grew it): every thread
+    // holds one, one waits behind them.
+    const reads = Array.from({ length: Math.max(4, workers()) + 1 }, () => binding().readTextFiles([stuck.path], 16));
+    let released = false;
+    try {
+      await new Promise((r) => setTimeout(r, 400));
+      const before = workers();
+      const [text] = await within(5000, 'a call behind four stuck ones', binding().readTextFiles(['/proc/thread-self/comm'], 64));
+      expect(text).to.equal('imgmount-work\n');
+      const after = workers();
+      expect(after, 'one thread more for the calls behind the stuck ones').to.be.greaterThan(before);
+      expect(after).to.be.at.most(16);
+      stuck.release();
+      released = true;
+      expect((await within(5000, 'the stuck calls, released', Promise.all(reads))).map((r) => r[0]).join('')).to.equal('x');
     } finally {
       if (!released) stuck.release();
       await Promise.allSettled(reads);
