@@ -390,13 +390,17 @@ export function describeExit(e: HelperExit): string {
 
 /**
  * 'ours': `h.pid` runs (not a zombie) with the recorded start time and executable; 'gone': no
- * such process (exited, or the pid now belongs to another program); 'unverified': the pid and
- * start time match but the record names no executable to compare.
+ * such process (exited, or the pid now belongs to another program); 'exiting': the pid and start
+ * time match but its executable can no longer be read (it is past releasing its memory, not yet a
+ * zombie: never signalled, but waited for); 'unverified': the pid and start time match but the
+ * record names no executable to compare.
  */
-async function identify(h: HelperRecord): Promise<'ours' | 'gone' | 'unverified'> {
+async function identify(h: HelperRecord): Promise<'ours' | 'gone' | 'exiting' | 'unverified'> {
   if (!(await processRuns(h.pid, h.startTime))) return 'gone';
   if (h.exe === undefined) return 'unverified';
-  return (await processExe(h.pid)) === h.exe.replace(/ \(deleted\)$/, '') ? 'ours' : 'gone';
+  const exe = await processExe(h.pid);
+  if (exe === null) return (await processRuns(h.pid, h.startTime)) ? 'exiting' : 'gone';
+  return exe === h.exe.replace(/ \(deleted\)$/, '') ? 'ours' : 'gone';
 }
 
 /** True if the recorded helper still runs: same pid, start time and executable. */
@@ -440,11 +444,18 @@ export async function stopRecordedProcess(h: HelperRecord, timings: StopTimings 
     }
     return true;
   };
-  if (!(await signal('SIGTERM'))) return 'exited';
+  const stuck = (after: string): ImgmountError =>
+    new ImgmountError('ERR_HELPER_FAILED', `${program} (pid ${pid}) did not exit ${after}`, { details: { program, pid } });
+  // Not ours to signal any more, but maybe still on its way out: stopped only once it is gone.
+  if (!(await signal('SIGTERM'))) {
+    if (await gone(h, t.termMs + t.killMs)) return 'exited';
+    throw stuck(`${t.graceMs + t.termMs + t.killMs} ms after its unmount`);
+  }
   if (await gone(h, t.termMs)) return 'terminated';
-  if (!(await signal('SIGKILL'))) return 'terminated';
+  if (!(await signal('SIGKILL'))) {
+    if (await gone(h, t.killMs)) return 'terminated';
+    throw stuck(`${t.termMs + t.killMs} ms after SIGTERM`);
+  }
   if (await gone(h, t.killMs)) return 'killed';
-  throw new ImgmountError('ERR_HELPER_FAILED', `${program} (pid ${pid}) did not exit ${t.killMs} ms after SIGKILL`, {
-    details: { program, pid },
-  });
+  throw stuck(`${t.killMs} ms after SIGKILL`);
 }
