@@ -124,6 +124,14 @@ function failure(call: HelperCall, r: HelperResult): Error {
   return sys;
 }
 
+/** The helper's stderr as it comes (its first 4 KiB), for the error if it fails without a result. */
+function collectStderr(stream: Readable | null | undefined): () => string {
+  let err = '';
+  stream?.setEncoding('utf8');
+  stream?.on('data', (d: string) => (err.length < 4096 ? (err += d) : undefined));
+  return () => err.trim();
+}
+
 function spawnHelper(exe: string, call: HelperCall): { child: ChildProcess; result: Readable; stderr: () => string } {
   const { stdio, argv, resultFd, faultEnv } = layout(call);
   debug('helper: %s %s', exe, argv.join(' '));
@@ -135,11 +143,7 @@ function spawnHelper(exe: string, call: HelperCall): { child: ChildProcess; resu
   if (call.op === 'exec') keepOutput(child);
   trackExit(child); // an exec'd program may be done before the caller listens
   const result = child.stdio[resultFd] as Readable;
-  let err = '';
-  const errStream = call.op === 'exec' ? null : (child.stdio[2] as Readable | null);
-  errStream?.setEncoding('utf8');
-  errStream?.on('data', (d: string) => (err.length < 4096 ? (err += d) : undefined));
-  return { child, result, stderr: () => err.trim() };
+  return { child, result, stderr: collectStderr(call.op === 'exec' ? null : (child.stdio[2] as Readable | null)) };
 }
 
 /**
@@ -154,11 +158,7 @@ async function spawnHelperNative(exe: string, call: HelperCall): Promise<{ child
   debug('helper (posix_spawn): %s %s', exe, argv.join(' '));
   const env = call.env ?? HELPER_ENV;
   const child = await spawnNative(exe, argv, { fds, env: faultEnv ? { ...env, ...faultEnv } : env, setsid: false, pipes, waitUnwatched: true });
-  let err = '';
-  const errStream = child.output(2);
-  errStream?.setEncoding('utf8');
-  errStream?.on('data', (d: string) => (err.length < 4096 ? (err += d) : undefined));
-  return { child, result: child.output(resultFd)!, stderr: () => err.trim() };
+  return { child, result: child.output(resultFd)!, stderr: collectStderr(child.output(2)) };
 }
 
 /** posix_spawn for one-shot operations where it works; child_process otherwise (see the file comment). */
