@@ -1,6 +1,6 @@
 // Counting thread-pool hops: every request an operation sends to libuv's pool (fs requests,
-// FileHandle closes, zlib, our addon's workers "imgmount:*") and every process it spawns, seen
-// as async resources created while it runs. A hop costs a wake-up of a pool thread and of the
+// FileHandle closes, zlib) or to the addon's own (its calls, "imgmount:*"; native/work-pool.cc)
+// and every process it spawns, seen as async resources created while it runs. A hop costs a wake-up of a pool thread and of the
 // event loop (tens of microseconds, more on a loaded machine): what the hot path is judged by
 // without timing anything.
 import { createHook } from 'node:async_hooks';
