@@ -5,16 +5,13 @@
 // the C floor, which has no thread hop at all.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { LO_FLAGS_AUTOCLEAR, LO_FLAGS_READ_ONLY } from '../../lib/loop/constants';
+import { MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY } from '../../lib/mount/flags';
 import { binding } from '../../lib/native/binding';
+import { RESOLVE_NO_SYMLINKS } from '../../lib/path/pinned';
 import type { Workload } from './workload';
 
-const S_IFREG = 0o100000;
-const LO_FLAGS_READ_ONLY = 1;
-const LO_FLAGS_AUTOCLEAR = 4;
-const MOUNT_ATTR_RDONLY = 1;
-const MOUNT_ATTR_NOSUID = 2;
-const MOUNT_ATTR_NODEV = 4;
-const RESOLVE_NO_SYMLINKS = 0x04;
+const S_IFREG = fs.constants.S_IFREG;
 
 /** One batch: mean microseconds per cycle. */
 export async function nodeFloorBatch(w: Workload, dir: string, cycles: number): Promise<number> {

@@ -8,7 +8,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SystemError } from '../../../lib/errors';
 import { binding, type NativeLoopAttachSpec, type NativeMountSpec, type NativeTargetPin } from '../../../lib/native/binding';
-import { isPinDeclined } from '../../../lib/path/pinned';
+import { LO_FLAGS_AUTOCLEAR, LO_FLAGS_READ_ONLY } from '../../../lib/loop/constants';
+import { MOUNT_ATTR_RDONLY } from '../../../lib/mount/flags';
+import { RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, isPinDeclined } from '../../../lib/path/pinned';
 import { systemTargetGuard } from '../../../lib/path/system-targets';
 import { rejection } from '../../support/expect-error';
 import { testTmp } from '../../support/hooks';
@@ -17,9 +19,6 @@ import { requireKernel } from '../../support/kernel';
 import { boundLoops, mountPoints, registerMountPoint } from '../../support/leaks';
 
 const O_RDONLY = fs.constants.O_RDONLY;
-const LO_FLAGS_READ_ONLY = 1;
-const LO_FLAGS_AUTOCLEAR = 4;
-const MOUNT_ATTR_RDONLY = 1;
 
 function loopSpec(image: string, offset: number, size: number): NativeLoopAttachSpec {
   return {
@@ -61,7 +60,7 @@ describe('kernel: the target pinned in the mount call (loopAttachMount pin)', fu
     const intent = path.join(testTmp, `pin-${name}.intent`);
     const pin: NativeTargetPin = {
       path: dir,
-      resolve: 0x04 | 0x02, // RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS
+      resolve: RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
       expectName: dir,
       refuseIds: [],
       refuseDevs: [],
