@@ -165,8 +165,8 @@ export async function buildMount(source: LoopSource | LoopDevice, place: Placeme
   // device (a kernel found without it refuses them before binding: onlyFused below); the
   // overlay only with the new mount API, placed.
   if ((inHop || overlay) && (source instanceof LoopDevice || p.loop.shared)) throw new PinDeclined("the loop device is not bound in the mount's own call");
-  if (overlay && (detached || keepMountFd || options.idmap !== undefined)) throw new PinDeclined('an overlay in the mount call is placed, and not ID-mapped');
   const needsNew = detached || keepMountFd || options.idmap !== undefined;
+  if (overlay && needsNew) throw new PinDeclined('an overlay in the mount call is placed, and not ID-mapped');
   let api: MountMethod = await resolveMountApi(p.requested);
   if (overlay && api === 'legacy') throw new PinDeclined('an overlay in the mount call needs the new mount API');
   if (needsNew && api === 'legacy')
@@ -179,9 +179,14 @@ export async function buildMount(source: LoopSource | LoopDevice, place: Placeme
   if (options.idmap !== undefined) userns = await openNamespace(options.idmap, 'user');
   const ctx = { fstype: p.fstype, target, ...(typeof source === 'string' ? { source } : {}) };
 
+  /** `flags` and `data` as the new mount API takes them; ERR_MOUNT_FAILED where it cannot. */
+  const newApi = (flags: number, data: string | undefined, what: string): NonNullable<ReturnType<typeof toNewApi>> => {
+    const n = toNewApi(flags, data);
+    if (!n) throw new ImgmountError('ERR_MOUNT_FAILED', `flags ${formatMountFlags(flags)} cannot be used for ${what}`);
+    return n;
+  };
   const mountSpec = (src?: string): NativeMountSpec => {
-    const fresh = api === 'new' ? toNewApi(p.flags, p.data) : null;
-    if (api === 'new' && !fresh) throw new ImgmountError('ERR_MOUNT_FAILED', `flags ${formatMountFlags(p.flags)} cannot be used for a partition mount`);
+    const fresh = api === 'new' ? newApi(p.flags, p.data, 'a partition mount') : null;
     if (fresh && overlay) return overlaySpec(fresh, src);
     return fresh
       ? {
@@ -210,11 +215,6 @@ export async function buildMount(source: LoopSource | LoopDevice, place: Placeme
   /** The partition mounted detached as the lower layer, and the overlay placed where the partition would be. */
   const overlaySpec = (lower: NonNullable<ReturnType<typeof toNewApi>>, src?: string): NativeMountSpec => {
     const o = overlay!;
-    const newApi = (flags: number, data: string | undefined, what: string) => {
-      const n = toNewApi(flags, data);
-      if (!n) throw new ImgmountError('ERR_MOUNT_FAILED', `flags ${formatMountFlags(flags)} cannot be used for ${what}`);
-      return n;
-    };
     const top = newApi(o.flags, o.data, 'an overlay');
     const tmpfs = o.tmpfs ? newApi(o.tmpfs.flags, o.tmpfs.data, 'a tmpfs layer') : undefined;
     return {
