@@ -23,6 +23,36 @@ function threads(): Array<[string, number]> {
   });
 }
 
+/** Per thread of the pool: [voluntary context switches (sleeps), CPU time in ns]. */
+function poolThreads(): Map<string, [number, number]> {
+  const out = new Map<string, [number, number]>();
+  for (const tid of fs.readdirSync('/proc/self/task')) {
+    try {
+      if (fs.readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim() !== 'imgmount-work') continue;
+      const status = fs.readFileSync(`/proc/self/task/${tid}/status`, 'utf8');
+      const cpu = Number(fs.readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+      out.set(tid, [Number(/^voluntary_ctxt_switches:\s*(\d+)/m.exec(status)![1]), cpu]);
+    } catch {
+      // A thread that ended meanwhile.
+    }
+  }
+  return out;
+}
+
+/** What the pool's threads did between two poolThreads() readings: [sleeps, CPU ns]. */
+function poolDelta(before: Map<string, [number, number]>, after: Map<string, [number, number]>): [number, number] {
+  let sleeps = 0;
+  let cpu = 0;
+  for (const [tid, [s, c]] of after) {
+    const [s0, c0] = before.get(tid) ?? [0, 0];
+    sleeps += s - s0;
+    cpu += c - c0;
+  }
+  return [sleeps, cpu];
+}
+
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
 /** A FIFO whose readers block in open(2) until released: a call stuck in the kernel, on demand. */
 function fifo(name: string): { path: string; release: () => void } {
   const p = path.join(testTmp, name);
@@ -55,6 +85,25 @@ describe('native: the addon work pool', () => {
     for (const [, policy] of ours) expect(policy).to.equal(SCHED_BATCH);
     // Node's own threads keep the default policy.
     expect(threads().filter(([name]) => name !== 'imgmount-work').every(([, policy]) => policy === 0)).to.equal(true);
+  });
+
+  it('a call right after another is taken by a thread still awake (no wake-up); an idle pool sleeps and uses no CPU', async () => {
+    const b = binding();
+    for (let i = 0; i < 50; i++) await b.readTextFiles([], 16);
+    const calls = 200;
+    const before = poolThreads();
+    for (let i = 0; i < calls; i++) await b.readTextFiles([], 16);
+    const [sleeps] = poolDelta(before, poolThreads());
+    // Asleep between calls, a thread sleeps once per call (200); awake, it takes the next one
+    // as it comes. The margin is for a loaded machine, where the JS thread may lose its CPU
+    // for longer than the pool waits awake.
+    expect(sleeps, `the pool's threads slept ${sleeps} times in ${calls} back-to-back calls`).to.be.below(calls / 2);
+    // Waiting awake is bounded (0.25 ms): then every thread sleeps.
+    await pause(20);
+    const idle = poolThreads();
+    await pause(200);
+    const [, cpu] = poolDelta(idle, poolThreads());
+    expect(cpu, `the idle pool used ${cpu} ns of CPU in 200 ms`).to.be.below(2e6);
   });
 
   it("calls blocked in the kernel hold none of libuv's threads: fs work goes on", async () => {
