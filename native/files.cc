@@ -4,11 +4,6 @@
 //   readTextFiles(paths, maxBytes[, sync])
 //     each file's text (at most maxBytes), or the errno that stopped reading it
 //
-//   closeFd(fd)
-//     close(2) on the pool: closing can block (a FUSE FLUSH, an NFS write-back, the last fd of a
-//     detached mount tree). The fd is released even when close fails (EIO): the error is a
-//     report, never a reason to close it again.
-//
 //   replaceFile(tmpPath, path, data, mode[, options[, sync]])
 //     open(tmpPath, O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC, mode) -> write all of data
 //     -> close -> rename(tmpPath, path); after a failure once tmpPath exists, it is unlinked.
@@ -91,18 +86,6 @@ Napi::Value ReplaceFileJs(const Napi::CallbackInfo& info) {
 // readTextFiles(paths, maxBytes[, sync]) -> (string | number)[]: each file's text, or the errno
 // that stopped it. One worker hop for many small files: the sysfs attributes a loop scan
 // reads, /proc/PID/stat of a process checked before it is signalled.
-Napi::Value CloseFd(const Napi::CallbackInfo& info) {
-  int fd = ArgInt(info, 0, "fd");
-  return Dispatch<int>(
-      info, false, "imgmount:files.close",
-      [fd](int&, Failure& f) {
-        // EINTR: Linux has released the fd already; retrying could close someone else's.
-        if (close(fd) != 0 && errno != EINTR) return f.Set("close");
-        return true;
-      },
-      [](Napi::Env env, int&) -> Napi::Value { return env.Undefined(); });
-}
-
 Napi::Value ReadTextFiles(const Napi::CallbackInfo& info) {
   if (!info[0].IsArray()) throw Napi::TypeError::New(info.Env(), "paths must be an array of strings");
   Napi::Array arr = info[0].As<Napi::Array>();
@@ -158,7 +141,6 @@ Napi::Value ReadTextFiles(const Napi::CallbackInfo& info) {
 
 void InitFiles(Napi::Env env, Napi::Object exports) {
   exports.Set("replaceFile", Napi::Function::New(env, ReplaceFileJs, "replaceFile"));
-  exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
   exports.Set("readTextFiles", Napi::Function::New(env, ReadTextFiles, "readTextFiles"));
 }
 

@@ -1,19 +1,20 @@
 // File descriptors the library opens itself (images, loop devices, namespace and mount
-// fds): opened and stat'ed on the libuv pool, closed on the addon's (see native/files.cc),
-// never on the event loop. Closing a detached mount's fd can tear down a whole mount tree,
-// and closing a file on FUSE or NFS waits for its server, so it is not "always cheap"; on the
-// addon's pool it is taken by the thread still awake from the call before it (image.close()
-// after root.close()) and holds up none of the process's fs work if it blocks.
+// fds): closed and stat'ed on the libuv pool, never on the event loop. Closing a detached
+// mount's fd can tear down a whole mount tree, so it is not "always cheap".
+//
+// Closed by fs.close, never natively: in a worker thread Node closes at the worker's exit every
+// fd fs.open gave it that fs.close did not take back. An fd opened here and closed by the addon
+// would be closed a second time then, by number, when that number may be another thread's file
+// (test/kernel/loop/share.test.ts, "works from worker_threads", caught exactly that).
 
 import * as fs from 'node:fs';
-import { native } from '../native/binding';
 
 export function openFd(path: string, flags: number, mode?: number): Promise<number> {
   return new Promise((resolve, reject) => fs.open(path, flags, mode, (err, fd) => (err ? reject(err) : resolve(fd))));
 }
 
 export function closeFd(fd: number): Promise<void> {
-  return native((b) => b.closeFd(fd));
+  return new Promise((resolve, reject) => fs.close(fd, (err) => (err ? reject(err) : resolve())));
 }
 
 export function fstatFd(fd: number): Promise<fs.Stats> {
