@@ -151,7 +151,7 @@ async function mountInNamespaceImpl(
       const dev =
         source instanceof LoopDevice
           ? source
-          : await attachLoop(source, { ...(options.loop ?? {}), offset: p.loop.offset, sizeLimit: p.loop.sizeLimit, readOnly: p.loop.readOnly, autoclear: true });
+          : await attachLoop(source, { ...(options.loop ?? {}), offset: p.loop.offset, blockSize: p.loop.blockSize, sizeLimit: p.loop.sizeLimit, readOnly: p.loop.readOnly, autoclear: true });
       loopDevice = dev.path;
       try {
         await runHelper({
