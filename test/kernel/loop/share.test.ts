@@ -228,7 +228,7 @@ describe('kernel: concurrent attaches', function () {
     try {
       // Each worker held three devices at once: three distinct ones, and its own errors' shape.
       for (const w of [a, b]) {
-        expect(w.error).to.equal(undefined);
+        expect(w.error, w.error).to.equal(undefined);
         expect(new Set(w.numbers).size, JSON.stringify(w.numbers)).to.equal(3);
         expect(w.errorShape).to.equal('ENOENT');
       }
