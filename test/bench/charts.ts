@@ -29,7 +29,7 @@ export interface DelayPoint {
 
 /** The comparisons of the cycle chart: the variant first, then its baselines. */
 export const CYCLE_CHART: ReadonlyArray<[string, MeasurementId[]]> = [
-  ['1. main job vs the C floor (and the Node floor)', ['main', 'floor', 'nodeFloor']],
+  ['1. main job vs the C floor (and the Node floor, the C floor with 4 KiB loop blocks)', ['main', 'floor', 'nodeFloor', 'floor4k']],
   ['2. with writableTmpfs vs the C floor', ['tmpfs', 'floor']],
   ['3. init() + close() vs a plain read', ['initClose', 'plainRead']],
   ['4. main job vs util-linux', ['main', 'utilLinux', 'utilLinuxNode']],
@@ -40,6 +40,7 @@ export const CYCLE_CHART: ReadonlyArray<[string, MeasurementId[]]> = [
 const CHART_LABELS: Record<MeasurementId, string> = {
   floor: 'C floor',
   nodeFloor: 'Node floor (raw native calls)',
+  floor4k: 'C floor, 4 KiB loop blocks',
   main: 'imgmount, kernel',
   tmpfs: 'imgmount, writableTmpfs',
   utilLinux: 'util-linux (shell loop)',

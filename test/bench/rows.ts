@@ -38,6 +38,7 @@ export interface ContextRow {
 /** Measurement ids of the interleaved rounds, and how they are described. */
 export const MEASUREMENTS = {
   floor: 'C floor (loopmount.c)',
+  floor4k: 'C floor with 4 KiB loop blocks (context: as the library attaches squashfs)',
   nodeFloor: 'Node floor: the same awaits as raw native calls, no library logic',
   main: 'main job, kernel driver',
   tmpfs: 'main job with writableTmpfs',
@@ -198,8 +199,12 @@ export function buildContextRows(r: Results): ContextRow[] {
   const f = compare(r.samples, 'fuse', 'squashfuse');
   const floor = compare(r.samples, 'floor', 'utilLinuxNode');
   const nodeFloor = compare(r.samples, 'nodeFloor', 'floor');
+  const floor4k = compare(r.samples, 'floor4k', 'floor');
+  const main4k = compare(r.samples, 'main', 'floor4k');
   return [
     { measure: 'Node floor vs C floor (the least an async Node program takes for the main job here; row 1 is judged against the C floor)', now: `${formatRatio(nodeFloor.ratio)} (${times(nodeFloor)})` },
+    { measure: 'C floor with 4 KiB loop blocks vs the C floor (what the block size the library asks for squashfs gives by itself)', now: `${formatRatio(floor4k.ratio)} (${times(floor4k)})` },
+    { measure: 'main job vs the C floor with 4 KiB loop blocks (the library against a floor that attaches as it does)', now: `${formatRatio(main4k.ratio)} (${times(main4k)})` },
     { measure: 'main job vs util-linux mount + umount from a shell loop', now: `${formatNumber(1 / u.ratio)}x faster (${times(u)})` },
     { measure: 'FUSE root vs squashfuse_ll + fusermount3 -u from a shell loop', now: `${formatRatio(f.ratio)} (${times(f)})` },
     { measure: 'C floor vs util-linux spawned from Node (the most row 4 can show)', now: `${formatNumber(1 / floor.ratio)}x faster (${times(floor)})` },

@@ -15,10 +15,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { capabilities } from '../../lib';
+import { SQUASHFS_LOOP_BLOCK_SIZE } from '../../lib/loop/block-size';
 import { parseArgs, USAGE, UsageError, type BenchOptions } from './args';
 import { initCloseBatch, rootBatch } from './cycles';
 import { plainReadBatch, toolBatch, toolFromNodeBatch } from './baselines';
-import { compileFloor, floorBatch } from './c-floor';
+import { compileFloor, compileFloorWithBlockSize, floorBatch } from './c-floor';
 import { nodeFloorBatch } from './node-floor';
 import { cycleChartSpec, cyclePoints, delayChartSpec, delayPoints, renderSvg } from './charts';
 import { concurrencyRun, type ConcurrencyReport } from './concurrency';
@@ -39,13 +40,14 @@ const CHARTS = { cycles: 'docs/benchmarks/cycle-times.svg', delay: 'docs/benchma
 const progress = (text: string) => process.stderr.write(text);
 
 /** The interleaved measurements, each next to its baseline(s). */
-function measurements(w: Workload, dir: string, floor: string, cycles: Record<MeasurementId, number>, overlayLayersByFd: boolean): Measurement[] {
+function measurements(w: Workload, dir: string, floor: string, floor4k: string, cycles: Record<MeasurementId, number>, overlayLayersByFd: boolean): Measurement[] {
   const kernelRoot = { options: {}, expect: 'kernel:squashfs' };
   // An overlay over detached layers is one mount (its layers are not mounts of their own).
   const tmpfsRoot = { options: { writableTmpfs: true }, expect: overlayLayersByFd ? 'kernel:overlay' : 'kernel:tmpfs kernel:squashfs kernel:overlay' };
   const fuseRoot = { options: { driver: 'fuse' as const }, expect: 'fuse:fuse.squashfuse_ll' };
   const all: Record<MeasurementId, () => Promise<number>> = {
     floor: async () => floorBatch(floor, w, dir, cycles.floor),
+    floor4k: async () => floorBatch(floor4k, w, dir, cycles.floor4k),
     nodeFloor: () => nodeFloorBatch(w, dir, cycles.nodeFloor),
     main: () => rootBatch(w, dir, cycles.main, kernelRoot),
     tmpfs: () => rootBatch(w, dir, cycles.tmpfs, tmpfsRoot),
@@ -65,7 +67,7 @@ function cyclesPerBatch(o: BenchOptions): Record<MeasurementId, number> {
   const slow = Math.max(3, Math.round(o.cycles / 2));
   const many = o.cycles * 5;
   return {
-    floor: o.cycles, nodeFloor: o.cycles, main: o.cycles, tmpfs: o.cycles, utilLinux: slow, utilLinuxNode: slow,
+    floor: o.cycles, floor4k: o.cycles, nodeFloor: o.cycles, main: o.cycles, tmpfs: o.cycles, utilLinux: slow, utilLinuxNode: slow,
     plainRead: many, initClose: many, squashfuse: slow, fuse: slow, squashfuseNode: slow,
   };
 }
@@ -74,9 +76,10 @@ async function measure(o: BenchOptions, w: Workload, tmp: string): Promise<Resul
   const dir = path.join(tmp, 'mnt');
   fs.mkdirSync(dir);
   const floor = compileFloor(sharedDir, tmp);
+  const floor4k = compileFloorWithBlockSize(sharedDir, tmp, SQUASHFS_LOOP_BLOCK_SIZE);
   const cycles = cyclesPerBatch(o);
   progress(`bench: ${o.batches} interleaved rounds (and one warm-up) `);
-  const { samples, retried } = await runRounds(measurements(w, dir, floor, cycles, (await capabilities()).overlayLayersByFd), { rounds: o.batches, onRound: () => progress('.') });
+  const { samples, retried } = await runRounds(measurements(w, dir, floor, floor4k, cycles, (await capabilities()).overlayLayersByFd), { rounds: o.batches, onRound: () => progress('.') });
   progress('\n');
   const concurrency: ConcurrencyReport[] = [];
   progress(`bench: ${o.concurrentRoots} concurrent roots, ${o.concurrencyRuns} fresh process(es) `);

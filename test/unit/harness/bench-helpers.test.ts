@@ -157,7 +157,7 @@ describe('bench helpers', () => {
 
     it('meets targets where the figures do, misses them where they do not', () => {
       const r = results(
-        { main: [1300, 1300, 1300], floor: [1000, 1000, 1000], tmpfs: [3000, 3000, 3000], utilLinuxNode: [26_000, 26_000, 26_000], fuse: [850, 850, 850] },
+        { main: [1300, 1300, 1300], floor: [1000, 1000, 1000], floor4k: [500, 500, 500], tmpfs: [3000, 3000, 3000], utilLinuxNode: [26_000, 26_000, 26_000], fuse: [850, 850, 850] },
         [{ cold: round(2, 9), warm: round(1, 4) }, { cold: round(3, 12), warm: round(1, 4) }],
         held(),
       );
@@ -167,12 +167,17 @@ describe('bench helpers', () => {
       expect(rows[0]!.now).to.match(/^1\.30x C floor/);
       expect(rows[3]!.now).to.match(/^20\.0x faster/);
       // Rows 4 and 5 are judged against the tools spawned from Node; the shell loop and the C
-      // floor's own standing against util-linux are context.
+      // floor's own standing against util-linux are context, and so is the C floor with the
+      // library's loop block size (row 1 stays judged against the floor as given).
       const context = buildContextRows(r);
-      expect(context.map((c) => c.measure)).to.have.length(4);
+      expect(context.map((c) => c.measure)).to.have.length(6);
       expect(context[0]!.measure).to.match(/^Node floor vs C floor/);
-      expect(context[3]!.measure).to.match(/^C floor vs util-linux spawned from Node/);
-      expect(context[3]!.now).to.match(/^26\.0x faster/);
+      expect(context[1]!.measure).to.match(/^C floor with 4 KiB loop blocks vs the C floor/);
+      expect(context[1]!.now).to.match(/^0\.50x/);
+      expect(context[2]!.measure).to.match(/^main job vs the C floor with 4 KiB loop blocks/);
+      expect(context[2]!.now).to.match(/^2\.60x/);
+      expect(context[5]!.measure).to.match(/^C floor vs util-linux spawned from Node/);
+      expect(context[5]!.now).to.match(/^26\.0x faster/);
       // p99 is the median of the runs' (2.5 ms), max the worst of all (12 ms: missed).
       expect(delaySummary(r.concurrency, 'cold')).to.include({ p99: 2.5, max: 12 });
     });
