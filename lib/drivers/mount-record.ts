@@ -479,9 +479,10 @@ export async function saveMountRecord(record: MountRecord, options: { exclusive?
 export async function recordWrite(record: MountRecord): Promise<{ tmp: string; path: string; data: Buffer; mode: number }> {
   const dir = (await subdir('mounts', true))!;
   const file = path.join(dir, recordName(record.mntns, record.target));
-  // What could not be read back is not written.
-  await validateMountRecord(JSON.parse(JSON.stringify(record)), file, { target: record.target, mntns: record.mntns });
-  const data = Buffer.from(JSON.stringify(record, null, 2) + '\n');
+  // What could not be read back is not written: the very text written is read back and checked.
+  const text = JSON.stringify(record, null, 2) + '\n';
+  await validateMountRecord(JSON.parse(text), file, { target: record.target, mntns: record.mntns });
+  const data = Buffer.from(text);
   if (data.length > MAX_RECORD_BYTES) throw invalid(file, `it would be ${data.length} bytes (at most ${MAX_RECORD_BYTES})`);
   return { tmp: `${file}.${process.pid}.${uniqueSuffix()}.tmp`, path: file, data, mode: 0o600 };
 }

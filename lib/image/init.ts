@@ -76,6 +76,11 @@ function contentHint(head: Buffer, size: number): string {
 async function detect(ctx: ProbeContext): Promise<DetectedImage> {
   const rejections: FormatRejection[] = [];
   for (const format of imageFormats) {
+    const refused = format.refuse?.(ctx);
+    if (refused !== undefined) {
+      rejections.push({ format: format.name, reason: refused });
+      continue;
+    }
     try {
       return await format.probe(ctx);
     } catch (err) {

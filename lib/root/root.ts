@@ -179,7 +179,8 @@ async function intentRecord(r: Root, options: RootOptions, layers: string[], exp
   const own = await currentMountNamespace();
   if (layers.length > 0) r.sessionDir ??= path.join(await sessionsDir(), `root-${uniqueSuffix()}`);
   const enter = ns ? await entryProcess(ns) : undefined;
-  r.record = {
+  // Fields set one by one, in the order the file shows them (no object spreads: this runs on every root).
+  const record = {
     target: r.root.path,
     mntns: ns ? await mountNamespaceInode(ns) : own,
     driver: options.driver === 'fuse' ? 'fuse' : 'kernel',
@@ -187,13 +188,14 @@ async function intentRecord(r: Root, options: RootOptions, layers: string[], exp
     helpers: [],
     nestedMounts: [],
     internalMounts: layers.map((l) => path.join(r.sessionDir!, l)).reverse(),
-    ...(r.sessionDir ? { sessionDir: r.sessionDir } : {}),
-    ...(ns ? { internalMntns: own } : {}),
-    ...(enter ? { enter } : {}),
-    ...(options.persist ? {} : { owner: await thisOwner() }),
-    ...(expect ? { expectFstype: expect.join(',') } : {}),
-    created: new Date().toISOString(),
-  } as MountRecord;
+  } as Omit<MountRecord, 'created'> & { created?: string; internalMntns?: string; enter?: { pid: number; startTime: string } };
+  if (r.sessionDir) record.sessionDir = r.sessionDir;
+  if (ns) record.internalMntns = own;
+  if (enter) record.enter = enter;
+  if (!options.persist) record.owner = await thisOwner();
+  if (expect) record.expectFstype = expect.join(',');
+  record.created = new Date().toISOString();
+  r.record = record as MountRecord;
   return r.record;
 }
 

@@ -35,6 +35,13 @@ export interface DetectedImage {
 
 export interface ImageFormat {
   readonly name: string;
+  /**
+   * Optional: why the format cannot be this file, from what detection knows before reading
+   * (its kind), or undefined. Detection skips probe() then, as if it had thrown NotThisFormat
+   * with that reason: a format that says no to most files (sandbox: every file) costs no
+   * error object on every init.
+   */
+  refuse?(ctx: Pick<ProbeContext, 'kind'>): string | undefined;
   /** Throws NotThisFormat for "not mine", any other error for "mine but unusable". */
   probe(ctx: ProbeContext): Promise<DetectedImage>;
 }

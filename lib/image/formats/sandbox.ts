@@ -6,8 +6,10 @@ import type { DetectedImage, ImageFormat, ProbeContext } from './format';
 
 export const sandboxFormat: ImageFormat = {
   name: 'sandbox',
+  refuse: (ctx) => (ctx.kind !== 'directory' ? 'not a directory' : undefined),
   async probe(ctx: ProbeContext): Promise<DetectedImage> {
-    if (ctx.kind !== 'directory') throw new NotThisFormat('sandbox', 'not a directory');
+    const refused = sandboxFormat.refuse!(ctx);
+    if (refused !== undefined) throw new NotThisFormat('sandbox', refused);
     return {
       type: SANDBOX,
       partitions: [
