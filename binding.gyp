@@ -36,6 +36,9 @@
         "-Wall",
         "-Wextra",
         "-Wno-missing-field-initializers"
+      ],
+      "ldflags": [
+        "-Wl,-z,nodelete"
       ]
     },
     {

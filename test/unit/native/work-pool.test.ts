@@ -3,7 +3,7 @@
 // kernel holds up none of the process's fs work; and an environment that goes away with a
 // call in flight waits for it, then goes.
 import { expect } from 'chai';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -205,6 +205,31 @@ describe('native: the addon work pool', () => {
     } finally {
       if (!released) stuck.release();
       await worker.terminate();
+    }
+  });
+
+  it('the addon stays loaded once the last environment that loaded it is gone: its threads outlive them', function () {
+    this.timeout(30_000);
+    // Only worker threads load the addon here. When the last of them exits, Node dlclose()s it;
+    // the pool's threads (one still spinning after its last call, the monitor on a timed wait)
+    // would then run unmapped code (SIGSEGV) but for -z nodelete in binding.gyp.
+    const binding = path.join(__dirname, '..', '..', '..', 'lib', 'native', 'binding');
+    const script = `
+      const { Worker } = require('node:worker_threads');
+      const code = \`
+        const { parentPort } = require('node:worker_threads');
+        const b = require(\${JSON.stringify(${JSON.stringify(binding)})}).binding();
+        (async () => { for (let i = 0; i < 50; i++) await b.readTextFiles(['/proc/self/stat'], 64); parentPort.postMessage('done'); })();\`;
+      const run = () => new Promise((res, rej) => { const w = new Worker(code, { eval: true }); w.once('message', () => w.terminate().then(res)); w.once('error', rej); });
+      Promise.all([run(), run(), run()]).then(() => setTimeout(() => console.log('exited cleanly'), 400));`;
+    for (let i = 0; i < 3; i++) {
+      const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20_000 });
+      expect({ status: r.status, signal: r.signal, stdout: r.stdout.trim(), stderr: r.stderr.trim() }, `run ${i + 1}`).to.deep.equal({
+        status: 0,
+        signal: null,
+        stdout: 'exited cleanly',
+        stderr: '',
+      });
     }
   });
 });
