@@ -4,6 +4,12 @@
 //   readTextFiles(paths, maxBytes[, sync])
 //     each file's text (at most maxBytes), or the errno that stopped reading it
 //
+//   closeFd(fd)
+//     close(2) on the pool, for fds the addon opened (openImage, openAs): closing can wait (a
+//     FUSE FLUSH, an NFS write-back). An fd fs.open gave goes back through fs.close instead: a
+//     worker thread's exit closes those fs.close did not take back. The fd is released even
+//     when close fails (EIO): the error is a report, never a reason to close it again.
+//
 //   replaceFile(tmpPath, path, data, mode[, options[, sync]])
 //     open(tmpPath, O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC, mode) -> write all of data
 //     -> close -> rename(tmpPath, path); after a failure once tmpPath exists, it is unlinked.
@@ -83,6 +89,19 @@ Napi::Value ReplaceFileJs(const Napi::CallbackInfo& info) {
       [](Napi::Env env, int&) { return env.Undefined(); });
 }
 
+// closeFd(fd) -> undefined
+Napi::Value CloseFd(const Napi::CallbackInfo& info) {
+  int fd = ArgInt(info, 0, "fd");
+  return Dispatch<int>(
+      info, false, "imgmount:files.close",
+      [fd](int&, Failure& f) {
+        // EINTR: Linux has released the fd already; retrying could close someone else's.
+        if (close(fd) != 0 && errno != EINTR) return f.Set("close");
+        return true;
+      },
+      [](Napi::Env env, int&) -> Napi::Value { return env.Undefined(); });
+}
+
 // readTextFiles(paths, maxBytes[, sync]) -> (string | number)[]: each file's text, or the errno
 // that stopped it. One worker hop for many small files: the sysfs attributes a loop scan
 // reads, /proc/PID/stat of a process checked before it is signalled.
@@ -141,6 +160,7 @@ Napi::Value ReadTextFiles(const Napi::CallbackInfo& info) {
 
 void InitFiles(Napi::Env env, Napi::Object exports) {
   exports.Set("replaceFile", Napi::Function::New(env, ReplaceFileJs, "replaceFile"));
+  exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
   exports.Set("readTextFiles", Napi::Function::New(env, ReadTextFiles, "readTextFiles"));
 }
 

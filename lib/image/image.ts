@@ -18,7 +18,7 @@ import {
   type ImageType,
   type Usage,
 } from './constants';
-import { closeFd } from '../io/fd';
+import { closeAddonFd, closeFd } from '../io/fd';
 import { sectionToJSON, type Section, type SectionJSON } from './section';
 import type { ImageFileOwnership } from './open-file';
 import type { MountedRoot, RootOptions } from '../root/types';
@@ -47,6 +47,8 @@ export interface ImageInit {
   warnings?: string[];
   /** Whether close() closes the fd (false for an fd the caller keeps). */
   ownsFd?: boolean;
+  /** @internal The fd came from a native call (openImage, openAs), not fs.open: it is closed the same way (see lib/io/fd.ts). */
+  addonFd?: boolean;
   /** @internal Superblocks read at detection, by partition offset (at most PARTITION_PROBE_SIZE bytes each). */
   superblocks?: ReadonlyMap<number, Buffer> | undefined;
   /** @internal Owner and mode of the open file, from the stat of its open (see Image.openedOwnership). */
@@ -98,6 +100,7 @@ export class Image {
   #closed = false;
   #closing: Promise<void> | undefined;
   readonly #ownsFd: boolean;
+  readonly #addonFd: boolean;
   readonly #superblocks: ReadonlyMap<number, Buffer>;
   readonly #ownership: ImageFileOwnership | undefined;
 
@@ -114,6 +117,7 @@ export class Image {
     this.usage = init.usage;
     this.warnings = Object.freeze([...(init.warnings ?? [])]);
     this.#ownsFd = init.ownsFd ?? true;
+    this.#addonFd = init.addonFd ?? false;
     this.#superblocks = init.superblocks ?? new Map();
     this.#ownership = init.ownership;
     if (this.#ownsFd) leakRegistry.register(this, { fd: this.fd, path: this.path }, this);
@@ -252,7 +256,7 @@ export class Image {
     if (this.#closing) return this.#closing;
     this.#closed = true;
     leakRegistry.unregister(this);
-    this.#closing = this.#ownsFd ? closeFd(this.fd) : Promise.resolve();
+    this.#closing = !this.#ownsFd ? Promise.resolve() : this.#addonFd ? closeAddonFd(this.fd) : closeFd(this.fd);
     return this.#closing;
   }
 

@@ -21,7 +21,7 @@ import { sifFormat } from './formats/sif';
 import { squashfsFormat } from './formats/squashfs';
 import { Image } from './image';
 import { lockExt3Partitions } from './lock';
-import { closeFd } from '../io/fd';
+import { closeAddonFd, closeFd } from '../io/fd';
 import { describeCredentials, validateCredentials, type UserCredentials } from './credentials';
 import { openImageFile, openImageFileAs, reopenReadOnly, reopenReadWrite, returnWindow, type OpenedFile } from './open-file';
 import { NotThisFormat, type FormatRejection } from './probe';
@@ -135,6 +135,9 @@ async function detectOpened(opened: Opened, writable: boolean, options: InitOpti
   const { file, resolved } = opened;
   let { wantWrite } = opened;
   let fd = file.fd;
+  // The fd from the open is the addon's; one reopened below is fs.open's (see lib/io/fd.ts).
+  let addonFd = true;
+  const close = (n: number, addon: boolean) => (addon ? closeAddonFd(n) : closeFd(n));
   try {
     throwIfAborted(signal);
     const window = opened.window ? windowSource(fd, file.size, opened.window) : undefined;
@@ -158,13 +161,15 @@ async function detectOpened(opened: Opened, writable: boolean, options: InitOpti
     }
     if (wantWrite && file.kind !== 'directory' && !file.writable) {
       const rw = await reopenReadWrite(file, resolved);
-      await closeFd(fd);
+      await close(fd, addonFd);
       fd = rw;
+      addonFd = false;
     } else if (!wantWrite && file.kind !== 'directory' && file.writable) {
       // Opened read-write as the user, but it will not be written (squashfs): drop write access.
       const ro = await reopenReadOnly(file, resolved);
-      await closeFd(fd);
+      await close(fd, addonFd);
       fd = ro;
+      addonFd = false;
     }
     throwIfAborted(signal);
     await lockExt3Partitions(fd, found.partitions, wantWrite, resolved, warnings);
@@ -180,9 +185,10 @@ async function detectOpened(opened: Opened, writable: boolean, options: InitOpti
       warnings,
       superblocks: window ? superblocksOf(window, found.partitions) : undefined,
       ownership: file.ownership,
+      addonFd,
     });
   } catch (err) {
-    await closeFd(fd).catch(() => undefined);
+    await close(fd, addonFd).catch(() => undefined);
     throw err;
   }
 }

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { debug } from '../util/debug';
 import { ImgmountError, fromNodeError } from '../errors';
-import { closeFd, fstatFd } from '../io/fd';
+import { closeAddonFd, closeFd, fstatFd } from '../io/fd';
 import { native, type NativeOpenedAs } from '../native/binding';
 import { describeCredentials, type UserCredentials } from './credentials';
 
@@ -275,7 +275,7 @@ export async function openImageFileAs(p: string, writable: boolean, as: UserCred
     if (readOnlyReason !== undefined) file.readOnlyReason = readOnlyReason;
     return file;
   } catch (err) {
-    await closeFd(fd).catch(() => undefined);
+    await closeAddonFd(fd).catch(() => undefined);
     throw err;
   }
 }

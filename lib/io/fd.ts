@@ -2,12 +2,16 @@
 // fds): closed and stat'ed on the libuv pool, never on the event loop. Closing a detached
 // mount's fd can tear down a whole mount tree, so it is not "always cheap".
 //
-// Closed by fs.close, never natively: in a worker thread Node closes at the worker's exit every
-// fd fs.open gave it that fs.close did not take back. An fd opened here and closed by the addon
-// would be closed a second time then, by number, when that number may be another thread's file
-// (test/kernel/loop/share.test.ts, "works from worker_threads", caught exactly that).
+// An fd goes back the way it came. In a worker thread Node closes, at the worker's exit, every
+// fd fs.open gave it that fs.close did not take back: an fd from openFd closed by the addon
+// would be closed a second time then, by number, when that number may be another thread's
+// file (test/kernel/loop/share.test.ts, "works from worker_threads", caught exactly that). And
+// fs.close of an fd the addon opened makes Node warn in a worker ("closed but not opened in
+// unmanaged mode"). So: closeFd for openFd's fds, closeAddonFd for the addon's (openImage,
+// openAs), on the addon's threads, where the thread still awake from the call before takes it.
 
 import * as fs from 'node:fs';
+import { native } from '../native/binding';
 
 export function openFd(path: string, flags: number, mode?: number): Promise<number> {
   return new Promise((resolve, reject) => fs.open(path, flags, mode, (err, fd) => (err ? reject(err) : resolve(fd))));
@@ -15,6 +19,11 @@ export function openFd(path: string, flags: number, mode?: number): Promise<numb
 
 export function closeFd(fd: number): Promise<void> {
   return new Promise((resolve, reject) => fs.close(fd, (err) => (err ? reject(err) : resolve())));
+}
+
+/** Closes an fd a native call opened (image fds from openImage and openAs). */
+export function closeAddonFd(fd: number): Promise<void> {
+  return native((b) => b.closeFd(fd));
 }
 
 export function fstatFd(fd: number): Promise<fs.Stats> {
