@@ -125,9 +125,9 @@ class WorkQueue {
     all_.push_back(&me);
     std::chrono::steady_clock::duration ran{};  // how long the last call took
     for (;;) {
+      me.busySince.reset();  // between calls (spinning or asleep), not stuck on one
       if (queue_.empty() && !spinning_ && ran < kSpinAfterCallsUnder) SpinForWork(l);
       while (queue_.empty()) {
-        me.busySince.reset();
         me.woken = false;
         idle_.push_back(&me);
         me.cv.wait(l, [&me] { return me.woken; });
