@@ -238,6 +238,8 @@ export function headerView(h: RawHeader, raw: Buffer = encodeRawHeader(h)): SifH
 
 /** The public view of a used descriptor, with its extras decoded by type. */
 export function descriptorView(d: RawDescriptor, slot: number, raw: Buffer = encodeRawDescriptor(d)): SifDescriptor {
+  // One copy of the slot (it may be a view of a borrowed window); nameBytes and extra are views of it.
+  const own = Buffer.from(raw);
   const view: SifDescriptor = {
     slot,
     id: d.id,
@@ -255,9 +257,9 @@ export function descriptorView(d: RawDescriptor, slot: number, raw: Buffer = enc
     uid: Number(d.uid),
     gid: Number(d.gid),
     name: trimTrailingNuls(d.name).toString('utf8'),
-    nameBytes: Buffer.from(d.name),
-    extra: Buffer.from(d.extra),
-    raw: Buffer.from(raw),
+    nameBytes: own.subarray(D.name, D.name + NAME_SIZE),
+    extra: own.subarray(D.extra, D.extra + EXTRA_SIZE),
+    raw: own,
   };
   const x = d.extra;
   switch (d.dataType) {
