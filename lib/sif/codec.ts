@@ -27,7 +27,7 @@ import {
   partTypeName,
   sbomFormatName,
 } from './constants';
-import type { SifDescriptor, SifHeader, SifLink } from './types';
+import type { SifDescriptor, SifHeader, SifLink, SifPartitionInfo } from './types';
 
 /** Header fields exactly as stored. */
 export interface RawHeader {
@@ -236,6 +236,41 @@ export function headerView(h: RawHeader, raw: Buffer = encodeRawHeader(h)): SifH
   };
 }
 
+/** A partition descriptor's extras: filesystem, partition type, architecture. */
+function partitionInfo(x: Buffer): SifPartitionInfo {
+  const arch = x.subarray(8, 11);
+  return {
+    fsType: x.readInt32LE(0),
+    fsTypeName: fsTypeName(x.readInt32LE(0)),
+    partType: x.readInt32LE(4),
+    partTypeName: partTypeName(x.readInt32LE(4)),
+    arch: archNameFromBytes(arch),
+    archCode: trimTrailingNuls(arch).toString('latin1'),
+  };
+}
+
+/** What image detection reads of a used descriptor (lib/image/formats/sif.ts). */
+export type DescriptorSummary = Pick<SifDescriptor, 'slot' | 'id' | 'dataType' | 'groupId' | 'offset' | 'size' | 'name' | 'partition'>;
+
+/**
+ * The summary of a used descriptor: descriptorView's fields detection reads, and nothing it
+ * would copy or convert for nothing (raw bytes, times, links, other extras). Every init()
+ * loads a SIF's table; the full views are for loadSif()'s callers.
+ */
+export function descriptorSummary(d: RawDescriptor, slot: number): DescriptorSummary {
+  const s: DescriptorSummary = {
+    slot,
+    id: d.id,
+    dataType: d.dataType,
+    groupId: (d.groupId & ~GROUP_MASK) >>> 0,
+    offset: Number(d.offset),
+    size: Number(d.size),
+    name: trimTrailingNuls(d.name).toString('utf8'),
+  };
+  if (d.dataType === DataPartition) s.partition = partitionInfo(d.extra);
+  return s;
+}
+
 /** The public view of a used descriptor, with its extras decoded by type. */
 export function descriptorView(d: RawDescriptor, slot: number, raw: Buffer = encodeRawDescriptor(d)): SifDescriptor {
   // One copy of the slot (it may be a view of a borrowed window); nameBytes and extra are views of it.
@@ -264,15 +299,7 @@ export function descriptorView(d: RawDescriptor, slot: number, raw: Buffer = enc
   const x = d.extra;
   switch (d.dataType) {
     case DataPartition: {
-      const arch = x.subarray(8, 11);
-      view.partition = {
-        fsType: x.readInt32LE(0),
-        fsTypeName: fsTypeName(x.readInt32LE(0)),
-        partType: x.readInt32LE(4),
-        partTypeName: partTypeName(x.readInt32LE(4)),
-        arch: archNameFromBytes(arch),
-        archCode: trimTrailingNuls(arch).toString('latin1'),
-      };
+      view.partition = partitionInfo(x);
       break;
     }
     case DataSignature: {

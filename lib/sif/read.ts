@@ -12,8 +12,8 @@ import {
   PartPrimSys,
   VERSION_01,
 } from './constants';
-import { D, H, decodeRawDescriptor, decodeRawHeader, descriptorView, headerView } from './codec';
-import type { RawHeader } from './codec';
+import { D, H, decodeRawDescriptor, decodeRawHeader, descriptorSummary, descriptorView, headerView } from './codec';
+import type { DescriptorSummary, RawDescriptor, RawHeader } from './codec';
 import type { SifDescriptor, SifImage } from './types';
 
 // The integrity streams are computed from what loadSif returns; offered here too.
@@ -38,16 +38,43 @@ const TWO_53 = 2n ** 53n;
 
 /** Loads and validates the header and descriptor table of a SIF image. */
 export async function loadSif(source: ByteSource, options: LoadSifOptions = {}): Promise<SifImage> {
-  // Without the slots: every init() loads a table of (usually) 48, of which a handful are used.
-  return (await load(source, options, false)).image;
+  const t = await load(source, options, false, descriptorView);
+  return { header: headerView(t.header, t.headerBytes), descriptors: t.descriptors, warnings: t.warnings, size: t.size };
 }
 
 /** loadSif, also returning the raw header and all slots (for rewriting an image in place). */
-export function loadSifTable(source: ByteSource, options: LoadSifOptions = {}): Promise<LoadedSifTable> {
-  return load(source, options, true);
+export async function loadSifTable(source: ByteSource, options: LoadSifOptions = {}): Promise<LoadedSifTable> {
+  const t = await load(source, options, true, descriptorView);
+  return { image: { header: headerView(t.header, t.headerBytes), descriptors: t.descriptors, warnings: t.warnings, size: t.size }, header: t.header, slots: t.slots };
 }
 
-async function load(source: ByteSource, options: LoadSifOptions, keepSlots: boolean): Promise<LoadedSifTable> {
+/** What image detection needs of a SIF (every init() loads one): loadSif's checks and warnings, summaries of the used descriptors. */
+export interface SifSummary {
+  descriptors: DescriptorSummary[];
+  warnings: string[];
+}
+
+/** loadSif with the same validation, returning descriptor summaries (no header view, no copies). */
+export async function loadSifSummary(source: ByteSource, options: LoadSifOptions = {}): Promise<SifSummary> {
+  const t = await load(source, options, false, (rd, slot) => descriptorSummary(rd, slot));
+  return { descriptors: t.descriptors, warnings: t.warnings };
+}
+
+interface LoadedTable<V> {
+  header: RawHeader;
+  headerBytes: Buffer;
+  descriptors: V[];
+  warnings: string[];
+  size: number;
+  slots: Buffer[];
+}
+
+async function load<V extends DescriptorSummary>(
+  source: ByteSource,
+  options: LoadSifOptions,
+  keepSlots: boolean,
+  view: (rd: RawDescriptor, slot: number, bytes: Buffer) => V,
+): Promise<LoadedTable<V>> {
   type Code = 'ERR_SIF_INVALID' | 'ERR_SIF_TRUNCATED' | 'ERR_SIF_UNSUPPORTED_VERSION';
   const fail = (code: Code, msg: string, details: Record<string, unknown> = {}) =>
     new ImgmountError(code, options.path === undefined ? msg : `${options.path}: ${msg}`, {
@@ -170,7 +197,9 @@ async function load(source: ByteSource, options: LoadSifOptions, keepSlots: bool
   }
 
   const slots: Buffer[] = [];
-  const descriptors: SifDescriptor[] = [];
+  const descriptors: V[] = [];
+  // The architecture bytes of each primary partition, checked against the header's below.
+  const primArch = new Map<number, Buffer>();
   const slotOfId = new Map<number, number>();
   for (let slot = 0; slot < total; slot++) {
     if (table[slot * DESCRIPTOR_SIZE + D.used] === 0) {
@@ -206,7 +235,8 @@ async function load(source: ByteSource, options: LoadSifOptions, keepSlots: bool
         });
       }
     }
-    const d = descriptorView(rd, slot, sb);
+    const d = view(rd, slot, sb);
+    if (d.partition?.partType === PartPrimSys) primArch.set(d.id, rd.extra.subarray(8, 11));
     const end = d.offset + d.size;
     if (end > fileSize) {
       throw fail(
@@ -242,15 +272,13 @@ async function load(source: ByteSource, options: LoadSifOptions, keepSlots: bool
     warnings.push(`${prim.length} primary system partitions (objects ${ids}); at most one is allowed`);
   } else if (prim.length === 1) {
     const p = prim[0]!;
-    if (!p.extra.subarray(8, 11).equals(rh.arch)) {
-      warnings.push(
-        `header architecture ${quote(rh.arch)} differs from primary partition ${p.id}'s ` +
-          `architecture ${quote(p.extra.subarray(8, 11))}`,
-      );
+    const arch = primArch.get(p.id)!;
+    if (!arch.equals(rh.arch)) {
+      warnings.push(`header architecture ${quote(rh.arch)} differs from primary partition ${p.id}'s architecture ${quote(arch)}`);
     }
   }
 
-  return { image: { header: headerView(rh, hb), descriptors, warnings, size: fileSize }, header: rh, slots };
+  return { header: rh, headerBytes: hb, descriptors, warnings, size: fileSize, slots };
 }
 
 /** The used descriptors whose partition type is PrimSys (normally zero or one). */

@@ -20,8 +20,8 @@ import {
   PartPrimSys,
   fsTypeName,
 } from '../../sif/constants';
-import { loadSif } from '../../sif/read';
-import type { SifDescriptor } from '../../sif/types';
+import type { DescriptorSummary } from '../../sif/codec';
+import { loadSifSummary } from '../../sif/read';
 import { archRunnable, hostArch } from '../arch';
 import {
   DataUsage,
@@ -46,7 +46,7 @@ import type { DetectedImage, ImageFormat, ProbeContext } from './format';
 const MAGIC_OFFSET = 32;
 
 /** Checks the filesystem a SIF partition claims to hold and returns its image type. */
-async function partitionType(ctx: ProbeContext, d: SifDescriptor): Promise<ImageType> {
+async function partitionType(ctx: ProbeContext, d: DescriptorSummary): Promise<ImageType> {
   const fsType = d.partition!.fsType;
   switch (fsType) {
     case FsSquash:
@@ -80,7 +80,7 @@ async function partitionType(ctx: ProbeContext, d: SifDescriptor): Promise<Image
   }
 }
 
-function describe(d: SifDescriptor): string {
+function describe(d: DescriptorSummary): string {
   return d.name ? `${d.id} ("${d.name}")` : `${d.id}`;
 }
 
@@ -96,7 +96,8 @@ export const sifFormat: ImageFormat = {
     }
     // At most MAX_DESCRIPTORS slots are read, and at most that many partitions get a
     // PARTITION_PROBE_SIZE header read below: MAX_DETECTION_READ bounds it all.
-    const sif = await loadSif(ctx.source);
+    // Summaries: detection reads a handful of fields of each descriptor, and every init() loads the table.
+    const sif = await loadSifSummary(ctx.source);
     // Every superblock partitionType() may check, read in one hop (most lie in the head window).
     await ctx.source.prefetch?.(
       sif.descriptors
