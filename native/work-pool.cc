@@ -168,7 +168,6 @@ class WorkQueue {
     }
     l.lock();
     spinning_ = false;
-    spinClaimed_ = false;
   }
 
   static void* RunMonitor(void* self) {

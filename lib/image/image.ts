@@ -18,7 +18,7 @@ import {
   type ImageType,
   type Usage,
 } from './constants';
-import { closeAddonFd, closeFd } from '../io/fd';
+import { closeFdFrom } from '../io/fd';
 import { sectionToJSON, type Section, type SectionJSON } from './section';
 import type { ImageFileOwnership } from './open-file';
 import type { MountedRoot, RootOptions } from '../root/types';
@@ -256,7 +256,7 @@ export class Image {
     if (this.#closing) return this.#closing;
     this.#closed = true;
     leakRegistry.unregister(this);
-    this.#closing = !this.#ownsFd ? Promise.resolve() : this.#addonFd ? closeAddonFd(this.fd) : closeFd(this.fd);
+    this.#closing = this.#ownsFd ? closeFdFrom(this.fd, this.#addonFd) : Promise.resolve();
     return this.#closing;
   }
 

@@ -21,7 +21,7 @@ import { sifFormat } from './formats/sif';
 import { squashfsFormat } from './formats/squashfs';
 import { Image } from './image';
 import { lockExt3Partitions } from './lock';
-import { closeAddonFd, closeFd } from '../io/fd';
+import { closeFdFrom } from '../io/fd';
 import { describeCredentials, validateCredentials, type UserCredentials } from './credentials';
 import { openImageFile, openImageFileAs, reopenReadOnly, reopenReadWrite, returnWindow, type OpenedFile } from './open-file';
 import { NotThisFormat, type FormatRejection } from './probe';
@@ -137,7 +137,6 @@ async function detectOpened(opened: Opened, writable: boolean, options: InitOpti
   let fd = file.fd;
   // The fd from the open is the addon's; one reopened below is fs.open's (see lib/io/fd.ts).
   let addonFd = true;
-  const close = (n: number, addon: boolean) => (addon ? closeAddonFd(n) : closeFd(n));
   try {
     throwIfAborted(signal);
     const window = opened.window ? windowSource(fd, file.size, opened.window) : undefined;
@@ -161,13 +160,13 @@ async function detectOpened(opened: Opened, writable: boolean, options: InitOpti
     }
     if (wantWrite && file.kind !== 'directory' && !file.writable) {
       const rw = await reopenReadWrite(file, resolved);
-      await close(fd, addonFd);
+      await closeFdFrom(fd, addonFd);
       fd = rw;
       addonFd = false;
     } else if (!wantWrite && file.kind !== 'directory' && file.writable) {
       // Opened read-write as the user, but it will not be written (squashfs): drop write access.
       const ro = await reopenReadOnly(file, resolved);
-      await close(fd, addonFd);
+      await closeFdFrom(fd, addonFd);
       fd = ro;
       addonFd = false;
     }
@@ -188,7 +187,7 @@ async function detectOpened(opened: Opened, writable: boolean, options: InitOpti
       addonFd,
     });
   } catch (err) {
-    await close(fd, addonFd).catch(() => undefined);
+    await closeFdFrom(fd, addonFd).catch(() => undefined);
     throw err;
   }
 }

@@ -1,6 +1,7 @@
 // File descriptors the library opens itself (images, loop devices, namespace and mount
-// fds): closed and stat'ed on the libuv pool, never on the event loop. Closing a detached
-// mount's fd can tear down a whole mount tree, so it is not "always cheap".
+// fds): opened, closed and stat'ed off the event loop (libuv's pool, or the addon's for the
+// addon's fds). Closing a detached mount's fd can tear down a whole mount tree, so it is not
+// "always cheap".
 //
 // An fd goes back the way it came. In a worker thread Node closes, at the worker's exit, every
 // fd fs.open gave it that fs.close did not take back: an fd from openFd closed by the addon
@@ -24,6 +25,11 @@ export function closeFd(fd: number): Promise<void> {
 /** Closes an fd a native call opened (image fds from openImage and openAs). */
 export function closeAddonFd(fd: number): Promise<void> {
   return native((b) => b.closeFd(fd));
+}
+
+/** Closes `fd` the way it was opened: by the addon (`addon`), or by fs.open. */
+export function closeFdFrom(fd: number, addon: boolean): Promise<void> {
+  return addon ? closeAddonFd(fd) : closeFd(fd);
 }
 
 export function fstatFd(fd: number): Promise<fs.Stats> {

@@ -203,9 +203,9 @@ export interface NativeBinding {
   /** errno of LOOP_CONFIGURE with backing fd -1 on a free device: EBADF = supported. */
   loopProbeConfigure(sync?: boolean): Promise<number>;
   flock(fd: number, operation: 'ex' | 'sh' | 'un', nonBlocking: boolean, sync?: boolean): Promise<void>;
-  /** Each file's text, or the errno that stopped reading it. */
   /** close(2) of an fd the addon opened (see lib/io/fd.ts closeAddonFd). */
   closeFd(fd: number): Promise<void>;
+  /** Each file's text, or the errno that stopped reading it. */
   readTextFiles(paths: string[], maxBytes: number, sync?: boolean): Promise<Array<string | number>>;
   // mounting (native/mount.cc; the fused loop attach + mount in native/attach-mount.cc, the watcher in native/mountinfo-watch.cc)
   mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null, sync?: boolean): Promise<void>;

@@ -38,14 +38,17 @@ const TWO_53 = 2n ** 53n;
 
 /** Loads and validates the header and descriptor table of a SIF image. */
 export async function loadSif(source: ByteSource, options: LoadSifOptions = {}): Promise<SifImage> {
-  const t = await load(source, options, false, descriptorView);
-  return { header: headerView(t.header, t.headerBytes), descriptors: t.descriptors, warnings: t.warnings, size: t.size };
+  return imageOf(await load(source, options, false, descriptorView));
 }
 
 /** loadSif, also returning the raw header and all slots (for rewriting an image in place). */
 export async function loadSifTable(source: ByteSource, options: LoadSifOptions = {}): Promise<LoadedSifTable> {
   const t = await load(source, options, true, descriptorView);
-  return { image: { header: headerView(t.header, t.headerBytes), descriptors: t.descriptors, warnings: t.warnings, size: t.size }, header: t.header, slots: t.slots };
+  return { image: imageOf(t), header: t.header, slots: t.slots };
+}
+
+function imageOf(t: LoadedTable<SifDescriptor>): SifImage {
+  return { header: headerView(t.header, t.headerBytes), descriptors: t.descriptors, warnings: t.warnings, size: t.size };
 }
 
 /** What image detection needs of a SIF (every init() loads one): loadSif's checks and warnings, summaries of the used descriptors. */
@@ -56,7 +59,7 @@ export interface SifSummary {
 
 /** loadSif with the same validation, returning descriptor summaries (no header view, no copies). */
 export async function loadSifSummary(source: ByteSource, options: LoadSifOptions = {}): Promise<SifSummary> {
-  const t = await load(source, options, false, (rd, slot) => descriptorSummary(rd, slot));
+  const t = await load(source, options, false, descriptorSummary);
   return { descriptors: t.descriptors, warnings: t.warnings };
 }
 
@@ -198,8 +201,8 @@ async function load<V extends DescriptorSummary>(
 
   const slots: Buffer[] = [];
   const descriptors: V[] = [];
-  // The architecture bytes of each primary partition, checked against the header's below.
-  const primArch = new Map<number, Buffer>();
+  // The architecture bytes of the (last) primary partition, checked against the header's below.
+  let primArch: Buffer | undefined;
   const slotOfId = new Map<number, number>();
   for (let slot = 0; slot < total; slot++) {
     if (table[slot * DESCRIPTOR_SIZE + D.used] === 0) {
@@ -236,7 +239,7 @@ async function load<V extends DescriptorSummary>(
       }
     }
     const d = view(rd, slot, sb);
-    if (d.partition?.partType === PartPrimSys) primArch.set(d.id, rd.extra.subarray(8, 11));
+    if (d.partition?.partType === PartPrimSys) primArch = rd.extra.subarray(8, 11);
     const end = d.offset + d.size;
     if (end > fileSize) {
       throw fail(
@@ -272,9 +275,8 @@ async function load<V extends DescriptorSummary>(
     warnings.push(`${prim.length} primary system partitions (objects ${ids}); at most one is allowed`);
   } else if (prim.length === 1) {
     const p = prim[0]!;
-    const arch = primArch.get(p.id)!;
-    if (!arch.equals(rh.arch)) {
-      warnings.push(`header architecture ${quote(rh.arch)} differs from primary partition ${p.id}'s architecture ${quote(arch)}`);
+    if (!primArch!.equals(rh.arch)) {
+      warnings.push(`header architecture ${quote(rh.arch)} differs from primary partition ${p.id}'s architecture ${quote(primArch!)}`);
     }
   }
 
