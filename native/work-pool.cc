@@ -38,6 +38,9 @@ constexpr size_t kMaxStuckThreads = 16;
 constexpr auto kSpinAfterCallsUnder = std::chrono::microseconds(200);
 constexpr auto kSpinFor = std::chrono::microseconds(250);
 constexpr auto kYieldEvery = std::chrono::microseconds(20);
+// While a call is in flight, the JS thread's loop polls instead of sleeping, for up to
+// kPollFor after the last call was queued (see OnPoll).
+constexpr uint64_t kPollForNs = 500 * 1000;
 
 inline void CpuRelax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -61,6 +64,8 @@ struct EnvWork {
   bool closing = false;               // the environment is going: nothing more is delivered (mu)
   std::deque<PoolJob*> done;          // finished, for the JS thread, in order (mu)
   size_t pending = 0;                 // JS thread only: calls not completed, which keep the loop alive
+  uv_idle_t poll{};                   // JS thread only: active while the loop polls (see OnPoll)
+  uint64_t pollUntil = 0;             // JS thread only: uv_hrtime() when it stops polling
 };
 
 class WorkQueue {
@@ -269,6 +274,26 @@ void OnDone(uv_async_t* async) {
   delete job;
 }
 
+// The JS thread's side of a call's round trip. While a call is in flight, an active idle handle
+// makes the loop poll for I/O with no timeout instead of sleeping in epoll_wait, for up to
+// kPollFor after the last call was queued, giving its CPU to anything runnable at each turn.
+// On a VM a sleeping thread's vCPU halts, and the completion's wake-up (an IPI, the host
+// scheduling the vCPU again) costs 15-25 us; the pool's spinner saves the same on its side.
+// Stops as soon as no call is in flight: a wait on anything else (a timer, the user's own fs
+// calls) sleeps as before. Measured on the 2-CPU VM, in one process, polling against none:
+// 200 calls reading a small file, 0 sleeps of the JS thread against 200; init() + close()
+// 57 -> 42 us; the main job's fastest batches 686 -> 610 us, for about 240 us more CPU per
+// main job (the process's, 820 -> 1060 us). A call that takes longer (a FUSE mount, a stuck
+// filesystem) costs at most kPollFor of polling.
+void OnPoll(uv_idle_t* h) {
+  auto* w = static_cast<EnvWork*>(h->data);
+  if (w->pending == 0 || uv_hrtime() >= w->pollUntil) {
+    uv_idle_stop(h);
+    return;
+  }
+  sched_yield();
+}
+
 void Freed(uv_handle_t* h) {
   auto* w = static_cast<EnvWork*>(h->data);
   napi_remove_async_cleanup_hook(w->cleanup);
@@ -292,7 +317,12 @@ void Teardown(napi_async_cleanup_hook_handle, void* data) {
     napi_async_destroy(w->env, WorkQueue::Context(job));
     delete job;
   }
-  uv_close(reinterpret_cast<uv_handle_t*>(&w->async), Freed);
+  // The poll handle first, then the async whose close frees both: libuv runs close callbacks
+  // last-closed first, so closing both at once would free the poll handle before its own close.
+  uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), [](uv_handle_t* h) {
+    auto* w = static_cast<EnvWork*>(h->data);
+    uv_close(reinterpret_cast<uv_handle_t*>(&w->async), Freed);
+  });
 }
 
 }  // namespace
@@ -308,8 +338,13 @@ void InitWorkPool(Napi::Env env) {
   }
   w->async.data = w;
   uv_unref(reinterpret_cast<uv_handle_t*>(&w->async));  // only calls in flight keep the loop alive
+  uv_idle_init(loop, &w->poll);                         // (cannot fail)
+  w->poll.data = w;
+  uv_unref(reinterpret_cast<uv_handle_t*>(&w->poll));  // polling keeps nothing alive
   if (napi_add_async_cleanup_hook(env, Teardown, w, &w->cleanup) != napi_ok) {
-    uv_close(reinterpret_cast<uv_handle_t*>(&w->async), [](uv_handle_t* h) { delete static_cast<EnvWork*>(h->data); });
+    uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), [](uv_handle_t* h) {
+      uv_close(reinterpret_cast<uv_handle_t*>(&static_cast<EnvWork*>(h->data)->async), [](uv_handle_t* a) { delete static_cast<EnvWork*>(a->data); });
+    });
     NAPI_THROW_VOID(Napi::Error::New(env, "imgmount: could not set up completions"));
   }
   env.GetInstanceData<Addon>()->work = w;
@@ -330,6 +365,8 @@ void QueueJob(Napi::Env env, PoolJob* job, const char* resourceName) {
     w->inFlight++;
   }
   WorkQueue::Get().Submit(w, job);
+  w->pollUntil = uv_hrtime() + kPollForNs;
+  if (!uv_is_active(reinterpret_cast<uv_handle_t*>(&w->poll))) uv_idle_start(&w->poll, OnPoll);
 }
 
 }  // namespace imgmount

@@ -106,6 +106,35 @@ describe('native: the addon work pool', () => {
     expect(cpu, `the idle pool used ${cpu} ns of CPU in 200 ms`).to.be.below(2e6);
   });
 
+  it("the JS thread polls while a call is in flight (no sleep per call), for at most 0.5 ms: a stuck call costs it no CPU", async () => {
+    const b = binding();
+    const main = `/proc/self/task/${process.pid}`;
+    const sleeps = (): number => Number(/^voluntary_ctxt_switches:\s*(\d+)/m.exec(fs.readFileSync(`${main}/status`, 'utf8'))![1]);
+    const cpu = (): number => Number(fs.readFileSync(`${main}/schedstat`, 'utf8').split(' ')[0]);
+    // Calls that do a little work (a read of a small file): asleep in epoll_wait meanwhile, the
+    // JS thread sleeps once per call (200 measured); polling, it sees each completion awake.
+    for (let i = 0; i < 50; i++) await b.readTextFiles(['/proc/self/stat'], 4096);
+    const calls = 200;
+    const before = sleeps();
+    for (let i = 0; i < calls; i++) await b.readTextFiles(['/proc/self/stat'], 4096);
+    const slept = sleeps() - before;
+    // The margin is for a loaded machine (the JS thread may wait on a lock held by a descheduled thread).
+    expect(slept, `the JS thread slept ${slept} times in ${calls} back-to-back calls`).to.be.below(calls / 2);
+    // A call that waits (a FIFO no one writes): the loop polls for 0.5 ms, then sleeps.
+    const stuck = fifo('pool-poll.fifo');
+    const read = b.readTextFiles([stuck.path], 16);
+    try {
+      await pause(20);
+      const start = cpu();
+      await pause(200);
+      const used = cpu() - start;
+      expect(used, `the JS thread used ${used} ns of CPU in 200 ms beside a stuck call`).to.be.below(20e6);
+    } finally {
+      stuck.release();
+    }
+    expect(await read).to.deep.equal(['x']);
+  });
+
   it("calls blocked in the kernel hold none of libuv's threads: fs work goes on", async () => {
     const stuck = fifo('pool-stuck.fifo');
     // Four at once: as many threads as libuv's pool has, all of which they would have held.
