@@ -158,7 +158,8 @@ ${contextTable(context)}
   \`fs.promises.stat\` between: the baseline the issue's own figures were measured against (they
   reproduce its 7-8x and 0.82-0.88x; a shell loop does not). The tools' own floor, one \`sh\`
   loop per batch forking each tool per cycle (the stat being the shell's \`[ -e ]\`), is given
-  for context, with the C floor's standing against util-linux: the most row 4 could show.
+  for context, with the C floor's and the Node floor's standing against util-linux (the Node
+  floor's is the most row 4 can show for an async Node program: the main job awaits as it does).
 - **Plain read**: \`fs.promises.open\` + \`read\` of 64 KiB at offset 0 + \`close\` of the image.
 - **64 concurrent roots**: a freshly forked node process loads the library, then makes 64 roots
   at once (\`Promise.all\`; every other one with \`writableTmpfs\`), each init → root → stat →

@@ -170,7 +170,7 @@ describe('bench helpers', () => {
       // floor's own standing against util-linux are context, and so is the C floor with the
       // library's loop block size (row 1 stays judged against the floor as given).
       const context = buildContextRows(r);
-      expect(context.map((c) => c.measure)).to.have.length(6);
+      expect(context.map((c) => c.measure)).to.have.length(7);
       expect(context[0]!.measure).to.match(/^Node floor vs C floor/);
       expect(context[1]!.measure).to.match(/^C floor with 4 KiB loop blocks vs the C floor/);
       expect(context[1]!.now).to.match(/^0\.50x/);
@@ -178,6 +178,8 @@ describe('bench helpers', () => {
       expect(context[2]!.now).to.match(/^2\.60x/);
       expect(context[5]!.measure).to.match(/^C floor vs util-linux spawned from Node/);
       expect(context[5]!.now).to.match(/^26\.0x faster/);
+      // The Node floor (the same awaits, no library) against util-linux bounds row 4.
+      expect(context[6]!.measure).to.match(/^Node floor vs util-linux spawned from Node/);
       // p99 is the median of the runs' (2.5 ms), max the worst of all (12 ms: missed).
       expect(delaySummary(r.concurrency, 'cold')).to.include({ p99: 2.5, max: 12 });
     });
