@@ -29,13 +29,14 @@ constexpr size_t kMaxThreads = 4;
 // blocked for good (a dead NFS server under an image) do not stop every other image's calls.
 constexpr auto kStuckAfter = std::chrono::milliseconds(250);
 constexpr size_t kMaxStuckThreads = 16;
-// After a call shorter than kSpinAfterCallsUnder, one thread waits up to kSpinFor for the next
-// one spinning (see SpinForWork), giving its CPU to any other runnable thread every kYieldEvery.
-// Not after a longer call: that one waited on I/O (a mount reads the image through the loop
-// device), and what its caller does next is mostly I/O on it, served by kernel threads that a
-// spinning thread would compete with for CPUs (measured, main job in one process: spinning
-// after every call 2-4% slower than after calls under 0.15-0.25 ms only).
-constexpr auto kSpinAfterCallsUnder = std::chrono::microseconds(200);
+// After a call, one thread waits up to kSpinFor for the next one spinning (see SpinForWork),
+// giving its CPU to any other runnable thread every kYieldEvery. After long calls too (a
+// mount): the caller's next call follows its own I/O on the new mount (measured, main job in
+// one process, spinning after every call against after calls under 0.2 ms only, with the JS
+// thread polling (see OnPoll), 3 A/B runs: 682-721 us against 714-792; the unmount's round
+// trip 114-124 us against 128-151, the user's stat between them 91-102 us against 104-123:
+// a vCPU kept awake also serves libuv's wake-up). Without the JS thread's polling, spinning
+// after long calls had measured 2-4% slower.
 constexpr auto kSpinFor = std::chrono::microseconds(250);
 constexpr auto kYieldEvery = std::chrono::microseconds(20);
 // While a call is in flight, the JS thread's loop polls instead of sleeping, for up to
@@ -128,10 +129,9 @@ class WorkQueue {
     Worker me;
     std::unique_lock<std::mutex> l(mu_);
     all_.push_back(&me);
-    std::chrono::steady_clock::duration ran{};  // how long the last call took
     for (;;) {
       me.busySince.reset();  // between calls (spinning or asleep), not stuck on one
-      if (queue_.empty() && !spinning_ && ran < kSpinAfterCallsUnder) SpinForWork(l);
+      if (queue_.empty() && !spinning_) SpinForWork(l);
       while (queue_.empty()) {
         me.woken = false;
         idle_.push_back(&me);
@@ -143,7 +143,6 @@ class WorkQueue {
       me.busySince = std::chrono::steady_clock::now();
       l.unlock();
       job->Execute();
-      ran = std::chrono::steady_clock::now() - *me.busySince;
       Deliver(w, job);
       l.lock();
     }
