@@ -61,6 +61,13 @@ uint64_t ArgUint64(const Napi::Value& v, const char* name) {
   return static_cast<uint64_t>(d);
 }
 
+std::vector<uint64_t> ArgBigUint64Array(const Napi::Value& v, const char* name) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_biguint64_array)
+    throw Napi::TypeError::New(v.Env(), std::string(name) + " must be a BigUint64Array");
+  Napi::TypedArrayOf<uint64_t> a = v.As<Napi::TypedArrayOf<uint64_t>>();
+  return std::vector<uint64_t>(a.Data(), a.Data() + a.ElementLength());
+}
+
 uint32_t ArgId(const Napi::Value& v, const char* name) {
   if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), std::string(name) + " must be a number");
   double d = v.As<Napi::Number>().DoubleValue();

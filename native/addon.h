@@ -110,6 +110,8 @@ Napi::Value Dispatch(const Napi::CallbackInfo& info, bool sync, const char* reso
 int32_t ArgInt(const Napi::CallbackInfo& info, size_t i, const char* name);
 int64_t ArgInt64(const Napi::Value& v, const char* name);
 uint64_t ArgUint64(const Napi::Value& v, const char* name);
+// A BigUint64Array's values, copied.
+std::vector<uint64_t> ArgBigUint64Array(const Napi::Value& v, const char* name);
 // A uid or gid: an integer from 0 to 2^32 - 2 ((uid_t)-1 means "unchanged" to the kernel).
 uint32_t ArgId(const Napi::Value& v, const char* name);
 std::string ArgString(const Napi::CallbackInfo& info, size_t i, const char* name);

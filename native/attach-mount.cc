@@ -26,7 +26,7 @@ bool IsSync(const Napi::CallbackInfo& info, size_t i) { return ArgBool(info[i], 
 // mountSpec.pin: the target opened in the same hop, before anything is bound, and an intent
 // file written once it passed. Each failure of this stage has a syscall named "pin:..." and
 // leaves nothing behind: the caller can take its slower path with nothing to undo.
-//   { path, resolve, expectName, refuseIds: [[dev, ino], ...], refuseDevs: [dev, ...],
+//   { path, resolve, expectName, refuseIds: BigUint64Array [dev, ino, ...], refuseDevs: BigUint64Array,
 //     imageOwner?: { fd, uid, gid, mode }, intent?: { tmp, path, data: Buffer, mode } }
 // fstat(imageOwner.fd) must show that owner, group and mode (& 07777), else "pin:owner"
 // (EPERM); openat2(path, O_PATH|O_DIRECTORY, resolve) -> its description; a kernel name other
@@ -56,17 +56,12 @@ TargetPin ParseTargetPin(Napi::Value v) {
   p.path = ArgStringValue(o.Get("path"), "pin.path");
   p.resolve = ArgUint64(o.Get("resolve"), "pin.resolve");
   p.expectName = ArgStringValue(o.Get("expectName"), "pin.expectName");
-  Napi::Value ids = o.Get("refuseIds");
-  if (!ids.IsArray()) throw Napi::TypeError::New(v.Env(), "pin.refuseIds must be an array of [dev, ino]");
-  for (uint32_t i = 0; i < ids.As<Napi::Array>().Length(); i++) {
-    Napi::Value e = ids.As<Napi::Array>().Get(i);
-    if (!e.IsArray()) throw Napi::TypeError::New(v.Env(), "pin.refuseIds must be an array of [dev, ino]");
-    Napi::Array pair = e.As<Napi::Array>();
-    p.refuseIds.emplace_back(ArgUint64(pair.Get(0u), "pin.refuseIds[][0]"), ArgUint64(pair.Get(1u), "pin.refuseIds[][1]"));
-  }
-  Napi::Value devs = o.Get("refuseDevs");
-  if (!devs.IsArray()) throw Napi::TypeError::New(v.Env(), "pin.refuseDevs must be an array");
-  for (uint32_t i = 0; i < devs.As<Napi::Array>().Length(); i++) p.refuseDevs.push_back(ArgUint64(devs.As<Napi::Array>().Get(i), "pin.refuseDevs[]"));
+  // Identities as BigUint64Arrays (one read each, not one napi call per number): refuseIds is
+  // dev, ino, dev, ino, ...
+  std::vector<uint64_t> ids = ArgBigUint64Array(o.Get("refuseIds"), "pin.refuseIds");
+  if (ids.size() % 2 != 0) throw Napi::TypeError::New(v.Env(), "pin.refuseIds must hold (dev, ino) pairs");
+  for (size_t i = 0; i < ids.size(); i += 2) p.refuseIds.emplace_back(ids[i], ids[i + 1]);
+  p.refuseDevs = ArgBigUint64Array(o.Get("refuseDevs"), "pin.refuseDevs");
   Napi::Value owner = o.Get("imageOwner");
   if (owner.IsObject()) {
     Napi::Object oo = owner.As<Napi::Object>();

@@ -102,8 +102,10 @@ export interface NativeTargetPin {
   path: string;
   resolve: number;
   expectName: string;
-  refuseIds: Array<[bigint, bigint]>;
-  refuseDevs: bigint[];
+  /** Refused identities: dev, ino, dev, ino, ... (one typed array: one read for the addon, not one per number). */
+  refuseIds: BigUint64Array;
+  /** Refused filesystems (st_dev). */
+  refuseDevs: BigUint64Array;
   /** Refused ("pin:owner") unless fstat of this fd shows this owner, group and mode (& 0o7777). */
   imageOwner?: { fd: number; uid: number; gid: number; mode: number };
   intent?: { tmp: string; path: string; data: Buffer; mode: number };

@@ -59,14 +59,22 @@ function systemIdentities(): Promise<{ exact: Identity[]; subtreeDevs: Map<bigin
 }
 
 /**
- * The same identities as a native guard takes them: a target whose (dev, ino) is one of
- * `refuseIds` or whose dev is one of `refuseDevs` is refused (native/attach-mount.cc).
+ * The same identities as a native guard takes them: a target whose (dev, ino) is one of the
+ * pairs of `refuseIds` or whose dev is one of `refuseDevs` is refused (native/attach-mount.cc).
  */
-export async function systemTargetGuard(): Promise<{ refuseIds: Array<[bigint, bigint]>; refuseDevs: bigint[] }> {
-  guardMemo ??= systemIdentities().then((ids) => ({ refuseIds: ids.exact.map((e): [bigint, bigint] => [e.dev, e.ino]), refuseDevs: [...ids.subtreeDevs.keys()] }));
+export async function systemTargetGuard(): Promise<SystemTargetGuard> {
+  guardMemo ??= systemIdentities().then((ids) => ({
+    refuseIds: BigUint64Array.from(ids.exact.flatMap((e) => [e.dev, e.ino])),
+    refuseDevs: BigUint64Array.from(ids.subtreeDevs.keys()),
+  }));
   return guardMemo;
 }
-let guardMemo: Promise<{ refuseIds: Array<[bigint, bigint]>; refuseDevs: bigint[] }> | undefined;
+/** (dev, ino) pairs flattened: dev, ino, dev, ino, ... */
+export interface SystemTargetGuard {
+  refuseIds: BigUint64Array;
+  refuseDevs: BigUint64Array;
+}
+let guardMemo: Promise<SystemTargetGuard> | undefined;
 
 function within(p: string, dir: string): boolean {
   return p === dir || p.startsWith(dir.endsWith('/') ? dir : `${dir}/`);

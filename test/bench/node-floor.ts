@@ -47,7 +47,7 @@ export async function nodeFloorBatch(w: Workload, dir: string, cycles: number): 
         attrs: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
         detached: false,
         keepMountFd: false,
-        pin: { path: dir, resolve: RESOLVE_NO_SYMLINKS, expectName: dir, refuseIds: [], refuseDevs: [] },
+        pin: { path: dir, resolve: RESOLVE_NO_SYMLINKS, expectName: dir, refuseIds: new BigUint64Array(0), refuseDevs: new BigUint64Array(0) },
       },
       false,
     );

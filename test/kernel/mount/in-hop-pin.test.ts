@@ -62,8 +62,8 @@ describe('kernel: the target pinned in the mount call (loopAttachMount pin)', fu
       path: dir,
       resolve: RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
       expectName: dir,
-      refuseIds: [],
-      refuseDevs: [],
+      refuseIds: new BigUint64Array(0),
+      refuseDevs: new BigUint64Array(0),
       intent: { tmp: `${intent}.${process.pid}.tmp`, path: intent, data: Buffer.from('{"intent":true}\n'), mode: 0o600 },
     };
     return { dir, pin, intent };
@@ -96,10 +96,11 @@ describe('kernel: the target pinned in the mount call (loopAttachMount pin)', fu
       'EPERM',
       (s) => {
         const st = fs.statSync(s.dir, { bigint: true });
-        s.pin.refuseIds = [[st.dev, st.ino]];
+        // The second pair: pairs are read two numbers at a time.
+        s.pin.refuseIds = BigUint64Array.of(st.dev, st.ino + 1n, st.dev, st.ino);
       },
     ],
-    ['a refused filesystem (dev)', 'pin:identity', 'EPERM', (s) => void (s.pin.refuseDevs = [fs.statSync(s.dir, { bigint: true }).dev])],
+    ['a refused filesystem (dev)', 'pin:identity', 'EPERM', (s) => void (s.pin.refuseDevs = BigUint64Array.of(fs.statSync(s.dir, { bigint: true }).dev))],
     [
       'a symlink on the path',
       'pin:openat2',
@@ -148,6 +149,20 @@ describe('kernel: the target pinned in the mount call (loopAttachMount pin)', fu
     });
   }
 
+  it('takes identities only as BigUint64Arrays of whole (dev, ino) pairs: a TypeError, nothing done', async () => {
+    for (const [what, change, message] of [
+      ['an odd count', (p: NativeTargetPin) => void (p.refuseIds = BigUint64Array.of(1n, 2n, 3n)), /pin\.refuseIds must hold \(dev, ino\) pairs/],
+      ['an array of pairs', (p: NativeTargetPin) => void ((p as unknown as { refuseIds: unknown }).refuseIds = [[1n, 2n]]), /pin\.refuseIds must be a BigUint64Array/],
+      ['signed values', (p: NativeTargetPin) => void ((p as unknown as { refuseDevs: unknown }).refuseDevs = BigInt64Array.of(1n)), /pin\.refuseDevs must be a BigUint64Array/],
+    ] as const) {
+      const s = setup(`args-${what.replace(/\W+/g, '-')}`);
+      change(s.pin);
+      expect(() => binding().loopAttachMount(loopSpec(image, offset, size), mountSpec(s.dir, s.pin), false), what).to.throw(TypeError, message);
+      expect(fs.existsSync(s.intent), what).to.equal(false);
+    }
+    expect(bound()).to.deep.equal([]);
+  });
+
   it('a mount that fails after the intent was written takes it away (and the device, and the fd)', async () => {
     const { dir, pin, intent } = setup('mount-fails');
     // ext4 cannot read the squashfs partition: the attach succeeds, the mount fails.
@@ -162,8 +177,9 @@ describe('kernel: the target pinned in the mount call (loopAttachMount pin)', fu
   it('the system directories are what the guard refuses: /etc by identity', async () => {
     const g = await systemTargetGuard();
     const etc = fs.statSync('/etc', { bigint: true });
-    expect(g.refuseIds.some(([dev, ino]) => dev === etc.dev && ino === etc.ino)).to.equal(true);
+    const pairs = Array.from({ length: g.refuseIds.length / 2 }, (_, i) => [g.refuseIds[2 * i], g.refuseIds[2 * i + 1]]);
+    expect(pairs.some(([dev, ino]) => dev === etc.dev && ino === etc.ino)).to.equal(true);
     const proc = fs.statSync('/proc', { bigint: true });
-    expect(g.refuseDevs).to.include(proc.dev);
+    expect(Array.from(g.refuseDevs)).to.include(proc.dev);
   });
 });
