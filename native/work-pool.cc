@@ -40,7 +40,7 @@ constexpr size_t kMaxStuckThreads = 16;
 constexpr auto kSpinFor = std::chrono::microseconds(250);
 constexpr auto kYieldEvery = std::chrono::microseconds(20);
 // While a call is in flight, the JS thread's loop polls instead of sleeping, for up to
-// kPollFor after the last call was queued (see OnPoll).
+// kPollForNs after the last call was queued (see OnPoll).
 constexpr uint64_t kPollForNs = 500 * 1000;
 
 inline void CpuRelax() {
@@ -276,8 +276,8 @@ void OnDone(uv_async_t* async) {
 
 // The JS thread's side of a call's round trip. While a call is in flight, an active idle handle
 // makes the loop poll for I/O with no timeout instead of sleeping in epoll_wait, for up to
-// kPollFor after the last call was queued, giving its CPU to anything runnable every
-// kYieldEvery (at every turn measured about 20 us slower a main job: a yield is a context
+// kPollForNs after the last call was queued, giving its CPU to anything runnable every
+// kYieldEvery (yielding at every turn made a main job about 20 us slower: a yield is a context
 // switch whenever anything else is runnable).
 // On a VM a sleeping thread's vCPU halts, and the completion's wake-up (an IPI, the host
 // scheduling the vCPU again) costs 15-25 us; the pool's spinner saves the same on its side.
@@ -286,7 +286,7 @@ void OnDone(uv_async_t* async) {
 // 200 calls reading a small file, 0 sleeps of the JS thread against 200; init() + close()
 // 57 -> 42 us; the main job's fastest batches 686 -> 610 us, for about 240 us more CPU per
 // main job (the process's, 820 -> 1060 us). A call that takes longer (a FUSE mount, a stuck
-// filesystem) costs at most kPollFor of polling.
+// filesystem) costs at most kPollForNs of polling.
 void OnPoll(uv_idle_t* h) {
   auto* w = static_cast<EnvWork*>(h->data);
   uint64_t now = uv_hrtime();
