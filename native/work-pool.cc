@@ -302,12 +302,19 @@ void OnPoll(uv_idle_t* h) {
 
 void Freed(uv_handle_t* h) {
   auto* w = static_cast<EnvWork*>(h->data);
-  napi_remove_async_cleanup_hook(w->cleanup);
+  if (w->cleanup != nullptr) napi_remove_async_cleanup_hook(w->cleanup);
   delete w;
 }
 
+// Closes both handles and frees `w`: the poll handle first, then the async whose close frees
+// both (libuv runs close callbacks last-closed first, so closing both at once would free the
+// poll handle before its own close).
+void CloseHandles(EnvWork* w) {
+  uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), [](uv_handle_t* h) { uv_close(reinterpret_cast<uv_handle_t*>(&static_cast<EnvWork*>(h->data)->async), Freed); });
+}
+
 // The environment is going (its JS thread): wait for what the pool still runs for it, drop
-// it all, then close the handle (Node runs the loop until Freed says it is done). A call
+// it all, then close the handles (Node runs the loop until Freed says it is done). A call
 // blocked in the kernel holds this up, as an async_work in flight would.
 void Teardown(napi_async_cleanup_hook_handle, void* data) {
   auto* w = static_cast<EnvWork*>(data);
@@ -323,12 +330,7 @@ void Teardown(napi_async_cleanup_hook_handle, void* data) {
     napi_async_destroy(w->env, WorkQueue::Context(job));
     delete job;
   }
-  // The poll handle first, then the async whose close frees both: libuv runs close callbacks
-  // last-closed first, so closing both at once would free the poll handle before its own close.
-  uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), [](uv_handle_t* h) {
-    auto* w = static_cast<EnvWork*>(h->data);
-    uv_close(reinterpret_cast<uv_handle_t*>(&w->async), Freed);
-  });
+  CloseHandles(w);
 }
 
 }  // namespace
@@ -348,9 +350,8 @@ void InitWorkPool(Napi::Env env) {
   w->poll.data = w;
   uv_unref(reinterpret_cast<uv_handle_t*>(&w->poll));  // polling keeps nothing alive
   if (napi_add_async_cleanup_hook(env, Teardown, w, &w->cleanup) != napi_ok) {
-    uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), [](uv_handle_t* h) {
-      uv_close(reinterpret_cast<uv_handle_t*>(&static_cast<EnvWork*>(h->data)->async), [](uv_handle_t* a) { delete static_cast<EnvWork*>(a->data); });
-    });
+    w->cleanup = nullptr;  // (none was added: Freed removes none)
+    CloseHandles(w);
     NAPI_THROW_VOID(Napi::Error::New(env, "imgmount: could not set up completions"));
   }
   env.GetInstanceData<Addon>()->work = w;
@@ -371,9 +372,10 @@ void QueueJob(Napi::Env env, PoolJob* job, const char* resourceName) {
     w->inFlight++;
   }
   WorkQueue::Get().Submit(w, job);
-  w->pollUntil = uv_hrtime() + kPollForNs;
+  uint64_t now = uv_hrtime();
+  w->pollUntil = now + kPollForNs;
   if (!uv_is_active(reinterpret_cast<uv_handle_t*>(&w->poll))) {
-    w->polledSince = uv_hrtime();
+    w->polledSince = now;
     uv_idle_start(&w->poll, OnPoll);
   }
 }
